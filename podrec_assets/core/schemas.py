@@ -1,0 +1,139 @@
+"""Arrow schemas of every Delta table (the data contracts of ARCHITECTURE §3-4).
+
+The lake adds ``date`` (Delta date, the partition column), ``run_id`` and ``created_at`` to every table;
+the schemas below are what an asset hands to the lake. Assets build their output with ``to_table`` so a
+missing or mistyped column fails loudly at write time instead of drifting silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+SEGMENT = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string())])
+
+EPISODES = pa.schema([
+    ("episode_id", pa.string()),
+    ("podcast_id", pa.string()),
+    ("podcast_title", pa.string()),
+    ("episode_title", pa.string()),
+    ("description", pa.string()),
+    ("audio_url", pa.string()),
+    ("language", pa.string()),
+    ("published_at", TS),
+    ("duration_sec", pa.float64()),
+    ("categories", pa.list_(pa.string())),
+    ("source", pa.string()),
+    ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+])
+
+TRANSCRIPTS = pa.schema([
+    ("episode_id", pa.string()),
+    ("status", pa.string()),  # ok | failed | skipped_language
+    ("error", pa.string()),
+    ("language", pa.string()),
+    ("language_probability", pa.float64()),
+    ("audio_seconds", pa.float64()),
+    ("wall_seconds", pa.float64()),
+    ("model", pa.string()),
+    ("text", pa.string()),
+    ("segments", pa.list_(SEGMENT)),
+])
+
+USER_EVENTS = pa.schema([
+    ("event_id", pa.string()),
+    ("ts", TS),
+    ("user_id", pa.string()),
+    ("episode_id", pa.string()),
+    ("event", pa.string()),
+    ("device", pa.string()),
+    ("rating", pa.int32()),
+    ("position_sec", pa.float64()),
+    ("from_sec", pa.float64()),
+    ("to_sec", pa.float64()),
+    ("played_pct", pa.float64()),
+    ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+])
+
+USER_EPISODE_DAILY = pa.schema([
+    ("user_id", pa.string()),
+    ("episode_id", pa.string()),
+    ("engagement", pa.float64()),
+    ("event_count", pa.int64()),
+    ("max_played_pct", pa.float64()),
+    ("completed", pa.bool_()),
+    ("last_event_at", TS),
+])
+
+EPISODE_VECTORS = pa.schema([
+    ("episode_id", pa.string()),
+    ("published_at", TS),
+    ("model", pa.string()),
+    ("chunk_count", pa.int32()),
+    ("token_count", pa.int32()),
+    ("vector", pa.list_(pa.float32())),
+])
+
+SIMILARITIES = pa.schema([
+    ("new_episode_id", pa.string()),
+    ("historical_episode_id", pa.string()),
+    ("rank", pa.int32()),
+    ("cosine_similarity", pa.float64()),
+    ("distance", pa.float64()),
+    ("model", pa.string()),
+])
+
+ALS_TOP_N = pa.schema([
+    ("user_id", pa.string()),
+    ("episode_id", pa.string()),
+    ("rank", pa.int32()),
+    ("score", pa.float64()),
+    ("model_version", pa.string()),
+])
+
+FINAL_RECOMMENDATIONS = pa.schema([
+    ("user_id", pa.string()),
+    ("episode_id", pa.string()),
+    ("rank", pa.int32()),
+    ("final_score", pa.float64()),
+    ("als_score", pa.float64()),
+    ("content_score", pa.float64()),
+    ("alpha", pa.float64()),
+    ("reason", pa.string()),  # als | content | hybrid | popular
+    ("because_episode_id", pa.string()),
+    ("model_version", pa.string()),
+])
+
+RECOMMENDATION_METRICS = pa.schema([
+    ("model", pa.string()),  # popularity | als | content | hybrid
+    ("metric", pa.string()),  # precision@k, recall@k, ndcg@k, map@k, coverage, novelty, diversity, ...
+    ("k", pa.int32()),
+    ("value", pa.float64()),
+    ("users_evaluated", pa.int64()),
+])
+
+DEAD_LETTERS = pa.schema([
+    ("topic", pa.string()),
+    ("kafka_partition", pa.int32()),
+    ("kafka_offset", pa.int64()),
+    ("kafka_timestamp", TS),
+    ("key", pa.string()),
+    ("raw_payload", pa.string()),
+    ("reason", pa.string()),
+])
+
+
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) to an Arrow table of exactly ``schema``; unknown keys are an error."""
+    rows = list(rows)
+    names = set(schema.names)
+    for row in rows:
+        extra = set(row) - names
+        if extra:
+            raise ValueError(f"columns not in the schema: {sorted(extra)}")
+    return pa.Table.from_pylist([{n: row.get(n) for n in schema.names} for row in rows], schema=schema)

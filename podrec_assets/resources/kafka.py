@@ -1,0 +1,168 @@
+"""Kafka I/O: producers, and reading exactly one day's offset range of a topic.
+
+A day's range per partition is [offsets_for_times(day start), offsets_for_times(day end + lateness)); the
+consumer is assigned (no group), reads that bounded range and is closed, so no idle consumer keeps
+polling. The same range on a re-run gives the same records: materializing a day is idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime, timedelta, timezone
+from typing import Any, Iterable
+
+from dagster import ConfigurableResource
+
+
+def day_bounds_ms(day: date, lateness_minutes: int = 0) -> tuple[int, int, int]:
+    """(day start, day end, day end + lateness) as epoch milliseconds, UTC."""
+    start = datetime.combine(day, dtime.min, tzinfo=timezone.utc)
+    end = start + timedelta(days=1)
+    late = end + timedelta(minutes=lateness_minutes)
+    return tuple(int(t.timestamp() * 1000) for t in (start, end, late))  # type: ignore[return-value]
+
+
+@dataclass
+class KafkaRecord:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class DayRead:
+    """What one day's read found: records whose timestamp is on the day, and how the range was chosen."""
+
+    topic: str
+    day: date
+    records: list[KafkaRecord]
+    ranges: list[dict[str, int]]  # per partition: partition, start, stop (exclusive), log_start, log_end
+    outside_day: int = 0  # records inside the offset range whose timestamp is another day
+    possibly_truncated: list[int] = field(default_factory=list)  # partitions whose retained log starts inside the day
+
+    @property
+    def offsets_read(self) -> int:
+        return sum(r["stop"] - r["start"] for r in self.ranges)
+
+    def range_metadata(self) -> dict[str, Any]:
+        return {f"p{r['partition']}": f"{r['start']}..{r['stop']}" for r in self.ranges}
+
+
+class KafkaResource(ConfigurableResource):
+    """Connection settings for the broker; every client it hands out is short-lived."""
+
+    bootstrap_servers: str
+    lateness_minutes: int = 60
+    request_timeout_ms: int = 10000
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap_servers.split(","), "bootstrap_timeout_ms": self.request_timeout_ms,
+                "request_timeout_ms": max(self.request_timeout_ms, 3000) + 1000}
+
+    def producer(self, **overrides: Any):
+        from kafka import KafkaProducer
+
+        options = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024, "retries": 5, **overrides}
+        return KafkaProducer(**self._client_kwargs(), **options)
+
+    def consumer(self, **overrides: Any):
+        from kafka import KafkaConsumer
+
+        options = {"enable_auto_commit": False, "group_id": None, "auto_offset_reset": "earliest", **overrides}
+        return KafkaConsumer(**self._client_kwargs(), **options)
+
+    def admin(self):
+        from kafka import KafkaAdminClient
+
+        return KafkaAdminClient(**self._client_kwargs())
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Current end offset of every partition of ``topic`` ({} when the topic does not exist)."""
+        from kafka import TopicPartition
+
+        consumer = self.consumer()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()} if tps else {}
+        finally:
+            consumer.close()
+
+    def read_range(self, topic: str, ranges: dict[int, tuple[int, int]], timeout_s: float = 120.0) -> list[KafkaRecord]:
+        """Every record with start <= offset < stop per partition, in offset order per partition."""
+        from kafka import TopicPartition
+
+        wanted = {TopicPartition(topic, p): (a, b) for p, (a, b) in ranges.items() if b > a}
+        if not wanted:
+            return []
+        consumer = self.consumer(max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+        records: list[KafkaRecord] = []
+        try:
+            consumer.assign(list(wanted))
+            for tp, (start, _) in wanted.items():
+                consumer.seek(tp, start)
+            pending = set(wanted)
+            deadline = time.monotonic() + timeout_s
+            while pending:
+                if time.monotonic() > deadline:
+                    missing = {tp.partition: (consumer.position(tp), wanted[tp][1]) for tp in pending}
+                    raise TimeoutError(f"Kafka {topic}: range not fully read within {timeout_s}s (position, stop): {missing}")
+                batch = consumer.poll(timeout_ms=500, max_records=50000)
+                for tp, messages in batch.items():
+                    stop = wanted[tp][1]
+                    for m in messages:
+                        if m.offset < stop:
+                            records.append(KafkaRecord(m.partition, m.offset, m.timestamp, m.key, m.value))
+                for tp in list(pending):
+                    if consumer.position(tp) >= wanted[tp][1]:
+                        pending.discard(tp)
+                        consumer.pause(tp)
+        finally:
+            consumer.close()
+        return records
+
+    def read_day(self, topic: str, day: date) -> DayRead:
+        """The records of ``topic`` whose timestamp falls on ``day`` (UTC), with the offset ranges read."""
+        from kafka import TopicPartition
+
+        start_ms, end_ms, late_ms = day_bounds_ms(day, self.lateness_minutes)
+        consumer = self.consumer()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                raise RuntimeError(f"Kafka topic {topic!r} does not exist on {self.bootstrap_servers}. "
+                                   "Run `podrec services start` (it creates the topics) or create it.")
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            log_start = consumer.beginning_offsets(tps)
+            log_end = consumer.end_offsets(tps)
+            starts = consumer.offsets_for_times({tp: start_ms for tp in tps})
+            stops = consumer.offsets_for_times({tp: late_ms for tp in tps})
+        finally:
+            consumer.close()
+        ranges, truncated = [], []
+        for tp in tps:
+            start = starts[tp].offset if starts.get(tp) is not None else log_end[tp]
+            stop = stops[tp].offset if stops.get(tp) is not None else log_end[tp]
+            ranges.append({"partition": tp.partition, "start": start, "stop": max(start, stop),
+                           "log_start": log_start[tp], "log_end": log_end[tp]})
+            if log_start[tp] > 0 and start == log_start[tp]:
+                truncated.append(tp.partition)
+        raw = self.read_range(topic, {r["partition"]: (r["start"], r["stop"]) for r in ranges})
+        on_day = [r for r in raw if start_ms <= r.timestamp_ms < end_ms]
+        return DayRead(topic, day, on_day, ranges, outside_day=len(raw) - len(on_day), possibly_truncated=truncated)
+
+    def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes, int | None]]) -> int:
+        """Send (key, value, timestamp_ms) messages and wait for every ack; returns the count."""
+        producer = self.producer()
+        count = 0
+        try:
+            for key, value, ts in messages:
+                producer.send(topic, key=key, value=value, timestamp_ms=ts)
+                count += 1
+            producer.flush()
+        finally:
+            producer.close()
+        return count

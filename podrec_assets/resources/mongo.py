@@ -1,0 +1,104 @@
+"""MongoDB serving copy: collections replaced one day partition at a time.
+
+Writing day D inserts the new documents under a fresh ``write_id`` and then deletes D's documents that
+carry any other ``write_id``: readers see the old set or old + new for a moment, never an empty day.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any, Iterable, Sequence
+
+from dagster import ConfigurableResource
+from pydantic import PrivateAttr
+
+# Indexes of ARCHITECTURE §4, created before every write (create_index is a no-op when present).
+SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
+    "episodes": [
+        {"keys": [("episode_id", 1)], "unique": True},
+        {"keys": [("date", -1)]},
+        {"keys": [("podcast_title", 1)]},
+    ],
+    "similarities": [
+        {"keys": [("new_episode_id", 1), ("model", 1), ("cosine_similarity", -1)]},
+        {"keys": [("historical_episode_id", 1), ("model", 1)]},
+        {"keys": [("date", 1)]},
+    ],
+    "als_top_n": [
+        {"keys": [("user_id", 1), ("date", -1), ("rank", 1)]},
+        {"keys": [("date", 1)]},
+    ],
+    "final_recommendations": [
+        {"keys": [("user_id", 1), ("date", -1), ("rank", 1)]},
+        {"keys": [("date", 1)]},
+    ],
+}
+
+
+class MongoResource(ConfigurableResource):
+    """The serving database; the client is created on first use and reused within a run."""
+
+    uri: str
+    database: str = "podrec"
+    server_selection_timeout_ms: int = 5000
+
+    _client: Any = PrivateAttr(default=None)
+
+    def client(self):
+        if self._client is None:
+            from pymongo import MongoClient
+
+            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.server_selection_timeout_ms, tz_aware=True)
+        return self._client
+
+    def db(self):
+        return self.client()[self.database]
+
+    def teardown_after_execution(self, context) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def ensure_indexes(self, collection: str) -> None:
+        coll = self.db()[collection]
+        for spec in SERVING_INDEXES.get(collection, []):
+            coll.create_index(spec["keys"], unique=spec.get("unique", False))
+
+    def replace_day(self, collection: str, day: date, documents: Iterable[dict[str, Any]], run_id: str,
+                    model_version: str | None = None, batch_size: int = 5000) -> dict[str, int]:
+        """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version)."""
+        self.ensure_indexes(collection)
+        coll = self.db()[collection]
+        write_id = uuid.uuid4().hex
+        day_key = day.isoformat()
+        batch: list[dict[str, Any]] = []
+        inserted = 0
+        for doc in documents:
+            batch.append({**doc, "date": day_key, "run_id": run_id, "model_version": model_version, "write_id": write_id})
+            if len(batch) >= batch_size:
+                inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
+                batch = []
+        if batch:
+            inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
+        deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
+        return {"inserted": inserted, "deleted": deleted}
+
+    def upsert_many(self, collection: str, key_fields: Sequence[str], documents: Iterable[dict[str, Any]],
+                    batch_size: int = 5000) -> int:
+        """Bulk upsert by key (the catalog: an episode keeps one document whatever day re-publishes it)."""
+        from pymongo import ReplaceOne
+
+        self.ensure_indexes(collection)
+        coll = self.db()[collection]
+        ops, count = [], 0
+        for doc in documents:
+            ops.append(ReplaceOne({k: doc[k] for k in key_fields}, doc, upsert=True))
+            if len(ops) >= batch_size:
+                coll.bulk_write(ops, ordered=False)
+                count += len(ops)
+                ops = []
+        if ops:
+            coll.bulk_write(ops, ordered=False)
+            count += len(ops)
+        return count

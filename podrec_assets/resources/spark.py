@@ -1,0 +1,22 @@
+"""Spark for engine=spark: dagster-pyspark's lazy resource, so a run that never touches Spark never starts it."""
+
+from __future__ import annotations
+
+from dagster_pyspark import LazyPySparkResource
+
+from podrec_assets.settings import Settings
+
+
+def spark_resource(settings: Settings) -> LazyPySparkResource:
+    return LazyPySparkResource(
+        spark_config={
+            "spark.master": settings.spark_master,
+            "spark.app.name": "podrec",
+            "spark.driver.memory": settings.spark_driver_memory,
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.ui.enabled": "false",
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        }
+    )

@@ -1,0 +1,74 @@
+"""Shared fixtures: a real Kafka broker and MongoDB server per test session, on free ports, in a temp home.
+
+Servers are started through the same code as `podrec services start` and stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from podrec_assets.local.processes import free_port
+from podrec_assets.local.services import LocalStack
+from podrec_assets.resources import build_resources
+from podrec_assets.settings import Settings, get_settings, load_settings
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def make_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PODREC_HOME": str(home),
+        "PODREC_KAFKA_PORT": str(free_port()),
+        "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_START_DATE": "2026-01-01",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory) -> dict[str, str]:
+    """PODREC_* variables of the session's stack (a fresh home with its own ports)."""
+    return make_env(tmp_path_factory.mktemp("podrec-home"))
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack_env) -> Settings:
+    """Settings of a running local stack: real noida-db Kafka and SecantusDB MongoDB, stopped by PID after."""
+    settings = load_settings(stack_env)
+    stack = LocalStack(settings)
+    stack.start()
+    yield settings
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def resources(stack_settings) -> dict:
+    return build_resources(stack_settings)
+
+
+@pytest.fixture
+def podrec_env(stack_env, stack_settings, monkeypatch):
+    """Point the process-wide settings (what Dagster definitions read) at the session's stack."""
+    for key, value in stack_env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield stack_settings
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def artifacts_dir(request) -> Path:
+    """Where a test saves screenshots and reports (kept after the run, git-ignored)."""
+    path = ARTIFACTS / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_models():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
