@@ -16,12 +16,13 @@ help:  ## list the targets
 
 setup: system-packages $(STAMP) $(SECANTUS)  ## install everything (venv, pinned packages, Debian packages, SecantusDB)
 
-system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium) when root; else say what to install
+system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium, docker-compose) when root; else say what to install
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
