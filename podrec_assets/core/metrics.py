@@ -1,0 +1,146 @@
+"""Ranking metrics over pandas frames, with Microsoft Recommenders' definitions.
+
+Every model (popularity, ALS, content, hybrid) is scored by the same functions so their figures compare.
+
+Inputs:
+- ``recommended``: columns ``user_id``, ``episode_id``, ``rank`` (1 = best). Rows are ordered per user by
+  ``rank``; a user's top-k are the first k distinct episodes in that order (positions 1..k), so gaps or ties in
+  ``rank`` do not shift the discount.
+- ``relevant``: columns ``user_id``, ``episode_id`` (duplicates ignored): the ground truth.
+
+As in Recommenders' ``python_evaluation``, a metric averages over the users present in BOTH frames ("common
+users"): a user with relevant episodes but no recommendation, or with recommendations but nothing relevant,
+is not counted. Users counted but without a single hit contribute 0. Relevance is binary.
+
+- precision@k = hits_in_top_k / k  (k even when fewer than k were recommended, as Recommenders does)
+- recall@k    = hits_in_top_k / |relevant|
+- ndcg@k      = sum over hits of 1/log2(position+1), divided by the ideal sum over positions 1..min(|relevant|, k)
+- map_at_k    = sum over hits of (hits so far / position), divided by min(|relevant|, k)   (Recommenders ``map_at_k``)
+- map_spark   = the same sum divided by |relevant|: Spark MLlib's ``meanAveragePrecision`` on the top-k list, which
+  is what Recommenders' ``map`` computes and what its MovieLens benchmark table reports as "MAP".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+USER, ITEM, RANK = "user_id", "episode_id", "rank"
+
+
+def _prepare(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.Series]:
+    """(top-k rows of the common users with their position and hit flag, |relevant| per common user)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, not {k}")
+    missing = {USER, ITEM, RANK} - set(recommended.columns)
+    if missing:
+        raise ValueError(f"recommended lacks columns {sorted(missing)}")
+    missing = {USER, ITEM} - set(relevant.columns)
+    if missing:
+        raise ValueError(f"relevant lacks columns {sorted(missing)}")
+    truth = relevant[[USER, ITEM]].drop_duplicates()
+    recs = recommended[[USER, ITEM, RANK]]
+    common = pd.Index(recs[USER].unique()).intersection(pd.Index(truth[USER].unique()))
+    recs = recs[recs[USER].isin(common)]
+    truth = truth[truth[USER].isin(common)]
+    recs = recs.sort_values([USER, RANK], kind="mergesort").drop_duplicates([USER, ITEM], keep="first")
+    recs = recs.assign(position=recs.groupby(USER, sort=False).cumcount() + 1)
+    recs = recs[recs["position"] <= k]
+    top = recs.merge(truth, on=[USER, ITEM], how="left", indicator=True)
+    top["hit"] = top.pop("_merge").eq("both").to_numpy()
+    actual = truth.groupby(USER).size().rename("actual")
+    return top, actual
+
+
+def _per_user_hits(top: pd.DataFrame, actual: pd.Series) -> pd.DataFrame:
+    hits = top[top["hit"]]
+    return hits.groupby(USER).size().rename("hits").reindex(actual.index, fill_value=0).to_frame().join(actual)
+
+
+def precision_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
+    """Mean over common users of hits in the top k / k (Recommenders ``precision_at_k``)."""
+    top, actual = _prepare(recommended, relevant, k)
+    if actual.empty:
+        return 0.0
+    per_user = _per_user_hits(top, actual)
+    return float((per_user["hits"] / k).sum() / len(actual))
+
+
+def recall_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
+    """Mean over common users of hits in the top k / number of relevant episodes (Recommenders ``recall_at_k``)."""
+    top, actual = _prepare(recommended, relevant, k)
+    if actual.empty:
+        return 0.0
+    per_user = _per_user_hits(top, actual)
+    return float((per_user["hits"] / per_user["actual"]).sum() / len(actual))
+
+
+def _ideal_dcg(actual: pd.Series, k: int) -> pd.Series:
+    discounts = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))  # ideal DCG for 1..k relevant items
+    return pd.Series(discounts[np.minimum(actual.to_numpy(), k) - 1], index=actual.index)
+
+
+def ndcg_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
+    """Mean over common users of binary-relevance nDCG@k (Recommenders ``ndcg_at_k``, score_type="binary")."""
+    top, actual = _prepare(recommended, relevant, k)
+    if actual.empty:
+        return 0.0
+    hits = top[top["hit"]]
+    dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
+    return float((dcg / _ideal_dcg(actual, k)).sum() / len(actual))
+
+
+def _average_precision_sums(top: pd.DataFrame, actual: pd.Series) -> pd.Series:
+    hits = top[top["hit"]].sort_values([USER, "position"], kind="mergesort")
+    precision_at_hit = (hits.groupby(USER).cumcount() + 1) / hits["position"]
+    return precision_at_hit.groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
+
+
+def map_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
+    """Mean average precision normalised by min(|relevant|, k) (Recommenders ``map_at_k``)."""
+    top, actual = _prepare(recommended, relevant, k)
+    if actual.empty:
+        return 0.0
+    sums = _average_precision_sums(top, actual)
+    return float((sums / np.minimum(actual, k)).sum() / len(actual))
+
+
+def map_spark(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
+    """Mean average precision normalised by |relevant| (Recommenders ``map`` = Spark MLlib meanAveragePrecision).
+
+    This is the "MAP" column of Recommenders' MovieLens benchmark table, so ``podrec bench movielens`` uses it.
+    """
+    top, actual = _prepare(recommended, relevant, k)
+    if actual.empty:
+        return 0.0
+    sums = _average_precision_sums(top, actual)
+    return float((sums / actual).sum() / len(actual))
+
+
+def ranking_metrics(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> dict[str, float | int]:
+    """precision@k, recall@k, ndcg@k, map@k (Recommenders ``map_at_k``) and the number of users evaluated.
+
+    Keys carry k, e.g. ``{"precision@10": ..., "recall@10": ..., "ndcg@10": ..., "map@10": ..., "users": 123}``.
+    """
+    top, actual = _prepare(recommended, relevant, k)
+    n_users = int(len(actual))
+    if n_users == 0:
+        return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, f"map@{k}": 0.0, "users": 0}
+    per_user = _per_user_hits(top, actual)
+    hits = top[top["hit"]]
+    dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
+    ap_sums = _average_precision_sums(top, actual)
+    return {
+        f"precision@{k}": float((per_user["hits"] / k).sum() / n_users),
+        f"recall@{k}": float((per_user["hits"] / per_user["actual"]).sum() / n_users),
+        f"ndcg@{k}": float((dcg / _ideal_dcg(actual, k)).sum() / n_users),
+        f"map@{k}": float((ap_sums / np.minimum(actual, k)).sum() / n_users),
+        "users": n_users,
+    }
+
+
+def top_k_from_scores(scored: pd.DataFrame, k: int, score_col: str = "score") -> pd.DataFrame:
+    """Per user, the k highest-scoring rows with ``rank`` 1..k (ties broken by episode_id, deterministic)."""
+    ordered = scored.sort_values([USER, score_col, ITEM], ascending=[True, False, True], kind="mergesort")
+    ordered = ordered.assign(rank=ordered.groupby(USER, sort=False).cumcount() + 1)
+    return ordered[ordered[RANK] <= k].reset_index(drop=True)
