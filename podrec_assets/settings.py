@@ -39,6 +39,7 @@ class Settings:
     service_start_timeout_s: float = _setting("PODREC_SERVICE_START_TIMEOUT_S", 30.0, "How long to wait for a started server to answer.")
     episode_topic_partitions: int = _setting("PODREC_EPISODE_TOPIC_PARTITIONS", 1, "Partitions of episode-metadata and episode-ids.")
     user_events_partitions: int = _setting("PODREC_USER_EVENTS_PARTITIONS", 3, "Partitions of user-events (at least 3).")
+    kafka_retention_ms: int = _setting("PODREC_KAFKA_RETENTION_MS", -1, "retention.ms of the topics podrec creates (-1 keeps records forever; history is stamped with past event times).")
     kafka_lateness_minutes: int = _setting("PODREC_KAFKA_LATENESS_MINUTES", 60, "Allowed lateness: a day's Kafka range ends this long after midnight.")
 
     # --- orchestration and UI ----------------------------------------------------------------------
@@ -95,6 +96,10 @@ class Settings:
     fusion_alpha_ramp_days: int = _setting("PODREC_FUSION_ALPHA_RAMP_DAYS", 3, "Days over which alpha rises linearly from alpha_new to alpha.")
     history_days: int = _setting("PODREC_HISTORY_DAYS", 7, "Days of a user's listening used as content history.")
     metrics_k: int = _setting("PODREC_METRICS_K", 10, "k of the ranking metrics.")
+    fusion_alpha_select: str = _setting("PODREC_FUSION_ALPHA_SELECT", "validate", "validate: pick alpha/alpha_new/ramp on the previous day (recs D-1 vs day D) before recommending for D; fixed: use the settings.")
+    content_candidates: int = _setting("PODREC_CONTENT_CANDIDATES", 20, "Content candidates per user (nearest catalog episodes to the user's history) joined with the ALS top-N.")
+    positive_engagement: float = _setting("PODREC_POSITIVE_ENGAGEMENT", 2.0, "A (user, episode, day) is a positive engagement when completed or engagement >= this; also what counts as listening history.")
+    popularity_half_life_days: float = _setting("PODREC_POPULARITY_HALF_LIFE_DAYS", 2.0, "Recent popularity = positive users per episode, each day weighted 0.5^(age/half-life).")
 
     # --- sources -----------------------------------------------------------------------------------
     podcastindex_api_key: str = _setting("PODCASTINDEX_API_KEY", "", "PodcastIndex API key.", secret=True)
