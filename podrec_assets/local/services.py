@@ -8,7 +8,6 @@ and ``status`` only probes them.
 from __future__ import annotations
 
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +84,10 @@ def ensure_topics(settings: Settings) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, bootstrap_timeout_ms=5000)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions[t], 1) for t in TOPICS if t not in existing]
+        # Records carry event time; the broker's time-based retention would delete a history of past days on
+        # arrival, so the project's topics keep records until settings.kafka_retention_ms (-1: forever).
+        configs = {"retention.ms": str(settings.kafka_retention_ms)}
+        missing = [NewTopic(t, partitions[t], 1, topic_configs=configs) for t in TOPICS if t not in existing]
         created = []
         for topic in missing:
             try:
@@ -207,6 +209,3 @@ def require_services(settings: Settings) -> None:
             + ("PODREC_MONGO_URI. Check that server." if settings.mongo_external else f"{settings.mongo_url}. Start it with `podrec services start`.")
         )
 
-
-if __name__ == "__main__":  # pragma: no cover - convenience
-    sys.exit("use `podrec services start|stop|status|logs`")
