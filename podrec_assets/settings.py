@@ -48,6 +48,16 @@ class Settings:
     dagster_port: int = _setting("PODREC_DAGSTER_PORT", 3000, "Dagster webserver port.")
     dash_port: int = _setting("PODREC_DASH_PORT", 8050, "Dash app port.")
     max_concurrent_runs: int = _setting("PODREC_MAX_CONCURRENT_RUNS", 2, "Dagster run queue limit (2 suits 2 cores).")
+    sensor_interval_s: int = _setting("PODREC_SENSOR_INTERVAL_S", 30, "Seconds between Kafka sensor ticks (and automation evaluations).")
+    sensor_scan_limit: int = _setting("PODREC_SENSOR_SCAN_LIMIT", 20000, "New records per partition a Kafka sensor reads exactly; above this it bisects offsets_for_times by day.")
+    automation_lookback_days: int = _setting("PODREC_AUTOMATION_LOOKBACK_DAYS", 2, "Day partitions (ending today) that declarative automation keeps up to date.")
+    model_cron: str = _setting("PODREC_MODEL_CRON", "", "Cron for the model assets (als_top_n, final_recommendations, metrics). Empty: eager, like the rest.")
+    freshness_warn_minutes: int = _setting("PODREC_FRESHNESS_WARN_MINUTES", 1560, "Default freshness: WARN when an asset has not materialized for this long (26 h).")
+    freshness_fail_minutes: int = _setting("PODREC_FRESHNESS_FAIL_MINUTES", 2160, "Default freshness: FAIL after this long (36 h).")
+    freshness_live_warn_minutes: int = _setting("PODREC_FRESHNESS_LIVE_WARN_MINUTES", 180, "Freshness of Kafka topics and Kafka-fed assets: WARN after this long.")
+    freshness_live_fail_minutes: int = _setting("PODREC_FRESHNESS_LIVE_FAIL_MINUTES", 720, "Freshness of Kafka topics and Kafka-fed assets: FAIL after this long.")
+    als_ndcg_tolerance: float = _setting("PODREC_ALS_NDCG_TOLERANCE", 0.05, "Blocking check: a new ALS model may lose at most this much validation nDCG@10 vs the previous day.")
+    dead_letter_warn_share: float = _setting("PODREC_DEAD_LETTER_WARN_SHARE", 0.05, "Check warns when dead letters exceed this share of a day's messages.")
 
     # --- batch engine ------------------------------------------------------------------------------
     engine: str = _setting("PODREC_ENGINE", "local", "Batch engine: local (DuckDB + implicit) or spark (Spark SQL + Spark ML).")
