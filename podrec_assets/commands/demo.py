@@ -1,0 +1,140 @@
+"""`podrec demo`: the whole product on one machine, from nothing to recommendations in the browser.
+
+Starts the local stack, publishes the demo catalog (real topic-labelled text spoken by espeak-ng),
+simulates listening history, materializes every asset for every demo day in the persistent Dagster
+instance (so the runs, lineage and metadata are in the UI), then serves the Dagster UI and the Dash app
+until Ctrl-C, which stops everything the demo started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+
+from podrec_assets.settings import PROJECT_ROOT, Settings, get_settings
+
+
+def demo_days(settings: Settings, today: date | None = None) -> list[date]:
+    """The demo's history: ``demo_days`` days ending yesterday (UTC)."""
+    today = today or datetime.now(timezone.utc).date()
+    return [today - timedelta(days=n) for n in range(settings.demo_days, 0, -1)]
+
+
+def prepare_dagster_home(settings: Settings) -> None:
+    """DAGSTER_HOME with the project's instance file (telemetry off, run limits, freshness on)."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", settings.dagster_home / "dagster.yaml")
+
+
+def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
+    """Run the whole asset graph for each day, in order, recorded in the persistent instance."""
+    import os
+
+    import dagster as dg
+
+    from podrec_assets.definitions import build_definitions
+
+    prepare_dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    instance = dg.DagsterInstance.get()
+    job = build_definitions().get_implicit_global_asset_job_def()
+    results = []
+    for n, day in enumerate(days, 1):
+        started = time.monotonic()
+        print(f"[{n}/{len(days)}] materializing every asset for {day} ...", flush=True)
+        result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False,
+                                        tags={"podrec/source": "demo"})
+        materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
+        failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        print(f"    {len(materialized)} assets in {time.monotonic() - started:.0f}s"
+              + (f"; FAILED steps: {', '.join(failed)}" if failed else ""), flush=True)
+        results.append({"day": day.isoformat(), "success": result.success, "assets": materialized, "failed": failed})
+    return results
+
+
+def run_demo(settings: Settings, serve: bool = True, keep_services: bool = False) -> int:
+    from podrec_assets.local.services import LocalStack
+    from podrec_assets.sources.demo_catalog import publish_demo_catalog
+    from podrec_assets.sources.simulator import simulate_history
+
+    days = demo_days(settings)
+    if days[0] < settings.start_day:
+        raise ValueError(f"the demo starts on {days[0]}, before PODREC_START_DATE={settings.start_date}")
+    stack = LocalStack(settings)
+    began = time.monotonic()
+    print(f"podrec demo: home {settings.home_path}, days {days[0]} .. {days[-1]}", flush=True)
+    for status in stack.start():
+        print("  " + status.line(), flush=True)
+    started_ui: list = []
+    try:
+        print(f"publishing the demo catalog ({settings.demo_episodes_per_day} episodes/day) ...", flush=True)
+        print("  ", publish_demo_catalog(settings, days, settings.demo_episodes_per_day, settings.seed), flush=True)
+        print(f"simulating {settings.demo_users} users ...", flush=True)
+        print("  ", simulate_history(settings, days, settings.demo_users, settings.demo_events_per_user_day,
+                                      settings.seed), flush=True)
+        results = materialize_days(settings, days)
+        failed_days = [r["day"] for r in results if not r["success"]]
+        print(f"demo data ready in {time.monotonic() - began:.0f}s"
+              + (f"; days with failures: {', '.join(failed_days)} (see the Dagster UI)" if failed_days else ""), flush=True)
+        if not serve:
+            return 1 if failed_days else 0
+        started_ui = serve_ui(settings)
+        print(f"\n  Dagster UI : http://{settings.host}:{settings.dagster_port}\n"
+              f"  Dash app   : http://{settings.host}:{settings.dash_port}\n\nCtrl-C stops everything.", flush=True)
+        wait_for_stop_signal()
+        return 0
+    finally:
+        for stop in reversed(started_ui):
+            stop()
+        if serve or not keep_services:
+            stopped = stack.stop()
+            if stopped:
+                print(f"stopped: {', '.join(stopped)}", flush=True)
+
+
+def wait_for_stop_signal() -> None:
+    """Sleep until Ctrl-C or SIGTERM (the servers run in their own sessions, so they don't see it)."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    signal.sigwait(signals)
+    print("\nstopping ...", flush=True)
+
+
+def serve_ui(settings: Settings) -> list:
+    """Start the Dagster webserver + daemon and the Dash app; returns their stop functions."""
+    from podrec_assets.commands.dash import start_dash, stop_dash
+    from podrec_assets.local.dagster import start_dagster, stop_dagster
+
+    stops = []
+    start_dagster(settings)
+    stops.append(lambda: stop_dagster(settings))
+    start_dash(settings)
+    stops.append(lambda: stop_dash(settings))
+    return stops
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    overrides = {k: v for k, v in {"demo_days": args.days, "demo_episodes_per_day": args.episodes_per_day,
+                                   "demo_users": args.users}.items() if v is not None}
+    settings = replace(settings, **overrides)
+    return run_demo(settings, serve=not args.no_serve, keep_services=args.keep_services)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="start everything, make demo data, materialize the graph, serve the UIs",
+        description="Start Kafka + MongoDB, publish a demo catalog (real text spoken by espeak-ng), simulate "
+        "listeners, materialize every asset for every demo day, then serve the Dagster UI and the Dash app "
+        "until Ctrl-C. State goes under $PODREC_HOME. Sizes default to PODREC_DEMO_* settings.",
+    )
+    parser.add_argument("--days", type=int, help="days of history (default PODREC_DEMO_DAYS)")
+    parser.add_argument("--episodes-per-day", type=int, help="episodes published per day (default PODREC_DEMO_EPISODES_PER_DAY)")
+    parser.add_argument("--users", type=int, help="simulated users (default PODREC_DEMO_USERS)")
+    parser.add_argument("--no-serve", action="store_true", help="do the work and exit (CI, scripts); stops the servers")
+    parser.add_argument("--keep-services", action="store_true", help="with --no-serve: leave Kafka and MongoDB running")
+    parser.set_defaults(handler=_run)
