@@ -1,0 +1,184 @@
+"""Offline evaluation: the lists made for day D−1 judged against what users did on day D.
+
+Definitions (ranking metrics are ``core.metrics``, Microsoft Recommenders' ``python_evaluation``):
+
+- **Positive engagement** on D: a (user, episode) row of ``user_episode_daily[D]`` that is completed or has
+  engagement >= ``positive_engagement`` (default 2.0 = a like, a >80 % play or a completion; skips and short
+  plays are not positive). Episodes the user had already engaged with in the history window up to D−1 are
+  removed from the truth: every model excludes them from its list by design, so they would only add noise.
+- **Users evaluated**: users with at least one relevant episode on D AND a list from every model, so all
+  models are scored on the same users (Recommenders' "common users" rule, applied across models).
+- **new episodes** variants (``ndcg@k/new`` ...): the truth restricted to episodes published on D−1 — the ones
+  ALS had (almost) no behaviour for when it ranked them.
+- **coverage**: distinct recommended episodes / catalog episodes published by D−1 (Recommenders
+  ``catalog_coverage``).
+- **novelty**: mean over recommended (user, episode) of −log2(share of window users who engaged with the
+  episode); never-engaged episodes count as engaged by one user (Recommenders ``novelty`` with smoothing).
+- **diversity**: mean over users of the mean pairwise (1 − cosine) between the embeddings of the top-k
+  (intra-list diversity; Recommenders ``diversity`` with item features instead of co-occurrence).
+- **taste_match@k**: from the simulator's true tastes (user, topic, weight): mean over users of the mean over
+  the top-k of weight(user, episode's topic) / the user's largest weight — 1 means every episode is on the
+  user's favourite topic. An episode's topic weight is the max over its categories.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+import pandas as pd
+
+from podrec_assets.core.fusion import (
+    AlphaCurve, ContentIndex, PreparedDay, empty_recommendations, fill_with_popular, positive_mask, recommend,
+)
+from podrec_assets.core.metrics import ranking_metrics
+
+USER, ITEM = "user_id", "episode_id"
+MODELS = ("popularity", "als", "content", "hybrid")
+
+
+def relevant_pairs(daily_next: pd.DataFrame, min_engagement: float, already_seen: pd.DataFrame) -> pd.DataFrame:
+    """The truth: positive (user, episode) pairs of the evaluated day, minus pairs seen before it."""
+    if daily_next.empty:
+        return pd.DataFrame({USER: pd.Series(dtype=object), ITEM: pd.Series(dtype=object)})
+    positive = daily_next[positive_mask(daily_next, min_engagement)][[USER, ITEM]].drop_duplicates()
+    if already_seen.empty:
+        return positive.reset_index(drop=True)
+    merged = positive.merge(already_seen[[USER, ITEM]].drop_duplicates().assign(_seen=True), on=[USER, ITEM], how="left")
+    return merged[merged["_seen"].isna()][[USER, ITEM]].reset_index(drop=True)
+
+
+def top_k(recommended: pd.DataFrame, k: int) -> pd.DataFrame:
+    ordered = recommended.sort_values([USER, "rank"], kind="mergesort")
+    return ordered[ordered.groupby(USER, sort=False).cumcount() < k]
+
+
+def catalog_coverage(recommended: pd.DataFrame, catalog_size: int, k: int) -> float:
+    if catalog_size <= 0:
+        return 0.0
+    return float(top_k(recommended, k)[ITEM].nunique() / catalog_size)
+
+
+def novelty(recommended: pd.DataFrame, interactions: pd.DataFrame, k: int) -> float:
+    """Mean self-information −log2(p(i)) of recommended episodes, p(i) = engaged users of i / all users."""
+    top = top_k(recommended, k)
+    if top.empty or interactions.empty:
+        return 0.0
+    n_users = interactions[USER].nunique()
+    users_per_item = interactions.drop_duplicates([USER, ITEM]).groupby(ITEM).size()
+    counts = top[ITEM].map(users_per_item).fillna(1.0).clip(lower=1.0)
+    return float((-np.log2(counts / n_users)).mean())
+
+
+def intra_list_diversity(recommended: pd.DataFrame, index: ContentIndex, k: int) -> float:
+    """Mean over users (with >= 2 embedded episodes in the top-k) of the mean pairwise 1 − cosine."""
+    top = top_k(recommended, k)
+    values = []
+    for _, items in top.groupby(USER)[ITEM]:
+        known = [e for e in items if e in index.position]
+        if len(known) < 2:
+            continue
+        vecs = index.vectors_of(known)
+        sims = vecs @ vecs.T
+        i, j = np.triu_indices(len(known), k=1)
+        values.append(float(np.mean(1.0 - sims[i, j])))
+    return float(np.mean(values)) if values else 0.0
+
+
+def taste_match(recommended: pd.DataFrame, tastes: pd.DataFrame, categories: pd.Series, k: int) -> tuple[float, int]:
+    """(mean normalised taste weight of the top-k, users scored). ``categories``: list of topics by episode_id."""
+    top = top_k(recommended, k)
+    if top.empty or tastes.empty:
+        return 0.0, 0
+    weight = {(u, t): w for u, t, w in zip(tastes[USER], tastes["topic"], tastes["weight"])}
+    best = tastes.groupby(USER)["weight"].max().to_dict()
+    per_user: dict = {}
+    for user, eid in zip(top[USER], top[ITEM]):
+        if best.get(user, 0) <= 0:
+            continue
+        topics = categories.get(eid)
+        topics = [] if topics is None else list(topics)
+        w = max((weight.get((user, t), 0.0) for t in topics), default=0.0)
+        per_user.setdefault(user, []).append(w / best[user])
+    if not per_user:
+        return 0.0, 0
+    return float(np.mean([np.mean(v) for v in per_user.values()])), len(per_user)
+
+
+def popularity_lists(prepared: PreparedDay, users, k: int) -> pd.DataFrame:
+    """The popularity baseline: the recent popular episodes each user has not engaged with."""
+    return fill_with_popular(empty_recommendations(), users, prepared.popular, prepared.excluded, k)
+
+
+def content_lists(prepared: PreparedDay, top_n: int) -> pd.DataFrame:
+    """The content-only baseline: content candidates ranked by content score alone (α = 0 everywhere)."""
+    only_content = prepared.normalised[prepared.normalised["in_content"]]
+    fused = PreparedDay(prepared.day, only_content, prepared.age_days, [], prepared.popular, prepared.excluded,
+                        prepared.history, prepared.index)
+    return recommend(fused, AlphaCurve(0.0, 0.0, 0), top_n)
+
+
+def evaluate_models(lists: dict[str, pd.DataFrame], relevant: pd.DataFrame, relevant_new: pd.DataFrame, k: int,
+                    catalog_size: int, interactions: pd.DataFrame, index: ContentIndex,
+                    tastes: pd.DataFrame | None = None, categories: pd.Series | None = None) -> pd.DataFrame:
+    """Long table model, metric, k, value, users_evaluated for every model's list (same users for all)."""
+    users = set(relevant[USER])
+    for recs in lists.values():
+        users &= set(recs[USER])
+    truth = relevant[relevant[USER].isin(users)]
+    truth_new = relevant_new[relevant_new[USER].isin(users)]
+    rows = []
+    for model, recs in lists.items():
+        judged = recs[recs[USER].isin(users)]
+        for name, value in _ranking(judged, truth, k).items():
+            rows.append((model, name, k, value, len(users)))
+        new_scores = ranking_metrics(judged, truth_new, k)
+        for name in (f"recall@{k}", f"ndcg@{k}", f"precision@{k}"):
+            rows.append((model, f"{name}/new", k, new_scores[name], new_scores["users"]))
+        all_users = recs[USER].nunique()
+        rows.append((model, "coverage", k, catalog_coverage(recs, catalog_size, k), all_users))
+        rows.append((model, "novelty", k, novelty(recs, interactions, k), all_users))
+        rows.append((model, "diversity", k, intra_list_diversity(recs, index, k), all_users))
+        if tastes is not None and categories is not None and not tastes.empty:
+            value, scored = taste_match(recs, tastes, categories, k)
+            rows.append((model, f"taste_match@{k}", k, value, scored))
+    return pd.DataFrame(rows, columns=["model", "metric", "k", "value", "users_evaluated"])
+
+
+def _ranking(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float]:
+    scores = ranking_metrics(recs, truth, k)
+    scores.pop("users")
+    return scores
+
+
+DEFAULT_ALPHA_GRID = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
+DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3, 0.5)
+DEFAULT_RAMP_GRID = (1, 3)
+
+
+def select_alpha(validation: PreparedDay, relevant: pd.DataFrame, top_n: int, k: int, default: AlphaCurve,
+                 alphas=DEFAULT_ALPHA_GRID, alpha_news=DEFAULT_ALPHA_NEW_GRID, ramps=DEFAULT_RAMP_GRID,
+                 min_users: int = 20) -> tuple[AlphaCurve, pd.DataFrame, str]:
+    """Grid-search the α curve on a validation day: lists for day V judged against day V+1.
+
+    Returns (chosen curve, evidence table: alpha, alpha_new, ramp_days, ndcg@k, users, and why). Ties keep the
+    curve closest to ``default``; with fewer than ``min_users`` judged users the default is kept.
+    """
+    rows = []
+    for alpha, alpha_new, ramp in product(alphas, alpha_news, ramps):
+        curve = AlphaCurve(alpha, alpha_new, ramp)
+        scores = ranking_metrics(recommend(validation, curve, top_n), relevant, k)
+        rows.append({"alpha": alpha, "alpha_new": alpha_new, "ramp_days": ramp, f"ndcg@{k}": scores[f"ndcg@{k}"],
+                     "users": scores["users"]})
+    evidence = pd.DataFrame(rows)
+    if evidence.empty or evidence["users"].max() < min_users:
+        return default, evidence, f"kept the settings: fewer than {min_users} validation users"
+    distance = ((evidence["alpha"] - default.alpha).abs() + (evidence["alpha_new"] - default.alpha_new).abs()
+                + (evidence["ramp_days"] - default.ramp_days).abs() / 10.0)
+    evidence = evidence.assign(_distance=distance).sort_values([f"ndcg@{k}", "_distance"], ascending=[False, True])
+    best = evidence.iloc[0]
+    chosen = AlphaCurve(float(best["alpha"]), float(best["alpha_new"]), int(best["ramp_days"]))
+    why = (f"best ndcg@{k}={best[f'ndcg@{k}']:.4f} on {int(best['users'])} validation users "
+           f"(settings' curve: {default.label()})")
+    return chosen, evidence.drop(columns="_distance").reset_index(drop=True), why
+

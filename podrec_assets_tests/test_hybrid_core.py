@@ -1,0 +1,200 @@
+"""core.fusion and core.evaluation on small hand-checked cases (no servers)."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from podrec_assets.core import evaluation, fusion
+
+DAY = date(2026, 1, 10)
+
+
+def unit(angle_deg: float) -> list[float]:
+    a = math.radians(angle_deg)
+    return [math.cos(a), math.sin(a)]
+
+
+def scenario():
+    """Topic A points near 0°, topic B near 90°. a3/b3 are published on DAY (new), the rest five days before."""
+    old = datetime(2026, 1, 5, 8, tzinfo=timezone.utc)
+    new = datetime(2026, 1, 10, 6, tzinfo=timezone.utc)
+    angles = {"a1": 0, "a2": 10, "a3": 5, "b1": 90, "b2": 80, "b3": 85, "c1": 45}
+    published = {e: (new if e.endswith("3") else old) for e in angles}
+    vectors = pd.DataFrame({"episode_id": list(angles), "vector": [unit(a) for a in angles.values()]})
+    daily = pd.DataFrame([
+        # u1 loves topic A: completed a1 yesterday; skipped b2 today (not history, but seen)
+        ("u1", "a1", 6.0, True, DAY - timedelta(days=1)),
+        ("u1", "b2", 0.2, False, DAY),
+        # u2 liked b1 three days ago; completed a2 long ago (outside the 7-day window)
+        ("u2", "b1", 2.0, False, DAY - timedelta(days=3)),
+        ("u2", "a2", 6.0, True, DAY - timedelta(days=20)),
+        # popularity: b1 and a2 are popular recently
+        ("u3", "b1", 3.0, False, DAY),
+        ("u3", "a2", 3.0, False, DAY - timedelta(days=1)),
+        ("u4", "b1", 3.0, False, DAY),
+    ], columns=["user_id", "episode_id", "engagement", "completed", "date"])
+    als = pd.DataFrame([
+        ("u1", "b1", 1, 0.9), ("u1", "a2", 2, 0.5),
+        ("u2", "a2", 1, 0.8), ("u2", "b2", 2, 0.4),
+    ], columns=["user_id", "episode_id", "rank", "score"])
+    return vectors, daily, als, pd.Series(published)
+
+
+def prepared_day(**overrides) -> fusion.PreparedDay:
+    vectors, daily, als, published = scenario()
+    kwargs = dict(day=DAY, als=als, daily=daily, vectors=vectors, published=published, history_days=7,
+                  min_engagement=2.0, popularity_half_life_days=2.0, content_candidates=20)
+    kwargs.update(overrides)
+    return fusion.prepare_day(fusion.FusionInputs(**kwargs))
+
+
+def test_alpha_curve_is_linear_in_age():
+    curve = fusion.AlphaCurve(alpha=0.7, alpha_new=0.1, ramp_days=3)
+    assert curve.at([0, 1, 3, 10]).tolist() == pytest.approx([0.1, 0.3, 0.7, 0.7])
+    with pytest.raises(ValueError):
+        fusion.AlphaCurve(alpha=1.5, alpha_new=0.1, ramp_days=3)
+
+
+def test_fusion_arithmetic_by_hand():
+    candidates = pd.DataFrame({
+        "user_id": ["u", "u", "u"], "episode_id": ["x", "y", "z"],
+        "als_score": [2.0, 1.0, np.nan], "content_score": [0.2, 0.6, 0.4],
+        "because_episode_id": ["h", "h", "h"], "in_als": [True, True, False], "in_content": [False, True, True],
+    })
+    normalised = fusion.normalise_candidates(candidates)
+    # ALS min-max over x,y: x=1, y=0, z (no ALS score)=0; content min-max over 0.2..0.6: x=0, y=1, z=0.5
+    assert normalised["als_norm"].tolist() == pytest.approx([1.0, 0.0, 0.0])
+    assert normalised["content_norm"].tolist() == pytest.approx([0.0, 1.0, 0.5])
+    ages = pd.Series({"x": 10, "y": 10, "z": 0})
+    out = fusion.fuse(normalised, ages, fusion.AlphaCurve(0.7, 0.1, 3), top_n=3).set_index("episode_id")
+    assert out.loc["x", "final_score"] == pytest.approx(0.7 * 1.0 + 0.3 * 0.0)
+    assert out.loc["y", "final_score"] == pytest.approx(0.7 * 0.0 + 0.3 * 1.0)
+    assert out.loc["z", "final_score"] == pytest.approx(0.1 * 0.0 + 0.9 * 0.5)
+    assert out.loc["z", "alpha"] == pytest.approx(0.1)
+    assert out["rank"].to_dict() == {"x": 1, "z": 2, "y": 3}
+    assert out["reason"].to_dict() == {"x": "als", "y": "hybrid", "z": "content"}
+
+
+def test_content_scores_are_max_cosine_and_explanations_point_into_history():
+    prepared = prepared_day()
+    recs = fusion.recommend(prepared, fusion.AlphaCurve(0.7, 0.1, 3), top_n=4)
+    history = set(map(tuple, prepared.history[["user_id", "episode_id"]].to_numpy()))
+    explained = recs[recs["because_episode_id"].notna()]
+    assert len(explained) > 0
+    for user, because in zip(explained["user_id"], explained["because_episode_id"]):
+        assert (user, because) in history
+    u1 = recs[recs["user_id"] == "u1"].set_index("episode_id")
+    # u1's only history is a1 (0°): a3 at 5° has cosine cos(5°)
+    assert u1.loc["a3", "content_score"] == pytest.approx(math.cos(math.radians(5)), abs=1e-6)
+    assert u1.loc["a3", "because_episode_id"] == "a1"
+
+
+def test_new_episode_without_behaviour_is_recommended_through_content():
+    recs = fusion.recommend(prepared_day(), fusion.AlphaCurve(0.7, 0.1, 3), top_n=3)
+    u1 = recs[recs["user_id"] == "u1"]
+    # a3 was published today, nobody touched it and ALS never proposed it: content puts it first for an A-lover
+    assert u1.iloc[0]["episode_id"] == "a3"
+    assert u1.iloc[0]["reason"] == "content"
+
+
+def test_completed_and_seen_episodes_are_never_recommended():
+    recs = fusion.recommend(prepared_day(), fusion.AlphaCurve(0.7, 0.1, 3), top_n=10)
+    u1 = set(recs[recs["user_id"] == "u1"]["episode_id"])
+    u2 = set(recs[recs["user_id"] == "u2"]["episode_id"])
+    assert "a1" not in u1 and "b2" not in u1          # completed yesterday / skipped today
+    assert "a2" not in u2                              # completed 20 days ago, though ALS ranks it first
+    assert "b1" not in u2
+    assert "b2" in u2                                  # ALS candidate never seen: allowed
+
+
+def test_cold_start_user_gets_recent_popular_episodes():
+    vectors, daily, als, published = scenario()
+    # u9 listened 30 days ago only: no history in the window, no ALS list
+    daily = pd.concat([daily, pd.DataFrame([("u9", "c1", 1.0, False, DAY - timedelta(days=30))],
+                                           columns=daily.columns)], ignore_index=True)
+    prepared = prepared_day(daily=daily)
+    recs = fusion.recommend(prepared, fusion.AlphaCurve(0.7, 0.1, 3), top_n=2)
+    u9 = recs[recs["user_id"] == "u9"]
+    assert u9["reason"].tolist() == ["popular", "popular"]
+    # b1: 2 positive users today (1 each) + one 3 days ago (0.5^1.5) = 2.35; a1 and a2: one yesterday (0.5)
+    # each, tie broken by id
+    assert u9["episode_id"].tolist() == ["b1", "a1"]
+    assert u9["because_episode_id"].isna().all()
+    assert u9["rank"].tolist() == [1, 2]
+
+
+def test_every_user_gets_top_n_with_ordered_ranks():
+    recs = fusion.recommend(prepared_day(), fusion.AlphaCurve(0.7, 0.1, 3), top_n=4)
+    for _, rows in recs.groupby("user_id"):
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1))
+        assert rows["final_score"].is_monotonic_decreasing
+        assert rows["episode_id"].is_unique
+
+
+def test_relevant_pairs_drop_seen_and_weak_engagement():
+    seen = pd.DataFrame({"user_id": ["u1"], "episode_id": ["a1"]})
+    day = pd.DataFrame([("u1", "a1", 5.0, True), ("u1", "a2", 0.5, False), ("u1", "a3", 1.0, True),
+                        ("u2", "b1", 2.0, False)], columns=["user_id", "episode_id", "engagement", "completed"])
+    truth = evaluation.relevant_pairs(day, 2.0, seen)
+    assert sorted(map(tuple, truth.to_numpy())) == [("u1", "a3"), ("u2", "b1")]
+
+
+def test_coverage_novelty_diversity_by_hand():
+    recs = pd.DataFrame({"user_id": ["u", "u", "v", "v"], "episode_id": ["a", "b", "a", "c"], "rank": [1, 2, 1, 2]})
+    assert evaluation.catalog_coverage(recs, catalog_size=6, k=2) == pytest.approx(3 / 6)
+    assert evaluation.catalog_coverage(recs, catalog_size=6, k=1) == pytest.approx(1 / 6)
+    # 4 users; a engaged by 2, b by 1, c by none (counts as 1)
+    inter = pd.DataFrame({"user_id": ["p", "q", "q", "r", "s"], "episode_id": ["a", "a", "b", "x", "x"]})
+    expected = np.mean([-math.log2(2 / 4), -math.log2(1 / 4), -math.log2(2 / 4), -math.log2(1 / 4)])
+    assert evaluation.novelty(recs, inter, k=2) == pytest.approx(expected)
+    index = fusion.ContentIndex(["a", "b", "c"], np.array([unit(0), unit(90), unit(60)]))
+    expected_div = np.mean([1 - 0.0, 1 - math.cos(math.radians(60))])
+    assert evaluation.intra_list_diversity(recs, index, k=2) == pytest.approx(expected_div)
+
+
+def test_taste_match_by_hand():
+    recs = pd.DataFrame({"user_id": ["u", "u", "v"], "episode_id": ["a", "b", "b"], "rank": [1, 2, 1]})
+    tastes = pd.DataFrame({"user_id": ["u", "u", "v"], "topic": ["A", "B", "A"], "weight": [0.8, 0.2, 1.0]})
+    cats = pd.Series({"a": ["A"], "b": ["B", "X"]})
+    value, users = evaluation.taste_match(recs, tastes, cats, k=2)
+    # u: (0.8/0.8 + 0.2/0.8)/2 = 0.625; v: 0/1 = 0
+    assert users == 2
+    assert value == pytest.approx((0.625 + 0.0) / 2)
+
+
+def test_evaluate_models_scores_every_model_on_the_same_users():
+    truth = pd.DataFrame({"user_id": ["u", "v", "w"], "episode_id": ["a", "c", "z"]})
+    lists = {
+        "good": pd.DataFrame({"user_id": ["u", "u", "v", "v"], "episode_id": ["a", "b", "c", "d"], "rank": [1, 2, 1, 2]}),
+        "late": pd.DataFrame({"user_id": ["u", "u", "v", "v", "w"], "episode_id": ["b", "a", "d", "e", "z"],
+                              "rank": [1, 2, 1, 2, 1]}),
+    }
+    index = fusion.ContentIndex(["a", "b"], np.array([unit(0), unit(90)]))
+    scores = evaluation.evaluate_models(lists, truth, truth.iloc[:0], 2, 10, truth, index).set_index(["model", "metric"])
+    # w has no "good" list, so nobody is judged on w: both models on u and v only
+    assert scores.loc[("good", "ndcg@2"), "users_evaluated"] == 2
+    assert scores.loc[("good", "ndcg@2"), "value"] == pytest.approx(1.0)
+    assert scores.loc[("late", "ndcg@2"), "value"] == pytest.approx((1 / math.log2(3)) / 2)
+    assert scores.loc[("late", "recall@2"), "value"] == pytest.approx(0.5)
+
+
+def test_select_alpha_picks_content_when_content_predicts_the_next_day():
+    prepared = prepared_day()
+    # next day u1 completes the new A episode and u2 the content neighbour of b1 (b3): ALS lists miss both
+    truth = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": ["a3", "b3"]})
+    chosen, evidence, why = evaluation.select_alpha(prepared, truth, top_n=3, k=3,
+                                                    default=fusion.AlphaCurve(0.7, 0.1, 3), min_users=1)
+    assert len(evidence) == len(evaluation.DEFAULT_ALPHA_GRID) * len(evaluation.DEFAULT_ALPHA_NEW_GRID) * len(
+        evaluation.DEFAULT_RAMP_GRID)
+    best = evidence["ndcg@3"].max()
+    assert best == pytest.approx(1.0)
+    assert evidence.iloc[0]["ndcg@3"] == best and "best ndcg@3" in why
+    assert chosen.alpha_new < 1.0
+    # with too few users the settings are kept
+    kept, _, why_kept = evaluation.select_alpha(prepared, truth, 3, 3, fusion.AlphaCurve(0.7, 0.1, 3), min_users=5)
+    assert kept == fusion.AlphaCurve(0.7, 0.1, 3) and "kept" in why_kept
