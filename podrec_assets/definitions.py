@@ -27,7 +27,12 @@ def area_definitions() -> list[dg.Definitions]:
 
 
 def build_definitions() -> dg.Definitions:
-    return dg.Definitions.merge(*area_definitions(), dg.Definitions(resources=build_resources(get_settings())))
+    """Merge the areas, then apply orchestration (sensors, automation, freshness, checks) to the result."""
+    from podrec_assets.defs.orchestration.wiring import apply_orchestration
+
+    settings = get_settings()
+    merged = dg.Definitions.merge(*area_definitions(), dg.Definitions(resources=build_resources(settings)))
+    return apply_orchestration(merged, settings)
 
 
 defs = build_definitions()

@@ -1,0 +1,134 @@
+"""Orchestration applied to whatever assets the areas define: sensors, automation, freshness, checks, backfills.
+
+``definitions.py`` merges the areas and hands the result to ``apply_orchestration``; nothing here names
+an asset that must exist, so each piece switches on when its asset lands.
+
+Automation choice: every downstream daily asset is *eager* over the last few day partitions
+(``PODREC_AUTOMATION_LOOKBACK_DAYS``): the Kafka sensors refresh a day whenever its messages arrive,
+and each asset follows as soon as all its inputs for that day are present and none is running. The
+models (ALS, fusion, metrics) are eager too by default, because training on the demo's window takes
+seconds and a recommendation that lags its inputs by a cron period is what users notice; a deployment
+with expensive training sets ``PODREC_MODEL_CRON`` (e.g. ``0 3 * * *``) and they run once a day after
+their inputs updated. A failed blocking check upstream (the ALS nDCG gate) holds automation back.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from podrec_assets.defs.orchestration.checks import build_checks
+from podrec_assets.defs.orchestration.sensors import build_topic_sensor
+from podrec_assets.defs.orchestration.topics import TOPICS, topic_asset_key
+from podrec_assets.settings import Settings
+
+MODEL_ASSETS = {"als_top_n", "final_recommendations", "recommendation_metrics"}
+HEAVY_TAG = "podrec/heavy"
+
+
+def _asset_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
+    return [a for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition)]
+
+
+def topic_consumers(defs: dg.Definitions) -> dict[str, list[dg.AssetKey]]:
+    """Per topic, every key of the asset definitions that read it (a multi_asset is requested whole)."""
+    consumers: dict[str, list[dg.AssetKey]] = {t: [] for t in TOPICS}
+    for assets_def in _asset_defs(defs):
+        upstream = {dep.asset_key for spec in assets_def.specs for dep in spec.deps}
+        for topic in TOPICS:
+            if topic_asset_key(topic) in upstream:
+                consumers[topic] += [k for k in assets_def.keys if k not in consumers[topic]]
+    return consumers
+
+
+def heavy_kind(assets_def: dg.AssetsDefinition, settings: Settings) -> str | None:
+    """asr for Whisper assets, spark for assets that use the Spark resource when engine=spark."""
+    resources = set(assets_def.required_resource_keys)
+    if "asr" in resources:
+        return "asr"
+    if "spark" in resources and settings.engine == "spark":
+        return "spark"
+    return None
+
+
+def downstream_condition(key: dg.AssetKey, settings: Settings) -> dg.AutomationCondition:
+    window = dg.AutomationCondition.in_latest_time_window(timedelta(days=settings.automation_lookback_days))
+    if key.to_user_string() in MODEL_ASSETS and settings.model_cron:
+        base = dg.AutomationCondition.on_cron(settings.model_cron).replace("in_latest_time_window", window)
+    else:
+        base = dg.AutomationCondition.eager().replace("in_latest_time_window", window)
+    return (base & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+        f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days), blocking checks passed")
+
+
+def freshness_policies(settings: Settings) -> tuple[dg.FreshnessPolicy, dg.FreshnessPolicy]:
+    default = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=settings.freshness_fail_minutes),
+                                             warn_window=timedelta(minutes=settings.freshness_warn_minutes))
+    live = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=settings.freshness_live_fail_minutes),
+                                          warn_window=timedelta(minutes=settings.freshness_live_warn_minutes))
+    return default, live
+
+
+def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definitions:
+    consumers = topic_consumers(defs)
+    kafka_fed = {k for keys in consumers.values() for k in keys}
+    topic_keys = {topic_asset_key(t) for t in TOPICS}
+    default_policy, live_policy = freshness_policies(settings)
+
+    heavy: dict[dg.AssetKey, str] = {}
+    assets: list = []
+    for item in defs.assets or []:
+        if isinstance(item, dg.AssetsDefinition) and item.is_executable:
+            kind = heavy_kind(item, settings)
+            for key in item.keys:
+                if kind:
+                    heavy[key] = kind
+            if kind == "asr":  # one Whisper run per day: a failure or a cancel loses one day, not the backfill
+                item = item.with_attributes(backfill_policy=dg.BackfillPolicy.multi_run(1))
+            elif kind == "spark" and item.backfill_policy is None:  # one Spark session over the range is cheaper
+                item = item.with_attributes(backfill_policy=dg.BackfillPolicy.multi_run(1))
+        assets.append(item)
+    mapped = dg.Definitions(assets=assets, asset_checks=defs.asset_checks, sensors=defs.sensors, jobs=defs.jobs,
+                            schedules=defs.schedules, resources=defs.resources, executor=defs.executor,
+                            loggers=defs.loggers, metadata=defs.metadata)
+
+    def set_policies(spec: dg.AssetSpec) -> dg.AssetSpec:
+        live = spec.key in kafka_fed or spec.key in topic_keys
+        changes: dict = {}
+        if spec.freshness_policy is None:
+            changes["freshness_policy"] = live_policy if live else default_policy
+        executable = spec.key not in topic_keys and not live and spec.partitions_def is not None
+        if executable and spec.automation_condition is None:
+            changes["automation_condition"] = downstream_condition(spec.key, settings)
+        if spec.key in heavy:
+            changes["tags"] = {**spec.tags, HEAVY_TAG: heavy[spec.key]}
+        return spec.replace_attributes(**changes) if changes else spec
+
+    mapped = mapped.map_asset_specs(func=set_policies)
+    existing = {spec.key for spec in mapped.resolve_all_asset_specs()}
+
+    sensors = [build_topic_sensor(topic, consumers[topic], settings.sensor_interval_s, settings.sensor_scan_limit)
+               for topic in TOPICS]
+    automated = sorted(
+        (spec.key for spec in mapped.resolve_all_asset_specs() if spec.automation_condition is not None),
+        key=lambda k: k.to_user_string())
+    by_kind: dict[str | None, list[dg.AssetKey]] = {}
+    for key in automated:
+        by_kind.setdefault(heavy.get(key), []).append(key)
+    for kind, keys in sorted(by_kind.items(), key=lambda kv: kv[0] or ""):
+        name = f"podrec_automation_{kind}" if kind else "podrec_automation"
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            name, target=keys, default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=settings.sensor_interval_s,
+            run_tags={HEAVY_TAG: kind} if kind else None,
+            description="Declarative automation of "
+            + (f"the {kind} assets (runs tagged {HEAVY_TAG}={kind}, limited to one at a time)" if kind else "the downstream daily assets"),
+        ))
+    checks = build_checks(existing, sorted(kafka_fed, key=lambda k: k.to_user_string()), settings)
+    executor = defs.executor or dg.in_process_executor  # 2 cores: one process per run, not one per step
+    return dg.Definitions.merge(
+        dg.Definitions(assets=mapped.assets, asset_checks=mapped.asset_checks, jobs=mapped.jobs, schedules=mapped.schedules,
+                       resources=mapped.resources, loggers=mapped.loggers, metadata=mapped.metadata, executor=executor),
+        dg.Definitions(sensors=list(mapped.sensors or []) + sensors, asset_checks=checks),
+    )
