@@ -1,0 +1,207 @@
+"""Episode metadata: the Kafka message contract, validation, de-duplication, and transcribing a day.
+
+Producers (PodcastIndex, RSS, demo) build messages with ``episode_message``; the ``episodes`` asset turns a
+day's records back into rows with ``parse_episode_records`` (invalid ones become dead letters with a
+reason; the latest message per episode_id wins). ``transcribe_episodes`` is the ``transcripts`` asset's
+work: one episode's failure is recorded on its row and never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from podrec_assets.core.dead_letters import dead_letter
+
+EPISODE_METADATA_TOPIC = "episode-metadata"
+EPISODE_IDS_TOPIC = "episode-ids"
+SOURCES = ("podcastindex", "rss", "demo")
+REQUIRED = ("episode_id", "podcast_id", "podcast_title", "episode_title", "audio_url", "published_at", "source")
+AUDIO_SCHEMES = ("http://", "https://", "file://")
+
+log = logging.getLogger(__name__)
+
+
+class InvalidEpisode(ValueError):
+    """A message that breaks the episode-metadata contract; the text is the dead-letter reason."""
+
+
+def parse_time(value: Any) -> datetime:
+    """ISO-8601 text (``Z`` or an offset; naive means UTC) to an aware UTC datetime."""
+    if not isinstance(value, str) or not value:
+        raise InvalidEpisode(f"bad_published_at: {value!r} is not an ISO-8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidEpisode(f"bad_published_at: {value!r}") from exc
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def base_language(tag: str | None) -> str:
+    """'en-US' -> 'en' (feeds use BCP-47 tags; Whisper reports ISO 639-1 codes)."""
+    return (tag or "").strip().lower().replace("_", "-").split("-")[0]
+
+
+def validate_episode(payload: Any) -> dict[str, Any]:
+    """A contract-conforming message value -> a typed row of ``schemas.EPISODES`` (less Kafka columns)."""
+    if not isinstance(payload, dict):
+        raise InvalidEpisode("not_an_object: the message value must be a JSON object")
+    missing = [name for name in REQUIRED if payload.get(name) in (None, "")]
+    if missing:
+        raise InvalidEpisode(f"missing_field: {', '.join(missing)}")
+    for name in REQUIRED:
+        if name != "published_at" and not isinstance(payload[name], str):
+            raise InvalidEpisode(f"bad_type: {name} must be a string")
+    if payload["source"] not in SOURCES:
+        raise InvalidEpisode(f"bad_source: {payload['source']!r} (one of {', '.join(SOURCES)})")
+    if not payload["audio_url"].startswith(AUDIO_SCHEMES):
+        raise InvalidEpisode(f"bad_audio_url: {payload['audio_url'][:200]!r} (http, https or file)")
+    duration = payload.get("duration_sec")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+            raise InvalidEpisode(f"bad_duration: {duration!r}")
+        duration = float(duration)
+    categories = payload.get("categories") or []
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise InvalidEpisode("bad_categories: must be a list of strings")
+    for name in ("description", "language"):
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            raise InvalidEpisode(f"bad_type: {name} must be a string")
+    return {
+        "episode_id": payload["episode_id"],
+        "podcast_id": payload["podcast_id"],
+        "podcast_title": payload["podcast_title"],
+        "episode_title": payload["episode_title"],
+        "description": payload.get("description") or "",
+        "audio_url": payload["audio_url"],
+        "language": payload.get("language") or "",
+        "published_at": parse_time(payload["published_at"]),
+        "duration_sec": duration,
+        "categories": categories,
+        "source": payload["source"],
+    }
+
+
+def episode_message(episode: dict[str, Any]) -> tuple[bytes, bytes, int]:
+    """(key, value, timestamp ms) for ``episode-metadata``: validated first, timestamp = published_at."""
+    row = validate_episode(episode)
+    value = {**row, "published_at": iso_utc(row["published_at"])}
+    return row["episode_id"].encode(), json.dumps(value, ensure_ascii=False).encode(), int(row["published_at"].timestamp() * 1000)
+
+
+def episode_id_message(episode: dict[str, Any]) -> tuple[bytes, bytes, int]:
+    """(key, value, timestamp ms) for ``episode-ids``."""
+    published = parse_time(episode["published_at"]) if isinstance(episode["published_at"], str) else episode["published_at"]
+    value = {"episode_id": episode["episode_id"], "published_at": iso_utc(published)}
+    return episode["episode_id"].encode(), json.dumps(value).encode(), int(published.timestamp() * 1000)
+
+
+def parse_episode_records(records: Iterable[Any], day: date, topic: str = EPISODE_METADATA_TOPIC
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Kafka records of one day -> (rows, dead letters, duplicates dropped). Latest message per id wins."""
+    latest: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+    dead: list[dict[str, Any]] = []
+    valid = 0
+    for record in records:
+        try:
+            try:
+                payload = json.loads(record.value.decode("utf-8")) if record.value is not None else None
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InvalidEpisode(f"bad_json: {exc}") from exc
+            row = validate_episode(payload)
+            key = record.key.decode("utf-8", "replace") if record.key is not None else None
+            if key is not None and key != row["episode_id"]:
+                raise InvalidEpisode(f"key_mismatch: key {key!r} but episode_id {row['episode_id']!r}")
+            if row["published_at"].date() != day:
+                raise InvalidEpisode(f"wrong_day: published_at {iso_utc(row['published_at'])} is not on {day}")
+        except InvalidEpisode as exc:
+            dead.append(dead_letter(topic, record.partition, record.offset, record.timestamp_ms, record.key,
+                                    record.value, str(exc)))
+            continue
+        valid += 1
+        row["kafka_partition"] = record.partition
+        row["kafka_offset"] = record.offset
+        order = (record.timestamp_ms, record.partition, record.offset)
+        previous = latest.get(row["episode_id"])
+        if previous is None or order > previous[0]:
+            latest[row["episode_id"]] = (order, row)
+    rows = sorted((row for _, row in latest.values()), key=lambda r: (r["published_at"], r["episode_id"]))
+    return rows, dead, valid - len(rows)
+
+
+def catalog_document(row: dict[str, Any]) -> dict[str, Any]:
+    """The Mongo ``episodes`` catalog document of an episode row (serving fields only)."""
+    return {k: v for k, v in row.items() if k not in ("kafka_partition", "kafka_offset", "date", "run_id", "created_at")}
+
+
+# --- transcribing a day --------------------------------------------------------------------------------
+
+def transcript_row(episode_id: str, status: str, model: str, error: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"episode_id": episode_id, "status": status, "error": error, "language": fields.get("language"),
+            "language_probability": fields.get("language_probability"), "audio_seconds": fields.get("audio_seconds"),
+            "wall_seconds": fields.get("wall_seconds"), "model": model, "text": fields.get("text"),
+            "segments": fields.get("segments") or []}
+
+
+def transcribe_episodes(
+    episodes: list[dict[str, Any]],
+    transcribe: Callable[[Path], Any],
+    fetch: Callable[[str], Any],
+    model_name: str,
+    languages: list[str],
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One transcript row per episode, in the input order; failures become ``failed`` rows.
+
+    ``fetch(url)`` is a context manager yielding a local path; ``transcribe(path)`` returns an
+    ``asr.Transcription``. An episode whose declared language is not allowed is skipped before any download.
+    """
+    allowed = {lang.lower() for lang in languages}
+    say = progress or log.info
+    total = len(episodes)
+
+    def one(index_episode: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+        index, episode = index_episode
+        episode_id = episode["episode_id"]
+        declared = base_language(episode.get("language"))
+        if allowed and declared and declared not in allowed:
+            say(f"[{index}/{total}] {episode_id}: skipped_language (declared {declared!r})")
+            return transcript_row(episode_id, "skipped_language", model_name, language=declared, language_probability=None)
+        started = time.perf_counter()
+        try:
+            with fetch(episode["audio_url"]) as path:
+                result = transcribe(path)
+        except Exception as exc:  # noqa: BLE001 - one episode's failure must not stop the day
+            wall = round(time.perf_counter() - started, 3)
+            say(f"[{index}/{total}] {episode_id}: failed after {wall}s: {type(exc).__name__}: {exc}")
+            return transcript_row(episode_id, "failed", model_name, error=f"{type(exc).__name__}: {exc}"[:2000],
+                                  wall_seconds=wall)
+        rtf = result.wall_seconds / result.audio_seconds if result.audio_seconds else 0.0
+        say(f"[{index}/{total}] {episode_id}: {result.status} ({result.language} {result.language_probability:.2f}), "
+            f"{result.audio_seconds:.1f}s audio in {result.wall_seconds:.1f}s (RTF {rtf:.3f})")
+        return transcript_row(episode_id, result.status, result.model, language=result.language,
+                              language_probability=result.language_probability, audio_seconds=result.audio_seconds,
+                              wall_seconds=result.wall_seconds, text=result.text, segments=result.segments)
+
+    items = list(enumerate(episodes, 1))
+    if workers <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr") as pool:
+        return list(pool.map(one, items))
+
+
+def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    counts = {"ok": 0, "failed": 0, "skipped_language": 0}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts

@@ -1,0 +1,115 @@
+"""Ingest assets: ``episodes`` (+ its dead letters) from Kafka, and ``transcripts`` by faster-whisper."""
+
+import dagster as dg
+
+from podrec_assets.core.dead_letters import DEAD_LETTERS_TABLE, dead_letter_table, reasons_summary
+from podrec_assets.core.episodes import (
+    EPISODE_METADATA_TOPIC,
+    catalog_document,
+    parse_episode_records,
+    status_counts,
+    transcribe_episodes,
+)
+from podrec_assets.core.schemas import EPISODES, TRANSCRIPTS, to_table
+from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.resources import AsrResource, KafkaResource, LakeResource, MongoResource
+
+GROUP = "ingest"
+DEAD_LETTERS_KEY = dg.AssetKey(["dead_letters", "episode_metadata"])
+HEAVY_ASR = {"podrec/heavy": "asr"}
+
+
+@dg.multi_asset(
+    name="episodes_ingest",
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    specs=[
+        dg.AssetSpec("episodes", deps=[dg.AssetKey(["kafka", "episode_metadata"])], group_name=GROUP,
+                     description="Episode metadata published on the day (Kafka episode-metadata), deduplicated "
+                                 "by episode_id, validated. Also upserted into the Mongo `episodes` catalog."),
+        dg.AssetSpec(DEAD_LETTERS_KEY, deps=[dg.AssetKey(["kafka", "episode_metadata"])], group_name=GROUP,
+                     description="episode-metadata messages of the day that could not be parsed or validated, "
+                                 "with the reason (Delta `dead_letters`, topic slice)."),
+    ],
+)
+def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource,
+                    mongo: MongoResource):
+    """Read the day's offset range of episode-metadata; valid rows to `episodes`, the rest to dead letters."""
+    day = partition_day(context)
+    read = kafka.read_day(EPISODE_METADATA_TOPIC, day)
+    if read.possibly_truncated and lake.day_row_count("episodes", day) > 0:
+        raise dg.Failure(
+            f"episode-metadata no longer holds the start of {day} (partitions {read.possibly_truncated} begin inside "
+            "the day, retention); the existing episodes partition is kept rather than replaced with less data.")
+    rows, dead, duplicates = parse_episode_records(read.records, day)
+    context.log.info(f"{day}: {len(read.records)} records -> {len(rows)} episodes, {len(dead)} dead letters, "
+                     f"{duplicates} duplicates dropped")
+    written = lake.write_partition("episodes", day, to_table(rows, EPISODES), context.run_id)
+    dead_written = lake.write_partition(DEAD_LETTERS_TABLE, day, dead_letter_table(dead), context.run_id,
+                                        where={"topic": EPISODE_METADATA_TOPIC})
+    documents = [{**catalog_document(row), "date": day.isoformat(), "run_id": context.run_id} for row in rows]
+    upserted = mongo.upsert_many("episodes", ["episode_id"], documents) if documents else 0
+    ranges = read.range_metadata()
+    yield dg.MaterializeResult(
+        asset_key="episodes",
+        metadata={
+            "rows": len(rows), "records_read": len(read.records), "duplicates_dropped": duplicates,
+            "dead_letters": len(dead), "outside_day": read.outside_day, "offset_ranges": ranges,
+            "delta_version": written["delta_version"], "mongo_upserted": upserted,
+            "shows": len({row["podcast_id"] for row in rows}),
+            "dagster/row_count": len(rows),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=DEAD_LETTERS_KEY,
+        metadata={"rows": len(dead), "reasons": reasons_summary(dead), "topic": EPISODE_METADATA_TOPIC,
+                  "offset_ranges": ranges, "delta_version": dead_written["delta_version"], "dagster/row_count": len(dead)},
+    )
+
+
+def _status_table(rows: list[dict]) -> str:
+    lines = ["| episode | status | language | audio s | wall s | error |", "|---|---|---|---|---|---|"]
+    for row in rows[:50]:
+        error = (row["error"] or "").replace("|", "/")[:80]
+        lines.append(f"| {row['episode_id']} | {row['status']} | {row['language'] or ''} | "
+                     f"{row['audio_seconds'] or 0:.1f} | {row['wall_seconds'] or 0:.1f} | {error} |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily_partitions,
+    deps=[dg.AssetDep("episodes")],
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    op_tags=HEAVY_ASR,
+    tags={"podrec/heavy": "asr"},
+    description="One row per episode of the day: faster-whisper transcript (int8, VAD) with segments, detected "
+                "language and status ok / failed / skipped_language.",
+)
+def transcripts(context: dg.AssetExecutionContext, lake: LakeResource, asr: AsrResource) -> dg.MaterializeResult:
+    """Transcribe the day's episodes; one failure marks that episode failed, all failing fails the day."""
+    import time
+
+    day = partition_day(context)
+    episodes = lake.read_day("episodes", day).to_pylist()
+    started = time.perf_counter()
+    rows = transcribe_episodes(
+        episodes, transcribe=asr.transcribe, fetch=asr.fetch, model_name=asr.model, languages=asr.language_list,
+        workers=asr.workers, progress=context.log.info,
+    )
+    wall = time.perf_counter() - started
+    counts = status_counts(rows)
+    if episodes and counts["failed"] == len(rows):
+        raise dg.Failure(f"every episode of {day} failed to transcribe", metadata={
+            "errors": dg.MetadataValue.md(_status_table(rows))})
+    written = lake.write_partition("transcripts", day, to_table(rows, TRANSCRIPTS), context.run_id)
+    audio_seconds = sum(row["audio_seconds"] or 0.0 for row in rows if row["status"] == "ok")
+    asr_seconds = sum(row["wall_seconds"] or 0.0 for row in rows if row["status"] == "ok")
+    return dg.MaterializeResult(metadata={
+        "rows": len(rows), **{f"count_{status}": n for status, n in counts.items()},
+        "audio_seconds": round(audio_seconds, 1), "wall_seconds": round(wall, 1),
+        "real_time_factor": round(asr_seconds / audio_seconds, 4) if audio_seconds else 0.0,
+        "model": asr.model, "languages": ",".join(asr.language_list), "workers": asr.workers,
+        "delta_version": written["delta_version"], "episodes": dg.MetadataValue.md(_status_table(rows)),
+        "dagster/row_count": len(rows),
+    })
