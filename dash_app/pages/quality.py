@@ -1,0 +1,102 @@
+"""Model quality: recommendation_metrics day by day for every model (popularity, ALS, content, hybrid),
+and how fusion weighted ALS against content (alpha)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from dash import Input, Output, dcc, html
+
+from dash_app import data
+from dash_app.pages.common import PALETTE, card, empty_state, figure, fmt, fmt_int, stat, table
+
+MODEL_ORDER = ["popularity", "als", "content", "hybrid"]
+
+
+def _default_metric(metrics: pd.DataFrame) -> str:
+    names = sorted(metrics["metric"].unique())
+    for preferred in ("ndcg@", "precision@", "recall@"):
+        for name in names:
+            if name.startswith(preferred):
+                return name
+    return names[0]
+
+
+def layout(access: data.DataAccess, params: dict) -> html.Div:
+    head = html.Div([html.H1("Model quality"),
+                     html.P("Offline evaluation: what was recommended for day D−1 against what users did on day D.",
+                            className="subtitle")], className="page-head")
+    metrics = access.metrics()
+    if metrics.empty:
+        return html.Div([head, empty_state(
+            "No evaluation yet", "recommendation_metrics is empty: it needs final_recommendations for a day and the "
+            "listening of the day after. Materialize two consecutive days.")])
+    names = sorted(metrics["metric"].unique())
+    metric = params.get("metric") if params.get("metric") in names else _default_metric(metrics)
+    return html.Div([
+        head,
+        html.Div([html.Span("Metric", className="muted"),
+                  dcc.Dropdown(id="metric", options=[{"label": n, "value": n} for n in names], value=metric,
+                               clearable=False, className="metric-dropdown")], className="toolbar"),
+        html.Div(metric_view(metrics, metric), id="metric-view"),
+        html.Div([card("Latest day, every metric", latest_table(metrics), class_name="half"),
+                  card("Fusion weight α", alpha_view(access), class_name="half")], className="row"),
+    ])
+
+
+def _model_rank(model: str) -> int:
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
+def metric_view(metrics: pd.DataFrame, metric: str) -> html.Div:
+    rows = metrics[metrics["metric"] == metric].copy()
+    rows["date"] = rows["date"].astype(str)
+    rows = rows.sort_values(["date", "model"])
+    fig = px.line(rows, x="date", y="value", color="model", markers=True, color_discrete_sequence=PALETTE,
+                  category_orders={"model": sorted(rows["model"].unique(), key=_model_rank)},
+                  labels={"date": "", "value": metric}, hover_data=["users_evaluated"])
+    fig.update_xaxes(type="category")
+    latest = rows[rows["date"] == rows["date"].max()].sort_values("value", ascending=False)
+    best = latest.iloc[0] if not latest.empty else None
+    stats = html.Div([stat(f"{m} ({rows['date'].max()})", fmt(v, 4)) for m, v in zip(latest["model"], latest["value"])]
+                     + ([stat("Best", str(best["model"]), metric)] if best is not None else []), className="stats")
+    return html.Div([stats, card(f"{metric} by day", figure(fig, height=320), id="metric-chart")])
+
+
+def latest_table(metrics: pd.DataFrame) -> html.Div:
+    latest_day = metrics["date"].max()
+    latest = metrics[metrics["date"] == latest_day]
+    wide = latest.pivot_table(index="metric", columns="model", values="value", aggfunc="first").reset_index()
+    models = sorted([c for c in wide.columns if c != "metric"], key=_model_rank)
+    columns = [("Metric", "metric")] + [(m, (lambda r, m=m: fmt(getattr(r, m, None), 4))) for m in models]
+    wide.columns = [str(c) for c in wide.columns]
+    users = latest["users_evaluated"].max()
+    return html.Div([html.Div(f"{str(latest_day)[:10]} · {fmt_int(users)} users evaluated", className="muted small"),
+                     table(wide, columns, class_name="compact")])
+
+
+def alpha_view(access: data.DataAccess) -> html.Div:
+    s = access.settings
+    summary = access.alpha_summary()
+    config = html.P([f"Configured: α = {s.fusion_alpha} for established episodes, {s.fusion_alpha_new} on the day an "
+                     f"episode is published, rising linearly over {s.fusion_alpha_ramp_days} days. final = α·ALS + (1−α)·content."],
+                    className="muted small")
+    if summary.empty:
+        return html.Div([config, empty_state("No recommendations yet", "final_recommendations is empty.")])
+    summary = summary.assign(date=summary["date"].astype(str))
+    fig = go.Figure()
+    for i, reason in enumerate(["hybrid", "als", "content", "popular"]):
+        fig.add_trace(go.Bar(x=summary["date"], y=summary[reason] * 100, name=reason, marker_color=PALETTE[i]))
+    fig.add_trace(go.Scatter(x=summary["date"], y=summary["mean_alpha"], name="mean α", yaxis="y2", mode="lines+markers",
+                             line=dict(color="#111827", width=2)))
+    fig.update_layout(barmode="stack", yaxis=dict(title="% of picks by reason"),
+                      yaxis2=dict(title="mean α", overlaying="y", side="right", range=[0, 1], showgrid=False))
+    fig.update_xaxes(type="category")
+    return html.Div([config, figure(fig, height=260, id="alpha-chart")])
+
+
+def register(app) -> None:
+    @app.callback(Output("metric-view", "children"), Input("metric", "value"), prevent_initial_call=True)
+    def _metric(metric):
+        return metric_view(data.current().metrics(), metric)
