@@ -97,11 +97,10 @@ class LakeResource(ConfigurableResource):
         if not self.exists(name):
             return pa.table({})
         dataset = self.table(name, version).to_pyarrow_dataset()
-        import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
         day_field = ds.field("date")
-        flt = (day_field >= pc.scalar(start, pa.date32())) & (day_field <= pc.scalar(end, pa.date32()))
+        flt = (day_field >= pa.scalar(start, type=pa.date32())) & (day_field <= pa.scalar(end, type=pa.date32()))
         return dataset.to_table(columns=columns, filter=flt)
 
     def read_day(self, name: str, day: date, columns: list[str] | None = None, version: int | None = None) -> pa.Table:
@@ -115,10 +114,9 @@ class LakeResource(ConfigurableResource):
     def day_row_count(self, name: str, day: date, where: dict[str, Any] | None = None) -> int:
         if not self.exists(name):
             return 0
-        import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
-        flt = ds.field("date") == pc.scalar(day, pa.date32())
+        flt = ds.field("date") == pa.scalar(day, type=pa.date32())
         for column, value in (where or {}).items():
             flt = flt & (ds.field(column) == value)
         return self.table(name).to_pyarrow_dataset().count_rows(filter=flt)
