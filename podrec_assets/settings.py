@@ -63,6 +63,7 @@ class Settings:
     engine: str = _setting("PODREC_ENGINE", "local", "Batch engine: local (DuckDB + implicit) or spark (Spark SQL + Spark ML).")
     spark_master: str = _setting("PODREC_SPARK_MASTER", "local[2]", "spark.master URL for engine=spark.")
     spark_driver_memory: str = _setting("PODREC_SPARK_DRIVER_MEMORY", "2g", "spark.driver.memory.")
+    spark_driver_host: str = _setting("PODREC_SPARK_DRIVER_HOST", "127.0.0.1", "spark.driver.host: the name executors reach the driver by (compose: code-location); the driver listens on all interfaces when it is not 127.0.0.1.")
 
     # --- speech recognition ------------------------------------------------------------------------
     asr_model: str = _setting("PODREC_ASR_MODEL", "tiny.en", "Whisper model: tiny.en, base, or a CTranslate2 model directory.")
