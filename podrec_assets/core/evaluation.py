@@ -175,10 +175,12 @@ def select_alpha(validation: PreparedDay, relevant: pd.DataFrame, top_n: int, k:
         return default, evidence, f"kept the settings: fewer than {min_users} validation users"
     distance = ((evidence["alpha"] - default.alpha).abs() + (evidence["alpha_new"] - default.alpha_new).abs()
                 + (evidence["ramp_days"] - default.ramp_days).abs() / 10.0)
-    evidence = evidence.assign(_distance=distance).sort_values([f"ndcg@{k}", "_distance"], ascending=[False, True])
+    # equal nDCG up to float noise is a tie: keep the curve nearest the settings
+    evidence = evidence.assign(_distance=distance, _score=evidence[f"ndcg@{k}"].round(9))
+    evidence = evidence.sort_values(["_score", "_distance"], ascending=[False, True], kind="mergesort")
     best = evidence.iloc[0]
     chosen = AlphaCurve(float(best["alpha"]), float(best["alpha_new"]), int(best["ramp_days"]))
     why = (f"best ndcg@{k}={best[f'ndcg@{k}']:.4f} on {int(best['users'])} validation users "
            f"(settings' curve: {default.label()})")
-    return chosen, evidence.drop(columns="_distance").reset_index(drop=True), why
+    return chosen, evidence.drop(columns=["_distance", "_score"]).reset_index(drop=True), why
 

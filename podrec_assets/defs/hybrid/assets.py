@@ -1,0 +1,228 @@
+"""`final_recommendations` and `recommendation_metrics`: thin wrappers over core.fusion / core.evaluation.
+
+Inputs are read from the lake by table name. Content scores need the vectors of every episode published up to
+D (a user's history can be any of them), so `episode_vectors` and `episodes` are read from the first partition
+to D; lineage declares the day itself.
+"""
+
+
+import json
+import math
+from datetime import date, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from podrec_assets.core import evaluation, fusion
+from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
+from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.resources.lake import LakeResource
+from podrec_assets.resources.mongo import MongoResource
+from podrec_assets.settings import Settings, get_settings
+
+TASTES_TABLE = "simulated_user_tastes"
+
+
+def _frame(table) -> pd.DataFrame:
+    return table.to_pandas() if table.num_columns else pd.DataFrame()
+
+
+def _read(lake: LakeResource, name: str, start: date, end: date, columns: list[str]) -> pd.DataFrame:
+    frame = _frame(lake.read_days(name, start, end, columns=columns))
+    return frame if not frame.empty else pd.DataFrame({c: [] for c in columns})
+
+
+class _DayData:
+    """The lake rows one fusion/evaluation run needs, read once and cut per day."""
+
+    def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
+        first = settings.start_day
+        self.settings = settings
+        self.daily = _read(lake, "user_episode_daily", first, last_day,
+                           ["user_id", "episode_id", "engagement", "completed", "date"])
+        self.vectors = _read(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
+        self.episodes = _read(lake, "episodes", first, last_day,
+                              ["episode_id", "published_at", "categories", "episode_title", "date"])
+        self.als = _read(lake, "als_top_n", last_day - timedelta(days=1), last_day,
+                         ["user_id", "episode_id", "rank", "score", "model_version", "date"])
+        for frame in (self.daily, self.vectors, self.episodes, self.als):
+            frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
+
+    def published(self, day: date) -> pd.Series:
+        catalog = self.episodes[self.episodes["date"] <= day].drop_duplicates("episode_id", keep="last")
+        return pd.Series(pd.to_datetime(catalog["published_at"], utc=True).to_numpy(), index=catalog["episode_id"])
+
+    def als_of(self, day: date) -> pd.DataFrame:
+        return self.als[self.als["date"] == day]
+
+    def prepare(self, day: date) -> fusion.PreparedDay:
+        s = self.settings
+        return fusion.prepare_day(fusion.FusionInputs(
+            day=day, als=self.als_of(day), daily=self.daily[self.daily["date"] <= day],
+            vectors=self.vectors[self.vectors["date"] <= day], published=self.published(day),
+            history_days=s.history_days, min_engagement=s.positive_engagement,
+            popularity_half_life_days=s.popularity_half_life_days, content_candidates=s.content_candidates,
+        ))
+
+    def relevant(self, prepared: fusion.PreparedDay, truth_day: date) -> pd.DataFrame:
+        return evaluation.relevant_pairs(self.daily[self.daily["date"] == truth_day],
+                                         self.settings.positive_engagement, prepared.excluded)
+
+
+def _markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    lines = [header, rule]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(format(v, floatfmt) if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _clean(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="hybrid",
+    kinds={"python", "delta", "mongodb"},
+    deps=[
+        dg.AssetDep("als_top_n", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1)),
+        dg.AssetDep("similarities"),
+        dg.AssetDep("episode_vectors"),
+        dg.AssetDep("episodes"),
+        dg.AssetDep("user_episode_daily",
+                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-get_settings().history_days)),
+    ],
+)
+def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource) -> dg.MaterializeResult:
+    """Top-N episodes per user for day D: ALS fused with content, age-dependent α, explanations, cold start."""
+    settings = get_settings()
+    day = partition_day(context)
+    data = _DayData(lake, settings, day)
+    default_curve = fusion.AlphaCurve(settings.fusion_alpha, settings.fusion_alpha_new, settings.fusion_alpha_ramp_days)
+    curve, selection_md, why = default_curve, "", "fixed by settings (PODREC_FUSION_ALPHA_SELECT=fixed)"
+    if settings.fusion_alpha_select == "validate":
+        # validation pair: lists for D-1 judged against D; the day being recommended (D) is judged on D+1 later
+        previous = day - timedelta(days=1)
+        if data.als_of(previous).empty or (data.daily["date"] == day).sum() == 0:
+            why = "kept the settings: no als_top_n for D-1 or no engagement on D to validate on"
+        else:
+            validation = data.prepare(previous)
+            curve, evidence, why = evaluation.select_alpha(
+                validation, data.relevant(validation, day), settings.top_n, settings.metrics_k, default_curve)
+            selection_md = _markdown(evidence.head(10))
+    elif settings.fusion_alpha_select != "fixed":
+        raise ValueError(f"PODREC_FUSION_ALPHA_SELECT must be 'validate' or 'fixed', not {settings.fusion_alpha_select!r}")
+
+    prepared = data.prepare(day)
+    recs = fusion.recommend(prepared, curve, settings.top_n)
+    version = fusion.model_version(data.als_of(day)["model_version"], data.vectors["model"], curve)
+    table = to_table(recs.assign(model_version=version).to_dict("records"), FINAL_RECOMMENDATIONS)
+    written = lake.write_partition("final_recommendations", day, table, context.run_id)
+
+    titles = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["episode_title"].to_dict()
+    docs = [{k: _clean(v) for k, v in row.items()} | {
+        "episode_title": titles.get(row["episode_id"]),
+        "because_episode_title": titles.get(row["because_episode_id"]) if row["because_episode_id"] else None,
+    } for row in recs.to_dict("records")]
+    served = mongo.replace_day("final_recommendations", day, docs, context.run_id, model_version=version)
+
+    users = recs["user_id"].nunique() if len(recs) else 0
+    cold_users = int((recs.groupby("user_id")["reason"].apply(lambda r: (r == "popular").all())).sum()) if len(recs) else 0
+    reasons = recs["reason"].value_counts().to_dict() if len(recs) else {}
+    metadata = {
+        "rows": written["rows"], "users": users, "cold_start_users": cold_users,
+        "reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+        "alpha": curve.alpha, "alpha_new": curve.alpha_new, "alpha_ramp_days": curve.ramp_days,
+        "alpha_choice": why, "model_version": version, "delta_version": written["delta_version"],
+        "mongo_inserted": served["inserted"], "mongo_deleted": served["deleted"],
+        "catalog_episodes": len(prepared.index),
+    }
+    if selection_md:
+        metadata["alpha_validation"] = dg.MetadataValue.md(selection_md)
+    if len(recs):
+        metadata["preview"] = dg.MetadataValue.md(_markdown(recs.head(10).assign(
+            because_episode_id=recs.head(10)["because_episode_id"].fillna(""))))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="hybrid",
+    kinds={"python", "delta", "plotly"},
+    deps=[
+        dg.AssetDep("final_recommendations",
+                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+        dg.AssetDep("als_top_n", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+        dg.AssetDep("user_episode_daily",
+                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-get_settings().history_days)),
+        dg.AssetDep("episode_vectors", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+    ],
+)
+def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Lists made for D-1 (popularity, ALS, content, hybrid) judged against positive engagement on D."""
+    settings = get_settings()
+    day = partition_day(context)
+    rec_day = day - timedelta(days=1)
+    k = settings.metrics_k
+    data = _DayData(lake, settings, day)
+    hybrid = _read(lake, "final_recommendations", rec_day, rec_day, ["user_id", "episode_id", "rank"])
+    if hybrid.empty or data.als_of(rec_day).empty:
+        written = lake.write_partition("recommendation_metrics", day, to_table([], RECOMMENDATION_METRICS), context.run_id)
+        return dg.MaterializeResult(metadata={
+            "rows": 0, "note": f"nothing to evaluate: no final_recommendations or als_top_n for {rec_day}",
+            "delta_version": written["delta_version"]})
+
+    prepared = data.prepare(rec_day)
+    relevant = data.relevant(prepared, day)
+    published = data.published(rec_day)
+    new_ids = set(published[published.dt.floor("D") == pd.Timestamp(rec_day, tz="UTC")].index)
+    relevant_new = relevant[relevant["episode_id"].isin(new_ids)]
+    users = sorted(set(hybrid["user_id"]))
+    lists = {
+        "popularity": evaluation.popularity_lists(prepared, users, k),
+        "als": data.als_of(rec_day)[["user_id", "episode_id", "rank"]],
+        "content": evaluation.content_lists(prepared, k),
+        "hybrid": hybrid,
+    }
+    window_start = rec_day - timedelta(days=settings.history_days - 1)
+    interactions = data.daily[(data.daily["date"] >= window_start) & (data.daily["date"] <= rec_day)]
+    tastes = _frame(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"])) if lake.exists(TASTES_TABLE) \
+        else pd.DataFrame()
+    if not tastes.empty:
+        tastes = tastes.drop_duplicates(["user_id", "topic"], keep="last")
+    categories = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["categories"]
+    catalog_size = len(set(prepared.index.ids) | set(published.index))
+    scores = evaluation.evaluate_models(lists, relevant, relevant_new, k, catalog_size, interactions, prepared.index,
+                                        tastes, categories)
+    written = lake.write_partition("recommendation_metrics", day, to_table(scores.to_dict("records"), RECOMMENDATION_METRICS),
+                                   context.run_id)
+
+    wide = scores.pivot(index="metric", columns="model", values="value").reindex(columns=list(lists)).reset_index()
+    value = scores.set_index(["model", "metric"])["value"]
+    metadata = {
+        "rows": written["rows"], "delta_version": written["delta_version"], "recommended_for": rec_day.isoformat(),
+        "users_evaluated": int(scores[scores["metric"] == f"ndcg@{k}"]["users_evaluated"].max()),
+        "relevant_pairs": len(relevant), "relevant_new_episode_pairs": len(relevant_new),
+        "metrics": dg.MetadataValue.md(_markdown(wide)),
+        "plot": dg.MetadataValue.json(_plot(scores, k)),
+        "positive_engagement": f"completed or engagement >= {settings.positive_engagement}",
+    }
+    for model in lists:
+        metadata[f"{model}_ndcg@{k}"] = float(value[(model, f"ndcg@{k}")])
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _plot(scores: pd.DataFrame, k: int) -> dict:
+    """A plotly figure (as JSON) of the ranking metrics per model, for the metadata and the Dash app."""
+    import plotly.graph_objects as go
+
+    shown = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", f"ndcg@{k}/new", f"taste_match@{k}"]
+    fig = go.Figure()
+    for model, rows in scores[scores["metric"].isin(shown)].groupby("model", sort=False):
+        fig.add_bar(name=model, x=rows["metric"].tolist(), y=rows["value"].tolist())
+    fig.update_layout(barmode="group", title="Lists for D-1 judged on D", yaxis_title="value")
+    return json.loads(fig.to_json())
