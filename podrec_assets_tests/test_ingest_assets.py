@@ -1,0 +1,198 @@
+"""episodes / transcripts assets against the real stack (noida-db Kafka, SecantusDB) and real whisper tiny.en."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import date, datetime, timezone
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from podrec_assets.core.asr import load_whisper, transcribe_audio, word_error_rate
+from podrec_assets.core.episodes import EPISODE_METADATA_TOPIC
+from podrec_assets.defs.ingest.assets import episodes_ingest, transcripts
+from podrec_assets.resources import AsrResource
+from podrec_assets.sources.publisher import publish_episodes
+
+SPOKEN = ("Podcasts about space exploration are becoming popular with listeners around the world. "
+          "Today we talk about the weather in the mountains and the history of the railway.")
+
+
+def speak(path: Path, text: str, voice: str = "en-us") -> Path:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    corrupt = folder / "corrupt.mp3"
+    corrupt.write_bytes(b"ID3" + bytes(range(256)) * 20)
+    return {"english": speak(folder / "english.wav", SPOKEN), "corrupt": corrupt,
+            "german": speak(folder / "german.wav", "Heute sprechen wir über das Wetter in den Bergen und über "
+                                                    "die Geschichte der Eisenbahn in Deutschland.", voice="de")}
+
+
+@pytest.fixture(scope="module")
+def audio_server(clips):
+    handler = partial(SimpleHTTPRequestHandler, directory=str(clips["english"].parent))
+    handler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def episode(episode_id: str, day: date, audio_url: str, hour: int = 9, **overrides):
+    return {"episode_id": episode_id, "podcast_id": "show-1", "podcast_title": "Test Show", "episode_title": episode_id,
+            "description": "", "audio_url": audio_url, "language": "en",
+            "published_at": datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc).isoformat(),
+            "duration_sec": 10.0, "categories": ["test"], "source": "rss", **overrides}
+
+
+def asr_resource(stack_settings) -> AsrResource:
+    return AsrResource(model="tiny.en", threads=2, workers=1, languages="en",
+                       models_dir=str(stack_settings.home_path / "models"), audio_retries=2, audio_timeout_s=30)
+
+
+def materialize(assets, day: date, resources, **kwargs):
+    return dg.materialize(assets, partition_key=day.isoformat(), resources=resources, **kwargs)
+
+
+def lake_rows(lake, table: str, day: date, where=None) -> list[dict]:
+    rows = lake.read_day(table, day).to_pylist()
+    rows = [r for r in rows if all(r[k] == v for k, v in (where or {}).items())]
+    for row in rows:
+        row.pop("run_id"), row.pop("created_at")
+    return sorted(rows, key=lambda r: (r.get("episode_id") or "", r.get("kafka_offset") or 0))
+
+
+def test_episodes_asset_dedups_dead_letters_and_is_idempotent(resources, podrec_env):
+    day = date(2026, 3, 2)
+    kafka, lake, mongo = resources["kafka"], resources["lake"], resources["mongo"]
+    first = [episode("ep-a", day, "file:///tmp/a.wav"), episode("ep-b", day, "https://cdn.example/b.mp3", hour=11)]
+    assert publish_episodes(kafka, first)["published"] == 2
+    assert publish_episodes(kafka, first) == {"published": 0, "already_published": 2, "invalid": 0}
+    publish_episodes(kafka, [episode("ep-a", day, "file:///tmp/a.wav", episode_title="ep-a (fixed)")], force=True)
+    ts = int(datetime(2026, 3, 2, 12, tzinfo=timezone.utc).timestamp() * 1000)
+    bad = episode("ep-c", day, "ftp://nope")
+    kafka.produce(EPISODE_METADATA_TOPIC, [(b"ep-x", b"{not json", ts), (b"ep-c", json.dumps(bad).encode(), ts),
+                                           (b"ep-d", json.dumps({"episode_id": "ep-d"}).encode(), ts)])
+
+    result = materialize([episodes_ingest], day, resources)
+    assert result.success
+    rows = lake_rows(lake, "episodes", day)
+    assert [(r["episode_id"], r["episode_title"]) for r in rows] == [("ep-a", "ep-a (fixed)"), ("ep-b", "ep-b")]
+    dead = lake_rows(lake, "dead_letters", day, {"topic": EPISODE_METADATA_TOPIC})
+    assert sorted(d["reason"].split(":")[0] for d in dead) == ["bad_audio_url", "bad_json", "missing_field"]
+    assert all(d["raw_payload"] for d in dead)
+    metadata = result.asset_materializations_for_node("episodes_ingest")[0].metadata
+    assert metadata["rows"].value == 2 and metadata["dead_letters"].value == 3
+    assert metadata["duplicates_dropped"].value == 1 and "p0" in metadata["offset_ranges"].value
+    catalog = {d["episode_id"]: d for d in mongo.db()["episodes"].find({"date": day.isoformat()})}
+    assert set(catalog) == {"ep-a", "ep-b"} and catalog["ep-a"]["episode_title"] == "ep-a (fixed)"
+
+    assert materialize([episodes_ingest], day, resources).success  # re-materializing: same rows
+    assert lake_rows(lake, "episodes", day) == rows
+    assert lake_rows(lake, "dead_letters", day, {"topic": EPISODE_METADATA_TOPIC}) == dead
+    assert mongo.db()["episodes"].count_documents({"episode_id": {"$in": ["ep-a", "ep-b"]}}) == 2
+
+
+def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(resources, podrec_env, stack_settings, clips,
+                                                                       audio_server):
+    day = date(2026, 3, 3)
+    kafka, lake = resources["kafka"], resources["lake"]
+    publish_episodes(kafka, [
+        episode("tr-file", day, clips["english"].as_uri()),
+        episode("tr-http", day, f"{audio_server}/english.wav", hour=10),
+        episode("tr-corrupt", day, clips["corrupt"].as_uri(), hour=11),
+        episode("tr-missing", day, f"{audio_server}/missing.wav", hour=12),
+        episode("tr-german", day, clips["german"].as_uri(), hour=13, language="de-DE"),
+    ])
+    run_resources = {**resources, "asr": asr_resource(stack_settings)}
+    result = materialize([episodes_ingest, transcripts], day, run_resources)
+    assert result.success
+    rows = {r["episode_id"]: r for r in lake_rows(lake, "transcripts", day)}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "tr-file": "ok", "tr-http": "ok", "tr-corrupt": "failed", "tr-missing": "failed", "tr-german": "skipped_language"}
+    for key in ("tr-file", "tr-http"):
+        assert word_error_rate(SPOKEN, rows[key]["text"]) <= 0.15, rows[key]["text"]
+        segments = rows[key]["segments"]
+        assert segments and segments[0]["start"] >= 0 and segments[-1]["end"] <= rows[key]["audio_seconds"] + 0.5
+        assert rows[key]["language"] == "en" and rows[key]["model"] == "tiny.en"
+    assert "AsrError" in rows["tr-corrupt"]["error"] and "404" in rows["tr-missing"]["error"]
+    metadata = result.asset_materializations_for_node("transcripts")[0].metadata
+    assert metadata["count_ok"].value == 2 and metadata["count_failed"].value == 2
+    assert metadata["count_skipped_language"].value == 1
+    assert 0 < metadata["real_time_factor"].value < 5 and metadata["audio_seconds"].value > 10
+
+    again = materialize([transcripts], day, run_resources)
+    assert again.success
+    repeated = {r["episode_id"]: r for r in lake_rows(lake, "transcripts", day)}
+    strip = lambda r: {k: v for k, v in r.items() if k != "wall_seconds"}  # noqa: E731
+    assert {k: strip(r) for k, r in repeated.items()} == {k: strip(r) for k, r in rows.items()}
+
+
+def test_transcripts_partition_fails_when_every_episode_fails(resources, podrec_env, stack_settings, clips):
+    day = date(2026, 3, 4)
+    publish_episodes(resources["kafka"], [episode("all-bad-1", day, clips["corrupt"].as_uri()),
+                                          episode("all-bad-2", day, "file:///nonexistent/clip.wav", hour=10)])
+    run_resources = {**resources, "asr": asr_resource(stack_settings)}
+    assert materialize([episodes_ingest], day, run_resources).success
+    result = materialize([transcripts], day, run_resources, raise_on_error=False)
+    assert not result.success
+    assert resources["lake"].day_row_count("transcripts", day) == 0
+
+
+def test_detected_language_outside_allowed_is_skipped(stack_settings, clips):
+    whisper = load_whisper("base", stack_settings.home_path / "models", cpu_threads=2)
+    assert whisper.multilingual
+    result = transcribe_audio(whisper, clips["german"], ["en"])
+    assert result.status == "skipped_language" and result.language == "de" and result.text == ""
+    assert result.language_probability > 0.5
+
+
+def test_transcribe_command_prints_json_per_file(stack_env, clips):
+    env = {**stack_env, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "podrec_assets.cli", "transcribe", str(clips["english"]),
+                           str(clips["corrupt"])], capture_output=True, text=True, env=env, timeout=300)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1 and len(lines) == 2
+    assert lines[0]["status"] == "ok" and word_error_rate(SPOKEN, lines[0]["text"]) <= 0.15
+    assert lines[0]["language"] == "en" and lines[0]["duration"] > 5 and lines[0]["segments"]
+    assert lines[1]["status"] == "failed"
+
+
+def test_demo_catalog_publishes_once_and_feeds_episodes(stack_env, resources, podrec_env):
+    from podrec_assets.settings import load_settings
+    from podrec_assets.sources.demo_catalog import publish_demo_catalog
+
+    settings = load_settings({**stack_env, "PODREC_DEMO_SPEECH_SECONDS": "6"})
+    days = [date(2026, 4, 1), date(2026, 4, 2)]
+    summary = publish_demo_catalog(settings, days, per_day=4, seed=3)
+    assert summary["episodes"] == 8 and summary["published"] == 8 and summary["audio_synthesised"] == 8
+    clips = sorted(settings.audio_dir.glob("demo-2026040*.wav"))
+    assert len(clips) == 8
+    again = publish_demo_catalog(settings, days, per_day=4, seed=3)
+    assert again["published"] == 0 and again["already_published"] == 8 and again["audio_reused"] == 8
+
+    read = resources["kafka"].read_day(EPISODE_METADATA_TOPIC, days[0])
+    demo = [r for r in read.records if r.key.startswith(b"demo-")]
+    assert len(demo) == 4
+    for record in demo:
+        value = json.loads(record.value)
+        published = datetime.fromisoformat(value["published_at"].replace("Z", "+00:00"))
+        assert record.timestamp_ms == int(published.timestamp() * 1000) and record.key.decode() == value["episode_id"]
+        assert value["source"] == "demo" and value["audio_url"].startswith("file://")
+        assert 1 < value["duration_sec"] <= 6.0
+    assert materialize([episodes_ingest], days[0], resources).success
+    rows = lake_rows(resources["lake"], "episodes", days[0])
+    assert len(rows) == 4 and len({r["podcast_title"] for r in rows}) == 4
