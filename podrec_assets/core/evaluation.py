@@ -151,8 +151,8 @@ def _ranking(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float
     return scores
 
 
-DEFAULT_ALPHA_GRID = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
-DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3, 0.5)
+DEFAULT_ALPHA_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3)
 DEFAULT_RAMP_GRID = (1, 3)
 
 
@@ -164,10 +164,16 @@ def select_alpha(validation: PreparedDay, relevant: pd.DataFrame, top_n: int, k:
     Returns (chosen curve, evidence table: alpha, alpha_new, ramp_days, ndcg@k, users, and why). Ties keep the
     curve closest to ``default``; with fewer than ``min_users`` judged users the default is kept.
     """
+    # only users with something relevant can score: fuse just their candidates (same result, less work)
+    judged_users = set(relevant[USER])
+    subset = PreparedDay(validation.day, validation.normalised[validation.normalised[USER].isin(judged_users)],
+                         validation.age_days, [u for u in validation.users if u in judged_users], validation.popular,
+                         validation.excluded[validation.excluded[USER].isin(judged_users)], validation.history,
+                         validation.index)
     rows = []
     for alpha, alpha_new, ramp in product(alphas, alpha_news, ramps):
         curve = AlphaCurve(alpha, alpha_new, ramp)
-        scores = ranking_metrics(recommend(validation, curve, top_n), relevant, k)
+        scores = ranking_metrics(recommend(subset, curve, top_n), relevant, k)
         rows.append({"alpha": alpha, "alpha_new": alpha_new, "ramp_days": ramp, f"ndcg@{k}": scores[f"ndcg@{k}"],
                      "users": scores["users"]})
     evidence = pd.DataFrame(rows)

@@ -205,8 +205,15 @@ def fuse(normalised: pd.DataFrame, age_days: pd.Series, curve: AlphaCurve, top_n
     scored = normalised.assign(alpha=alpha, final_score=alpha * normalised["als_norm"] + (1 - alpha) * normalised["content_norm"])
     scored["reason"] = np.select(
         [scored["in_als"] & scored["in_content"], scored["in_als"]], ["hybrid", "als"], default="content")
-    ordered = scored.sort_values([USER, "final_score", ITEM], ascending=[True, False, True], kind="mergesort")
-    ordered = ordered.assign(rank=ordered.groupby(USER, sort=False).cumcount() + 1)
+    # order by user, final score descending, episode id (ties); lexsort on codes is much faster than sort_values
+    user_codes, _ = pd.factorize(scored[USER], sort=True)
+    item_codes, _ = pd.factorize(scored[ITEM], sort=True)
+    order = np.lexsort((item_codes, -scored["final_score"].to_numpy(), user_codes))
+    ordered = scored.iloc[order]
+    sorted_users = user_codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+    rank = np.arange(len(ordered)) - np.repeat(starts, np.diff(np.r_[starts, len(ordered)])) + 1
+    ordered = ordered.assign(rank=rank)
     top = ordered[ordered["rank"] <= top_n]
     return top[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
 
@@ -232,17 +239,23 @@ def fill_with_popular(recommendations: pd.DataFrame, users, popular: pd.DataFram
     explanation. Users with no fused rows at all are the cold-start users.
     """
     counts = recommendations.groupby(USER).size().to_dict() if len(recommendations) else {}
-    have = recommendations.groupby(USER)[ITEM].apply(set).to_dict() if len(recommendations) else {}
-    blocked = excluded.groupby(USER)[ITEM].apply(set).to_dict() if not excluded.empty else {}
+    short = [user for user in users if counts.get(user, 0) < top_n]
+    if not short:
+        return recommendations.reset_index(drop=True)
+    short_set = set(short)
+    skip_by_user: dict = {user: set() for user in short}
+    for frame in (recommendations, excluded):
+        if len(frame):
+            rows = frame[frame[USER].isin(short_set)]
+            for user, eid in zip(rows[USER], rows[ITEM]):
+                skip_by_user[user].add(eid)
     popular_ids = popular[ITEM].tolist()
     popular_score = dict(zip(popular[ITEM], popular["popularity"]))
     top_popularity = max(popular_score.values(), default=1.0) or 1.0
     fills = []
-    for user in users:
+    for user in short:
         missing = top_n - counts.get(user, 0)
-        if missing <= 0:
-            continue
-        skip = have.get(user, set()) | blocked.get(user, set())
+        skip = skip_by_user[user]
         rank = counts.get(user, 0)
         for eid in popular_ids:
             if missing == 0:
