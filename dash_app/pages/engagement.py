@@ -12,6 +12,11 @@ from dash_app.pages.common import PALETTE, card, empty_state, episode_link, figu
 
 WINDOW_LABELS = {"15m": "15 min", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours", "7d": "7 days", "30d": "30 days", "all": "all"}
 DEFAULT_WINDOW = "7d"
+EVENT_COLORS = {"play": "#4f46e5", "complete": "#10b981", "like": "#ec4899", "rate": "#f59e0b", "pause": "#94a3b8", "skip": "#ef4444"}
+
+
+def _short(ts) -> str:
+    return ts.strftime("%b %d %H:%M")
 
 
 def layout(access: data.DataAccess, params: dict) -> html.Div:
@@ -36,12 +41,13 @@ def body(access: data.DataAccess, window: str) -> html.Div:
                            "user_events is empty. Publish events (podrec simulate) and materialize user_events.")
     totals = result["totals"]
     over_time = result["over_time"]
-    fig_time = px.bar(over_time, x="bucket", y="events", color="event", color_discrete_sequence=PALETTE,
-                      labels={"bucket": "", "events": "events"})
+    fig_time = px.bar(over_time, x="bucket", y="events", color="event", color_discrete_map=EVENT_COLORS,
+                      category_orders={"event": list(EVENT_COLORS)}, labels={"bucket": "", "events": "events"})
     fig_time.update_layout(bargap=0.05)
     mix = result["mix"]
-    fig_mix = go.Figure(go.Pie(labels=mix["event"], values=mix["events"], hole=0.55, sort=False,
-                               marker=dict(colors=PALETTE)))
+    fig_mix = go.Figure(go.Pie(labels=mix["event"], values=mix["events"], hole=0.55, sort=False, textinfo="percent",
+                               marker=dict(colors=[EVENT_COLORS.get(e, "#64748b") for e in mix["event"]])))
+    fig_mix.update_layout(legend=dict(orientation="v", x=1.0, y=0.5))
     devices = result["devices"]
     fig_dev = px.bar(devices, x="events", y="device", orientation="h", color_discrete_sequence=[PALETTE[1]],
                      labels={"device": "", "events": "events"})
@@ -72,7 +78,7 @@ def body(access: data.DataAccess, window: str) -> html.Div:
         html.Div([
             stat("Events", fmt_int(totals["events"])), stat("Active users", fmt_int(totals["users"])),
             stat("Episodes played", fmt_int(totals["episodes"])),
-            stat("Window", f"{fmt_time(result['start'])[5:16]} → {fmt_time(result['end'])[5:]}", f"buckets of {result['bucket']}"),
+            stat("Window", f"{_short(result['start'])} → {_short(result['end'])}", f"UTC, buckets of {result['bucket']}"),
         ], className="stats"),
         card("Events over time", figure(fig_time, height=280), id="events-over-time"),
         html.Div([card("Event types", figure(fig_mix, height=260), class_name="third"),

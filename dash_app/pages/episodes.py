@@ -130,8 +130,10 @@ def neighbours_view(access: data.DataAccess, episode_id: str) -> html.Div:
 
 
 def register(app) -> None:
-    @app.callback(Output("episode-results", "children"), Input("episode-search", "value"))
-    def _search(text):
+    @app.callback(Output("episode-results", "children"), Input("episode-search", "value"), State("url", "search"))
+    def _search(text, url_search):
+        if not (text or "").strip() and "episode=" in (url_search or ""):
+            return []  # an episode is open: no list until the user searches
         return search_results(data.current(), text or "")
 
     @app.callback(Output("transcript-segments", "children"), Input("transcript-filter", "value"),

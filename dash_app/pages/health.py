@@ -25,8 +25,10 @@ def layout(access: data.DataAccess, params: dict) -> html.Div:
 
 
 def _days(health: dict) -> list[str]:
-    seen = sorted({d for a in health["assets"] for d in a["materialized"] + a["failed"]})
-    end = max([date.today() - timedelta(days=1)] + [date.fromisoformat(d[:10]) for d in seen if len(d) >= 10])
+    """The last DAYS_SHOWN days up to today; or up to the newest partition when that is older (a backfill)."""
+    seen = [date.fromisoformat(d[:10]) for a in health["assets"] for d in a["materialized"] + a["failed"] if len(d) >= 10]
+    today = date.today()
+    end = today if not seen or (today - max(seen)).days < DAYS_SHOWN else max(seen)
     return [(end - timedelta(days=i)).isoformat() for i in range(DAYS_SHOWN - 1, -1, -1)]
 
 

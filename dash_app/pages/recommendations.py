@@ -83,7 +83,7 @@ def user_view(access: data.DataAccess, user_id: str) -> html.Div:
                                           html.Span(fmt(r.final_score))], className="bar-cell")),
             ("ALS", lambda r: fmt(r.als_score)),
             ("Content", lambda r: fmt(r.content_score)),
-            ("α", lambda r: fmt(r.alpha, 2)),
+            ("Alpha", lambda r: fmt(r.alpha, 2)),
             ("Why", lambda r: html.Div([badge(str(r.reason)), html.Span(REASON_TEXT.get(str(r.reason), ""), className="why-text")])),
             ("Because you listened to", lambda r: episode_link(r.because_episode_id, r.because_episode_title,
                                                                None, link_id=f"because-{r.rank}")
@@ -119,7 +119,7 @@ def changes_view(rows: pd.DataFrame) -> html.Div:
         fig.add_trace(go.Scatter(x=group["date"], y=group["rank"], mode="lines+markers", name=str(title)[:40],
                                  hovertemplate=f"{str(title)[:60]}<br>%{{x}}: rank %{{y}}<extra></extra>", showlegend=False))
     fig.update_yaxes(autorange="reversed", title="rank", dtick=1)
-    fig.update_xaxes(type="category")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=days)
     summary = html.P([html.B(f"{len(now_set - before_set)} new"), f" and {len(before_set - now_set)} dropped since {previous}; ",
                       f"{len(now_set & before_set)} kept."], className="muted")
     return html.Div([summary, figure(fig, height=260)])

@@ -25,7 +25,7 @@ def dash_url(settings: Settings) -> str:
 
 def dash_process(settings: Settings) -> ManagedProcess:
     """The app as a ManagedProcess (pid and log under $PODREC_HOME/services/)."""
-    return ManagedProcess("dash", settings.services_dir)
+    return ManagedProcess(f"dash-{settings.dash_port}", settings.services_dir)
 
 
 def dash_ready(settings: Settings, timeout_s: float = 1.0) -> bool:
@@ -37,13 +37,19 @@ def dash_ready(settings: Settings, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def start_dash(settings: Settings, timeout_s: float = 60.0) -> ManagedProcess:
-    """Start the app in the background and wait until it answers (used by `podrec demo` and tests)."""
+def start_dash(settings: Settings, timeout_s: float = 60.0, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+    """Start the app in the background and wait until it answers (used by `podrec demo` and tests).
+
+    The child reads its settings from the environment: ``extra_env`` (PODREC_* values) must describe the same
+    settings when they do not come from this process's own environment.
+    """
     from podrec_assets.settings import PROJECT_ROOT, child_environment
 
     require_free_port("Dash app", settings.host, settings.dash_port, "PODREC_DASH_PORT")
     process = dash_process(settings)
-    process.start(dash_command_argv(settings), env=child_environment(settings), cwd=PROJECT_ROOT)
+    env = child_environment(settings)
+    env.update(extra_env or {})
+    process.start(dash_command_argv(settings), env=env, cwd=PROJECT_ROOT)
     process.wait_ready(lambda: dash_ready(settings), timeout_s, f"Dash app on {dash_url(settings)}")
     return process
 
