@@ -54,10 +54,17 @@ def heavy_kind(assets_def: dg.AssetsDefinition, settings: Settings) -> str | Non
 
 def downstream_condition(key: dg.AssetKey, settings: Settings) -> dg.AutomationCondition:
     window = dg.AutomationCondition.in_latest_time_window(timedelta(days=settings.automation_lookback_days))
+    # A dep counts as missing only inside the window: windowed inputs (all days through D, the last W
+    # days) reach back to days before the data began, which are never materialized and must not block.
+    recent_deps_missing = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.missing() & ~dg.AutomationCondition.will_be_requested() & window
+    ).with_label("any_recent_deps_missing")
     if key.to_user_string() in MODEL_ASSETS and settings.model_cron:
         base = dg.AutomationCondition.on_cron(settings.model_cron).replace("in_latest_time_window", window)
+        base = base & ~recent_deps_missing
     else:
-        base = dg.AutomationCondition.eager().replace("in_latest_time_window", window)
+        base = (dg.AutomationCondition.eager().replace("in_latest_time_window", window)
+                .replace("any_deps_missing", recent_deps_missing))
     return (base & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
         f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days), blocking checks passed")
 
