@@ -1,13 +1,14 @@
 """`final_recommendations` and `recommendation_metrics`: thin wrappers over core.fusion / core.evaluation.
 
 Inputs are read from the lake by table name. Content scores need the vectors of every episode published up to
-D (a user's history can be any of them), so `episode_vectors` and `episodes` are read from the first partition
-to D; lineage declares the day itself.
+D (a user's history can be any of them) and "never recommend a completed episode" needs every earlier day of
+`user_episode_daily`, so those are read from the first partition to D, and lineage says so (ALL_DAYS_THROUGH_D).
 """
 
 
 import json
 import math
+import warnings
 from datetime import date, timedelta
 
 import dagster as dg
@@ -21,6 +22,18 @@ from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import Settings, get_settings
 
 TASTES_TABLE = "simulated_user_tastes"
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta
+
+    def _window(start_offset: int, end_offset: int = 0) -> dg.TimeWindowPartitionMapping:
+        """Days D+start_offset .. D+end_offset; days before the first partition are simply absent."""
+        return dg.TimeWindowPartitionMapping(start_offset=start_offset, end_offset=end_offset,
+                                             allow_nonexistent_upstream_partitions=True)
+
+    PREVIOUS_AND_SAME_DAY = _window(-1)
+    PREVIOUS_DAY = _window(-1, -1)
+    ALL_DAYS_THROUGH_D = _window(-36500)  # every earlier day: the catalog's vectors, completed-ever
 
 
 def _frame(table) -> pd.DataFrame:
@@ -55,11 +68,19 @@ class _DayData:
     def als_of(self, day: date) -> pd.DataFrame:
         return self.als[self.als["date"] == day]
 
+    def vectors_of(self, day: date) -> pd.DataFrame:
+        """Vectors published by ``day``, of the model the latest day used (models are never mixed)."""
+        vectors = self.vectors[self.vectors["date"] <= day]
+        if vectors.empty:
+            return vectors
+        latest_model = vectors.sort_values("date")["model"].iloc[-1]
+        return vectors[vectors["model"] == latest_model]
+
     def prepare(self, day: date) -> fusion.PreparedDay:
         s = self.settings
         return fusion.prepare_day(fusion.FusionInputs(
             day=day, als=self.als_of(day), daily=self.daily[self.daily["date"] <= day],
-            vectors=self.vectors[self.vectors["date"] <= day], published=self.published(day),
+            vectors=self.vectors_of(day), published=self.published(day),
             history_days=s.history_days, min_engagement=s.positive_engagement,
             popularity_half_life_days=s.popularity_half_life_days, content_candidates=s.content_candidates,
         ))
@@ -89,12 +110,11 @@ def _clean(value):
     group_name="hybrid",
     kinds={"python", "delta", "mongodb"},
     deps=[
-        dg.AssetDep("als_top_n", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1)),
+        dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_AND_SAME_DAY),
         dg.AssetDep("similarities"),
-        dg.AssetDep("episode_vectors"),
-        dg.AssetDep("episodes"),
-        dg.AssetDep("user_episode_daily",
-                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-get_settings().history_days)),
+        dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
+        dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
+        dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
     ],
 )
 def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource) -> dg.MaterializeResult:
@@ -119,7 +139,7 @@ def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource,
 
     prepared = data.prepare(day)
     recs = fusion.recommend(prepared, curve, settings.top_n)
-    version = fusion.model_version(data.als_of(day)["model_version"], data.vectors["model"], curve)
+    version = fusion.model_version(data.als_of(day)["model_version"], data.vectors_of(day)["model"], curve)
     table = to_table(recs.assign(model_version=version).to_dict("records"), FINAL_RECOMMENDATIONS)
     written = lake.write_partition("final_recommendations", day, table, context.run_id)
 
@@ -154,12 +174,11 @@ def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource,
     group_name="hybrid",
     kinds={"python", "delta", "plotly"},
     deps=[
-        dg.AssetDep("final_recommendations",
-                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
-        dg.AssetDep("als_top_n", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
-        dg.AssetDep("user_episode_daily",
-                    partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-get_settings().history_days)),
-        dg.AssetDep("episode_vectors", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+        dg.AssetDep("final_recommendations", partition_mapping=PREVIOUS_DAY),
+        dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_DAY),
+        dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
+        dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
+        dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
     ],
 )
 def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
