@@ -9,25 +9,18 @@ until Ctrl-C, which stops everything the demo started.
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
-from podrec_assets.settings import PROJECT_ROOT, Settings, get_settings
+from podrec_assets.settings import Settings, get_settings
 
 
 def demo_days(settings: Settings, today: date | None = None) -> list[date]:
     """The demo's history: ``demo_days`` days ending yesterday (UTC)."""
     today = today or datetime.now(timezone.utc).date()
     return [today - timedelta(days=n) for n in range(settings.demo_days, 0, -1)]
-
-
-def prepare_dagster_home(settings: Settings) -> None:
-    """DAGSTER_HOME with the project's instance file (telemetry off, run limits, freshness on)."""
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", settings.dagster_home / "dagster.yaml")
 
 
 def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
@@ -37,6 +30,7 @@ def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
     import dagster as dg
 
     from podrec_assets.definitions import build_definitions
+    from podrec_assets.local.dagster import prepare_dagster_home
 
     prepare_dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
@@ -106,14 +100,14 @@ def wait_for_stop_signal() -> None:
 
 def serve_ui(settings: Settings) -> list:
     """Start the Dagster webserver + daemon and the Dash app; returns their stop functions."""
-    from podrec_assets.commands.dash import start_dash, stop_dash
-    from podrec_assets.local.dagster import start_dagster, stop_dagster
+    from podrec_assets.commands.dash import start_dash
+    from podrec_assets.local.dagster import settings_environment, start_dagster, stop_dagster
 
     stops = []
     start_dagster(settings)
     stops.append(lambda: stop_dagster(settings))
-    start_dash(settings)
-    stops.append(lambda: stop_dash(settings))
+    dash = start_dash(settings, extra_env=settings_environment(settings))
+    stops.append(dash.stop)
     return stops
 
 
