@@ -99,6 +99,7 @@ class Settings:
     als_iterations: int = _setting("PODREC_ALS_ITERATIONS", 15, "ALS iterations.")
     als_confidence_alpha: float = _setting("PODREC_ALS_CONFIDENCE_ALPHA", 10.0, "Confidence = 1 + alpha * log1p(engagement).")
     als_seed: int = _setting("PODREC_ALS_SEED", 42, "ALS random seed.")
+    als_threads: int = _setting("PODREC_ALS_THREADS", 2, "CPU threads of the implicit ALS solver (engine=local).")
 
     # --- fusion ------------------------------------------------------------------------------------
     top_n: int = _setting("PODREC_TOP_N", 10, "Recommendations per user (and ALS candidates kept per user).")

@@ -96,6 +96,13 @@ ALS_TOP_N = pa.schema([
     ("model_version", pa.string()),
 ])
 
+ALS_FACTORS = pa.schema([
+    ("model_version", pa.string()),
+    ("kind", pa.string()),  # user | episode
+    ("id", pa.string()),
+    ("vector", pa.list_(pa.float32())),
+])
+
 FINAL_RECOMMENDATIONS = pa.schema([
     ("user_id", pa.string()),
     ("episode_id", pa.string()),
