@@ -42,6 +42,16 @@ def topic_consumers(defs: dg.Definitions) -> dict[str, list[dg.AssetKey]]:
     return consumers
 
 
+def declared_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    keys: set[dg.AssetKey] = set()
+    for item in defs.assets or []:
+        if isinstance(item, dg.AssetsDefinition):
+            keys |= set(item.keys)
+        elif isinstance(item, dg.AssetSpec):
+            keys.add(item.key)
+    return keys
+
+
 def heavy_kind(assets_def: dg.AssetsDefinition, settings: Settings) -> str | None:
     """asr for Whisper assets, spark for assets that use the Spark resource when engine=spark."""
     resources = set(assets_def.required_resource_keys)
@@ -113,12 +123,12 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
         return spec.replace_attributes(**changes) if changes else spec
 
     mapped = mapped.map_asset_specs(func=set_policies)
-    existing = {spec.key for spec in mapped.resolve_all_asset_specs()}
+    existing = declared_keys(mapped)  # not the keys areas only depend on (their owners have not landed yet)
 
     sensors = [build_topic_sensor(topic, consumers[topic], settings.sensor_interval_s, settings.sensor_scan_limit)
                for topic in TOPICS]
     automated = sorted(
-        (spec.key for spec in mapped.resolve_all_asset_specs() if spec.automation_condition is not None),
+        (spec.key for spec in mapped.resolve_all_asset_specs() if spec.automation_condition is not None and spec.key in existing),
         key=lambda k: k.to_user_string())
     by_kind: dict[str | None, list[dg.AssetKey]] = {}
     for key in automated:

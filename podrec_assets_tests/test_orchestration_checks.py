@@ -1,0 +1,133 @@
+"""The orchestration layer on the code location, and the contract checks on a real Delta lake."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from podrec_assets.core import schemas
+from podrec_assets.defs.orchestration.checks import build_checks
+from podrec_assets.defs.orchestration.wiring import apply_orchestration
+from podrec_assets.defs.partitions import daily_partitions
+from podrec_assets.resources.lake import LakeResource
+from podrec_assets.settings import PROJECT_ROOT, load_settings
+
+DAY = date(2026, 2, 10)
+
+
+def test_code_location_has_freshness_automation_sensors_and_checks():
+    from podrec_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    from podrec_assets.defs.orchestration.wiring import declared_keys
+
+    keys = declared_keys(defs)  # not the deps of areas that have not landed
+    for k in keys:
+        assert graph.get(k).freshness_policy is not None, k
+    kafka_fed = {k for k in keys if any(p.path[0] == "kafka" for p in graph.get(k).parent_keys)}
+    for k in keys:
+        node = graph.get(k)
+        if node.is_executable and k not in kafka_fed:
+            assert node.automation_condition is not None, k
+            assert node.partitions_def == daily_partitions, k
+        if k in kafka_fed:
+            assert node.automation_condition is None, k  # the Kafka sensors drive them
+    repo = defs.get_repository_def()
+    sensors = {s.name: s for s in repo.sensor_defs}
+    for name in ("kafka_episode_metadata_sensor", "kafka_episode_ids_sensor", "kafka_user_events_sensor", "podrec_automation"):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
+    check_keys = {c.to_user_string() for c in graph.asset_check_keys}
+    for k in keys:
+        if k.path[0] != "kafka" and k.to_user_string() in {"episodes", "transcripts", "episode_vectors", "similarities",
+                                                           "user_events", "user_episode_daily", "als_top_n",
+                                                           "final_recommendations", "recommendation_metrics"}:
+            assert f"{k.to_user_string()}:schema_matches_contract" in check_keys
+    if dg.AssetKey("transcripts") in keys:
+        node = graph.get(dg.AssetKey("transcripts"))
+        assert node.backfill_policy == dg.BackfillPolicy.multi_run(1)
+        assert node.tags.get("podrec/heavy") == "asr"
+        assert sensors["podrec_automation_asr"].run_tags == {"podrec/heavy": "asr"}
+
+
+def test_repository_dagster_yaml_limits_heavy_runs():
+    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    limits = {(l["key"], l["value"]): l["limit"] for l in config["concurrency"]["runs"]["tag_concurrency_limits"]}
+    assert limits[("podrec/heavy", "asr")] == 1 and limits[("podrec/heavy", "spark")] == 1
+    assert config["freshness"]["enabled"] is True
+
+
+def vectors_table(vectors: list[list[float]], ids: list[str]) -> pa.Table:
+    return schemas.to_table([{"episode_id": i, "model": "m", "chunk_count": 1, "token_count": 3, "vector": v}
+                             for i, v in zip(ids, vectors)], schemas.EPISODE_VECTORS)
+
+
+def run_with_checks(lake: LakeResource, tmp_path, asset_key: str, tables: dict[date, pa.Table], metadata=None,
+                    instance=None, extra_assets=()):
+    """Materialize a stand-in for ``asset_key`` that writes ``tables`` to the real lake, with the real checks."""
+    @dg.asset(key=asset_key, partitions_def=daily_partitions)
+    def stand_in(context, lake: LakeResource):
+        day = date.fromisoformat(context.partition_key)
+        lake.write_partition(asset_key, day, tables[day], context.run_id)
+        return dg.MaterializeResult(metadata=(metadata or {}).get(day, {}))
+
+    settings = load_settings({"PODREC_HOME": str(tmp_path), "PODREC_ALS_NDCG_TOLERANCE": "0.05"})
+    checks = build_checks({dg.AssetKey(asset_key)}, [], settings)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    results = {}
+    for day in sorted(tables):
+        result = dg.materialize([stand_in, *extra_assets], partition_key=day.isoformat(), resources={"lake": lake},
+                                instance=instance, raise_on_error=False, selection=None) if not checks else \
+            dg.materialize([stand_in, *checks, *extra_assets], partition_key=day.isoformat(), resources={"lake": lake},
+                           instance=instance, raise_on_error=False)
+        results[day] = result
+    return results
+
+
+def evaluations(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_vectors_unit_length_schema_and_uniqueness(tmp_path):
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    good = vectors_table([[0.6, 0.8], [1.0, 0.0]], ["a", "b"])
+    bad = vectors_table([[0.6, 0.8], [2.0, 0.0], [0.0, 1.0]], ["a", "b", "b"])
+    results = run_with_checks(lake, tmp_path, "episode_vectors", {DAY: good, DAY + timedelta(days=1): bad})
+    assert evaluations(results[DAY]) == {"schema_matches_contract": True, "keys_unique": True, "vectors_unit_length": True}
+    assert evaluations(results[DAY + timedelta(days=1)]) == {"schema_matches_contract": True, "keys_unique": False,
+                                                             "vectors_unit_length": False}
+
+
+def test_schema_check_names_the_missing_column(tmp_path):
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    table = schemas.to_table([{"user_id": "u", "episode_id": "e", "rank": 1, "score": 0.5, "model_version": "v"}],
+                             schemas.ALS_TOP_N).drop_columns(["score"])
+    result = run_with_checks(lake, tmp_path, "als_top_n", {DAY: table},
+                             metadata={DAY: {"validation_ndcg@10": 0.3}})[DAY]
+    failed = [e for e in result.get_asset_check_evaluations() if e.check_name == "schema_matches_contract"][0]
+    assert not failed.passed and "missing column score" in failed.metadata["problems"].value
+
+
+def test_als_ndcg_gate_blocks_a_worse_model_and_its_downstream(tmp_path):
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    rows = [{"user_id": "u", "episode_id": f"e{r}", "rank": r, "score": 1.0 / r, "model_version": "v"} for r in (1, 2)]
+    table = schemas.to_table(rows, schemas.ALS_TOP_N)
+    d1, d2, d3 = DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)
+
+    @dg.asset(partitions_def=daily_partitions, deps=["als_top_n"])
+    def downstream_of_als():
+        return dg.MaterializeResult()
+
+    results = run_with_checks(lake, tmp_path, "als_top_n", {d1: table, d2: table, d3: table},
+                              metadata={d1: {"validation_ndcg@10": 0.30}, d2: {"validation_ndcg@10": 0.27},
+                                        d3: {"validation_ndcg@10": 0.10}}, extra_assets=[downstream_of_als])
+    assert evaluations(results[d1])["validation_ndcg_not_worse"] is True  # no previous model
+    assert evaluations(results[d2])["validation_ndcg_not_worse"] is True  # within tolerance
+    assert evaluations(results[d3])["validation_ndcg_not_worse"] is False
+    blocked = {e.asset_key.to_user_string() for e in results[d3].get_asset_materialization_events()}
+    assert "downstream_of_als" not in blocked and "als_top_n" in blocked
+    assert "downstream_of_als" in {e.asset_key.to_user_string() for e in results[d2].get_asset_materialization_events()}
