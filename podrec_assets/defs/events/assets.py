@@ -161,7 +161,6 @@ class EngagementConfig(dg.Config):
 def aggregate_day(lake: LakeResource, day: date, engine: str, spark_session_factory, weights: dict[str, float]):
     """(table, input version, input rows) of user_episode_daily[day] on ``engine``, reading a pinned version."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     version = lake.version(USER_EVENTS)
@@ -169,7 +168,7 @@ def aggregate_day(lake: LakeResource, day: date, engine: str, spark_session_fact
         raise RuntimeError(f"user_episode_daily[{day}]: the user_events table does not exist yet; materialize user_events[{day}] first")
     if engine == "local":
         dataset = lake.table(USER_EVENTS, version).to_pyarrow_dataset()
-        day_filter = ds.field("date") == pc.scalar(day, pa.date32())
+        day_filter = ds.field("date") == pa.scalar(day, type=pa.date32())
         rows = dataset.count_rows(filter=day_filter)
         table = aggregate_duckdb(dataset.scanner(columns=INPUT_COLUMNS, filter=day_filter).to_reader(), weights)
     elif engine == "spark":
