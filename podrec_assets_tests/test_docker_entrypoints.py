@@ -1,0 +1,187 @@
+"""The images' commands, run here for real: the code location's gRPC server starts with the compose command
+and answers the compose healthcheck; the Dash image's WSGI entry serves the app under waitress, and rendering
+every page imports nothing that docker/dash-requirements.txt does not install."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from importlib import metadata
+
+import pytest
+from packaging.requirements import Requirement
+
+from podrec_assets.local.processes import free_port
+from podrec_assets_tests.docker_support import DOCKER_DIR, VENV_BIN, resolved_compose
+
+
+def _start(argv: list[str], env: dict[str, str], cwd, log_path) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the process we started, and its children (its own session), by its id."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _local_argv(command: list[str], port: int) -> list[str]:
+    """A compose command run here: 127.0.0.1 instead of 0.0.0.0, a free port, the virtualenv's executables."""
+    argv = ["127.0.0.1" if a == "0.0.0.0" else a for a in command]
+    if "--port" in argv:
+        argv[argv.index("--port") + 1] = str(port)
+    argv[0] = str(VENV_BIN / argv[0])
+    return argv
+
+
+def _base_env(tmp_path) -> dict[str, str]:
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path),
+            "PODREC_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
+            "PODREC_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def test_code_location_command_serves_and_passes_its_healthcheck(tmp_path):
+    services = resolved_compose()["services"]
+    port = free_port()
+    argv = _local_argv(services["code-location"]["command"], port)
+    health = _local_argv(services["code-location"]["healthcheck"]["test"][1:], port)
+    proc = _start(argv, _base_env(tmp_path), tmp_path, tmp_path / "code-server.log")
+    try:
+        from dagster._grpc.client import DagsterGrpcClient
+        from dagster._serdes import deserialize_value
+
+        client = DagsterGrpcClient(port=port, host="127.0.0.1")
+        deadline = time.monotonic() + 180
+        while client.health_check_query() != "SERVING":
+            assert proc.poll() is None, f"code server exited:\n{(tmp_path / 'code-server.log').read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "code server not serving in 180 s"
+            time.sleep(1)
+        check = subprocess.run(health, capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, f"the compose healthcheck fails on a serving code location:\n{check.stdout}{check.stderr}"
+        response = deserialize_value(client.list_repositories())
+        assert type(response).__name__ == "ListRepositoriesResponse", f"the location failed to load: {response}"
+        assert response.repository_symbols, "the code location serves no repository"
+    finally:
+        _stop(proc)
+
+
+def _distribution_closure(requirements: list[Requirement]) -> set[str]:
+    """Every distribution pip installs for these requirements (as installed here), by normalised name."""
+    seen: set[str] = set()
+    todo = [(r, "") for r in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = _normalise(requirement.name)
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        seen.add(name)
+        for dependency in metadata.requires(requirement.name) or []:
+            dep = Requirement(dependency)
+            if dep.marker is None or dep.marker.evaluate({"extra": ""}):
+                todo.append((dep, ""))
+            else:
+                todo += [(dep, e) for e in requirement.extras if dep.marker.evaluate({"extra": e})]
+    return {s for s in seen if "[" not in s}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+RENDER_IN_THE_IMAGE = r"""
+# Renders every page with only the Dash image's distributions importable (the others raise ImportError, as
+# they would in the image); prints the blocked imports that the project's own code attempted.
+import importlib.abc, json, re, sys, traceback
+from importlib import metadata
+allowed = set(json.loads(sys.argv[2]))
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+blocked_roots = {root for root, dists in metadata.packages_distributions().items()
+                 if not any(norm(d) in allowed for d in dists)}
+attempts = []
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in blocked_roots:
+            frames = [f.filename for f in traceback.extract_stack() if "importlib" not in f.filename]
+            attempts.append((name, frames[-2] if len(frames) > 1 else ""))
+            raise ModuleNotFoundError(f"No module named {name!r} (not installed in the Dash image)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+sys.path.insert(0, sys.argv[1])
+import dash_wsgi
+server = dash_wsgi.create_server()
+from dash_app import app as dash_app_module
+for path, _, _ in dash_app_module.PAGES:
+    dash_app_module.render(path, "")
+own = [(name, where) for name, where in attempts
+       if re.search(r"/(podrec_assets|dash_app)/|dash_wsgi\.py$", where) and "site-packages" not in where]
+print(json.dumps({"own_code_blocked": own, "blocked": sorted({n for n, _ in attempts})}))
+"""
+
+
+def _dash_env(tmp_path) -> dict[str, str]:
+    env = _base_env(tmp_path)
+    env.update({"PODREC_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+                                    "&serverSelectionTimeoutMS=300&connectTimeoutMS=300",
+                "PODREC_HOST": "127.0.0.1", "PODREC_DAGSTER_PORT": str(free_port())})
+    return env
+
+
+def test_dash_image_installs_everything_the_app_imports(tmp_path):
+    lines = [line.split("#")[0].strip() for line in (DOCKER_DIR / "dash-requirements.txt").read_text().splitlines()]
+    installed = _distribution_closure([Requirement(line) for line in lines if line]) | {"podrec"}
+    assert "dash" in installed and "deltalake" in installed and "pymongo" in installed
+    assert not installed & {"torch", "sentence-transformers", "faster-whisper", "implicit"}, "the Dash image got the ML stack"
+    result = subprocess.run([sys.executable, "-c", RENDER_IN_THE_IMAGE, str(DOCKER_DIR), json.dumps(sorted(installed))],
+                            env=_dash_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"the Dash app fails with only the image's packages:\n{result.stderr[-3000:]}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not report["own_code_blocked"], (
+        f"podrec code imports packages docker/dash-requirements.txt does not install: {report['own_code_blocked']}")
+
+
+def test_dash_image_command_serves_the_app(tmp_path):
+    import dash_app  # noqa: F401  (fails here first if the package is broken)
+
+    dash_dockerfile = (DOCKER_DIR / "dash.Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dash_dockerfile, re.M).group(1))
+    port = free_port()
+    argv = [sys.executable if a == "python" else a for a in cmd]
+    argv = [f"--host=127.0.0.1" if a.startswith("--host=") else f"--port={port}" if a.startswith("--port=") else a
+            for a in argv]
+    proc = _start(argv, _dash_env(tmp_path), DOCKER_DIR, tmp_path / "waitress.log")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_dash-layout", timeout=5) as response:
+                    layout = json.loads(response.read())
+                break
+            except OSError:
+                assert proc.poll() is None, f"waitress exited:\n{(tmp_path / 'waitress.log').read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "the Dash app did not answer in 120 s"
+                time.sleep(1)
+        assert "podrec" in json.dumps(layout)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        _stop(proc)
