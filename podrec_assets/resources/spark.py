@@ -16,6 +16,7 @@ def spark_resource(settings: Settings) -> LazyPySparkResource:
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.shuffle.partitions": "4",
             "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
             # executors on other hosts (a Spark cluster) connect back to the driver by this name
             "spark.driver.host": settings.spark_driver_host,
             "spark.driver.bindAddress": "127.0.0.1" if settings.spark_driver_host == "127.0.0.1" else "0.0.0.0",
