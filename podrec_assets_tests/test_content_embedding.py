@@ -1,5 +1,7 @@
 """Chunking and document vectors with the real all-MiniLM-L6-v2 model from its wheel."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,25 @@ def test_empty_text_is_refused_or_skipped(model):
 def test_weighted_vector_rejects_nothing():
     with pytest.raises(ValueError):
         weighted_document_vector(np.zeros((0, 3), np.float32), [])
+
+
+def test_podrec_embed_command_uses_the_asset_code_path(model, tmp_path, capsys):
+    from podrec_assets.cli import main
+
+    source = tmp_path / "docs.jsonl"
+    source.write_text("\n".join(json.dumps(d) for d in [
+        {"id": "long", "text": long_text(700)}, {"id": "blank", "text": " "}, {"id": 7, "text": PARAGRAPHS[0]},
+    ]) + "\n")
+    target = tmp_path / "vectors.jsonl"
+    assert main(["embed", "--input", str(source), "--output", str(target)]) == 0
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["long", "blank", 7]
+    assert lines[1] == {"id": "blank", "skipped": "empty text"}
+    expected = embed_documents(model, [long_text(700), PARAGRAPHS[0]], overlap=32)
+    assert lines[0]["chunk_count"] == expected[0].chunk_count > 1
+    np.testing.assert_allclose(lines[0]["vector"], expected[0].vector, atol=1e-5)
+    np.testing.assert_allclose(lines[2]["vector"], expected[1].vector, atol=1e-5)
+    assert "embedded 2 of 3 documents" in capsys.readouterr().err
+
+    source.write_text('{"text": "no id"}\n')
+    assert main(["embed", "--input", str(source), "--output", str(target)]) == 2  # a clear error, no traceback

@@ -97,7 +97,8 @@ def load_sentence_model(path: str | Path = "", device: str = "cpu") -> SentenceM
     if max_len - len(prefix) - len(suffix) < 8:
         raise ValueError(f"model {model_dir} reads only {max_len} tokens; too few to chunk transcripts")
     name = DEFAULT_MODEL_NAME if not str(path) else model_dir.resolve().name
-    dimension = int(model.get_sentence_embedding_dimension())
+    get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dimension = int(get_dimension())
     log.info("loaded embedding model %s (%s tokens, dim %d) in %.1fs", name, max_len, dimension,
              time.perf_counter() - started)
     return SentenceModel(name=name, path=str(model_dir), model=model, max_seq_length=max_len,

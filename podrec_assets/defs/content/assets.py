@@ -88,7 +88,7 @@ def episode_vectors(context: dg.AssetExecutionContext, lake: LakeResource, embed
                      "chunk_count": emb.chunk_count, "token_count": emb.token_count, "vector": emb.vector.tolist()})
     if transcripts and not rows:
         context.log.warning("no transcript of %s could be embedded: %s", day, skipped)
-    written = lake.write_partition("episode_vectors", day, schemas.to_table(rows, schemas.EPISODE_VECTORS), context.run_id)
+    written = lake.write_partition("episode_vectors", day, schemas.to_table(rows, schemas.EPISODE_VECTORS), context.run.run_id)
     chunks = sum(r["chunk_count"] for r in rows)
     return dg.MaterializeResult(metadata={
         "rows": written["rows"],
@@ -152,8 +152,8 @@ def similarities(context: dg.AssetExecutionContext, lake: LakeResource, mongo: M
                               catalog, k, self_index=self_index, catalog_block=settings.knn_block_size)
     knn_seconds = time.perf_counter() - started
     rows = similarity_rows(query_ids, catalog_ids, neighbours, model)
-    written = lake.write_partition("similarities", day, schemas.to_table(rows, schemas.SIMILARITIES), context.run_id)
-    served = mongo.replace_day("similarities", day, rows, context.run_id, model_version=model or None)
+    written = lake.write_partition("similarities", day, schemas.to_table(rows, schemas.SIMILARITIES), context.run.run_id)
+    served = mongo.replace_day("similarities", day, rows, context.run.run_id, model_version=model or None)
 
     top1 = [r["cosine_similarity"] for r in rows if r["rank"] == 1]
     preview = "\n".join(f"| {r['new_episode_id']} | {r['rank']} | {r['historical_episode_id']} | {r['cosine_similarity']:.3f} |"
