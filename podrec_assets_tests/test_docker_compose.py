@@ -220,5 +220,8 @@ def test_spark_workers_share_the_driver_image_and_lake(compose):
     assert services["spark-worker"]["image"] == services["spark-master"]["image"] == services["code-location"]["image"]
     command = services["spark-worker"]["command"]
     assert "spark://spark-master:7077" in command
+    # the image runs as a non-root user: the worker's default work dir (inside site-packages) is read-only to it
+    assert command[command.index("--work-dir") + 1].startswith("/tmp/")
+    assert _environment(services["code-location"])["PODREC_SPARK_DRIVER_HOST"] == "code-location"
     assert "hostname" not in services["spark-worker"] and "ports" not in services["spark-worker"], (
         "spark-worker must stay scalable (--scale): no fixed hostname or published port")
