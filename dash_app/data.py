@@ -131,6 +131,7 @@ class DataAccess:
         self._checked: dict[str, tuple[float, int | None]] = {}  # table -> (monotonic time, version seen)
         self._memo = _Memo()
         self._mongo_state: tuple[float, str | None] = (0.0, None)  # (checked at, error or None)
+        self._mongo_pinging = threading.Event()
         self._health: tuple[float, dict] | None = None
 
     # ------------------------------------------------------------------ DuckDB over Delta
@@ -201,10 +202,21 @@ class DataAccess:
 
     # ------------------------------------------------------------------ MongoDB
     def mongo_error(self) -> str | None:
-        """None when MongoDB answers a ping; else a one-line reason. Re-checked at most every 5 s."""
+        """None when MongoDB answers a ping; else a one-line reason.
+
+        Checked once synchronously, then refreshed in the background every 5 s so a page never waits on
+        the server-selection timeout of a database that is down.
+        """
         checked_at, error = self._mongo_state
-        if time.monotonic() - checked_at < 5.0:
-            return error
+        if checked_at == 0.0:
+            self._ping_mongo()
+            return self._mongo_state[1]
+        if time.monotonic() - checked_at >= 5.0 and not self._mongo_pinging.is_set():
+            self._mongo_pinging.set()
+            threading.Thread(target=self._ping_mongo, name="podrec-dash-mongo-ping", daemon=True).start()
+        return error
+
+    def _ping_mongo(self) -> None:
         from pymongo.errors import PyMongoError
 
         try:
@@ -212,8 +224,9 @@ class DataAccess:
             error = None
         except PyMongoError as exc:
             error = f"MongoDB at {self._mongo_where()} is not reachable ({type(exc).__name__})"
+        finally:
+            self._mongo_pinging.clear()
         self._mongo_state = (time.monotonic(), error)
-        return error
 
     def _mongo_where(self) -> str:
         uri = self.mongo.uri

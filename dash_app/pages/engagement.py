@@ -3,12 +3,11 @@ returning users and the dead-letter rate — DuckDB over the Delta tables (works
 
 from __future__ import annotations
 
-import plotly.express as px
-import plotly.graph_objects as go
+import pandas as pd
 from dash import Input, Output, dcc, html
 
 from dash_app import data
-from dash_app.pages.common import PALETTE, card, empty_state, episode_link, figure, fmt_int, fmt_time, stat, table
+from dash_app.pages.common import PALETTE, card, empty_state, episode_link, figure, fmt_int, stat, table, values
 
 WINDOW_LABELS = {"15m": "15 min", "1h": "1 hour", "6h": "6 hours", "24h": "24 hours", "7d": "7 days", "30d": "30 days", "all": "all"}
 DEFAULT_WINDOW = "7d"
@@ -41,32 +40,32 @@ def body(access: data.DataAccess, window: str) -> html.Div:
                            "user_events is empty. Publish events (podrec simulate) and materialize user_events.")
     totals = result["totals"]
     over_time = result["over_time"]
-    fig_time = px.bar(over_time, x="bucket", y="events", color="event", color_discrete_map=EVENT_COLORS,
-                      category_orders={"event": list(EVENT_COLORS)}, labels={"bucket": "", "events": "events"})
-    fig_time.update_layout(bargap=0.05)
+    wide = over_time.pivot_table(index="bucket", columns="event", values="events", aggfunc="sum", fill_value=0).sort_index()
+    bucket_labels = values(pd.Series(wide.index))
+    ordered = [e for e in EVENT_COLORS if e in wide.columns] + sorted(set(wide.columns) - set(EVENT_COLORS))
+    traces_time = [{"type": "bar", "name": event, "x": bucket_labels, "y": values(wide[event]),
+                    "marker": {"color": EVENT_COLORS.get(event, "#64748b")}} for event in ordered]
     mix = result["mix"]
-    fig_mix = go.Figure(go.Pie(labels=mix["event"], values=mix["events"], hole=0.55, sort=False, textinfo="percent",
-                               marker=dict(colors=[EVENT_COLORS.get(e, "#64748b") for e in mix["event"]])))
-    fig_mix.update_layout(legend=dict(orientation="v", x=1.0, y=0.5))
+    pie = [{"type": "pie", "labels": values(mix["event"]), "values": values(mix["events"]), "hole": 0.55, "sort": False,
+            "textinfo": "percent", "marker": {"colors": [EVENT_COLORS.get(e, "#64748b") for e in mix["event"]]}}]
     devices = result["devices"]
-    fig_dev = px.bar(devices, x="events", y="device", orientation="h", color_discrete_sequence=[PALETTE[1]],
-                     labels={"device": "", "events": "events"})
-    fig_dev.update_yaxes(autorange="reversed")
+    device_bars = [{"type": "bar", "orientation": "h", "x": values(devices["events"]), "y": values(devices["device"]),
+                    "marker": {"color": PALETTE[1]}, "hovertemplate": "%{y}: %{x} events<extra></extra>"}]
     nr = result["new_returning"]
-    fig_nr = go.Figure([go.Bar(x=nr["day"].astype(str), y=nr["returning_users"], name="returning", marker_color=PALETTE[0]),
-                        go.Bar(x=nr["day"].astype(str), y=nr["new_users"], name="new", marker_color=PALETTE[2])])
-    fig_nr.update_layout(barmode="stack")
-    fig_nr.update_xaxes(type="category")
+    nr_days = values(nr["day"].astype(str).str[:10])
+    nr_bars = [{"type": "bar", "name": "returning", "x": nr_days, "y": values(nr["returning_users"]), "marker": {"color": PALETTE[0]}},
+               {"type": "bar", "name": "new", "x": nr_days, "y": values(nr["new_users"]), "marker": {"color": PALETTE[2]}}]
     dead = result["dead_letters"]
     if dead.empty or dead["dead_letters"].sum() == 0:
         dead_view = empty_state("No dead letters", "Every message parsed and validated.")
     else:
-        fig_dead = px.line(dead.assign(rate_pct=dead["rate"] * 100, date=dead["date"].astype(str)), x="date", y="rate_pct",
-                           color="topic", markers=True, labels={"rate_pct": "% of messages", "date": ""},
-                           color_discrete_sequence=[PALETTE[4], PALETTE[3]])
-        fig_dead.update_xaxes(type="category")
+        dead_lines = []
+        for i, (topic, group) in enumerate(dead.groupby("topic")):
+            dead_lines.append({"type": "scatter", "mode": "lines+markers", "name": topic,
+                               "x": values(group["date"].astype(str).str[:10]), "y": values(group["rate"] * 100),
+                               "line": {"color": [PALETTE[4], PALETTE[3]][i % 2]}})
         reasons = result["dead_letter_reasons"]
-        dead_view = html.Div([figure(fig_dead, height=220),
+        dead_view = html.Div([figure(dead_lines, {"xaxis": {"type": "category"}, "yaxis": {"title": {"text": "% of messages"}}}, height=220),
                               table(reasons, [("Reason", "reason"), ("Messages", lambda r: fmt_int(r.n))], class_name="compact")])
     top = result["top"]
     top_table = table(top, [
@@ -80,10 +79,13 @@ def body(access: data.DataAccess, window: str) -> html.Div:
             stat("Episodes played", fmt_int(totals["episodes"])),
             stat("Window", f"{_short(result['start'])} → {_short(result['end'])}", f"UTC, buckets of {result['bucket']}"),
         ], className="stats"),
-        card("Events over time", figure(fig_time, height=280), id="events-over-time"),
-        html.Div([card("Event types", figure(fig_mix, height=260), class_name="third"),
-                  card("Devices", figure(fig_dev, height=260), class_name="third"),
-                  card("New vs returning users", figure(fig_nr, height=260), class_name="third")], className="row"),
+        card("Events over time", figure(traces_time, {"barmode": "stack", "bargap": 0.05, "yaxis": {"title": {"text": "events"}}},
+                                        height=280), id="events-over-time"),
+        html.Div([card("Event types", figure(pie, {"legend": {"orientation": "v", "x": 1.02, "y": 0.5}}, height=260), class_name="third"),
+                  card("Devices", figure(device_bars, {"yaxis": {"autorange": "reversed"}, "margin": {"l": 96, "r": 16, "t": 8, "b": 32}},
+                                         height=260), class_name="third"),
+                  card("New vs returning users", figure(nr_bars, {"barmode": "stack", "xaxis": {"type": "category"}}, height=260),
+                       class_name="third")], className="row"),
         html.Div([card("Top episodes", top_table, class_name="half"),
                   card("Dead-letter rate", dead_view, class_name="half")], className="row"),
     ])

@@ -123,7 +123,7 @@ def neighbours_view(access: data.DataAccess, episode_id: str) -> html.Div:
         parts += [html.Div(f"{rows['model'].iloc[0]} · computed {str(rows['date'].iloc[0])[:10]}", className="muted small"),
                   table(rows, columns, class_name="compact neighbours-table")]
     if not later.empty:
-        parts += [html.H4("Later episodes that found this one similar"),
+        parts += [html.H4("Episodes that list this one as a neighbour"),
                   table(later, [("Episode", lambda r: episode_link(r.episode_id, r.episode_title, r.episode_show)),
                                 ("Cosine", lambda r: fmt(r.cosine_similarity))], class_name="compact")]
     return html.Div(parts)

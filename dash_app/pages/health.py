@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 
 from dash_app import data
@@ -50,13 +49,12 @@ def body(access: data.DataAccess) -> html.Div:
         done, failed = set(d[:10] for d in a["materialized"]), set(d[:10] for d in a["failed"])
         z.append([2 if d in failed else 1 if d in done else 0 for d in days])
         text.append(["failed" if d in failed else "materialized" if d in done else "missing" for d in days])
-    fig = go.Figure(go.Heatmap(
-        z=z, x=days, y=names, text=text, zmin=0, zmax=2, xgap=3, ygap=3, showscale=False,
-        colorscale=[[0, "#e5e7eb"], [0.33, "#e5e7eb"], [0.34, "#10b981"], [0.66, "#10b981"], [0.67, "#ef4444"], [1, "#ef4444"]],
-        hovertemplate="%{y} · %{x}: %{text}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(type="category", tickangle=-45)
-    grid = figure(fig, height=max(220, 34 * len(names) + 90), id="partition-grid")
+    heatmap = [{"type": "heatmap", "z": z, "x": days, "y": names, "text": text, "zmin": 0, "zmax": 2, "xgap": 3, "ygap": 3,
+                "showscale": False, "hovertemplate": "%{y} · %{x}: %{text}<extra></extra>",
+                "colorscale": [[0, "#e5e7eb"], [0.33, "#e5e7eb"], [0.34, "#10b981"], [0.66, "#10b981"], [0.67, "#ef4444"], [1, "#ef4444"]]}]
+    layout = {"yaxis": {"autorange": "reversed", "gridcolor": "rgba(0,0,0,0)"},
+              "xaxis": {"type": "category", "tickangle": -45, "gridcolor": "rgba(0,0,0,0)"}, "margin": {"l": 150, "r": 16, "t": 8, "b": 80}}
+    grid = figure(heatmap, layout, height=max(220, 30 * len(names) + 100), id="partition-grid")
 
     def freshness(a):
         if a.get("freshness"):

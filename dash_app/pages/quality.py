@@ -4,14 +4,14 @@ and how fusion weighted ALS against content (alpha)."""
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 
 from dash_app import data
-from dash_app.pages.common import PALETTE, card, empty_state, figure, fmt, fmt_int, stat, table
+from dash_app.pages.common import card, empty_state, figure, fmt, fmt_int, stat, table, values
 
 MODEL_ORDER = ["popularity", "als", "content", "hybrid"]
+MODEL_COLORS = {"popularity": "#f59e0b", "als": "#4f46e5", "content": "#0d9488", "hybrid": "#db2777"}
+REASON_COLORS = {"hybrid": "#db2777", "als": "#4f46e5", "content": "#0d9488", "popular": "#f59e0b"}
 
 
 def _default_metric(metrics: pd.DataFrame) -> str:
@@ -53,15 +53,21 @@ def metric_view(metrics: pd.DataFrame, metric: str) -> html.Div:
     rows = metrics[metrics["metric"] == metric].copy()
     rows["date"] = rows["date"].astype(str)
     rows = rows.sort_values(["date", "model"])
-    fig = px.line(rows, x="date", y="value", color="model", markers=True, color_discrete_sequence=PALETTE,
-                  category_orders={"model": sorted(rows["model"].unique(), key=_model_rank)},
-                  labels={"date": "", "value": metric}, hover_data=["users_evaluated"])
-    fig.update_xaxes(type="category")
+    days = sorted(rows["date"].unique())
+    traces = []
+    for model in sorted(rows["model"].unique(), key=_model_rank):
+        group = rows[rows["model"] == model]
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": model, "x": values(group["date"]),
+                       "y": values(group["value"]), "customdata": values(group["users_evaluated"]),
+                       "marker": {"color": MODEL_COLORS.get(model)}, "line": {"color": MODEL_COLORS.get(model), "width": 2.5},
+                       "hovertemplate": f"{model}<br>%{{x}}: %{{y:.4f}}<br>%{{customdata}} users<extra></extra>"})
+    layout = {"xaxis": {"type": "category", "categoryorder": "array", "categoryarray": days},
+              "yaxis": {"title": {"text": metric}}}
     latest = rows[rows["date"] == rows["date"].max()].sort_values("value", ascending=False)
     best = latest.iloc[0] if not latest.empty else None
     stats = html.Div([stat(f"{m} ({rows['date'].max()})", fmt(v, 4)) for m, v in zip(latest["model"], latest["value"])]
                      + ([stat("Best", str(best["model"]), metric)] if best is not None else []), className="stats")
-    return html.Div([stats, card(f"{metric} by day", figure(fig, height=320), id="metric-chart")])
+    return html.Div([stats, card(f"{metric} by day", figure(traces, layout, height=320), id="metric-chart")])
 
 
 def latest_table(metrics: pd.DataFrame) -> html.Div:
@@ -85,15 +91,15 @@ def alpha_view(access: data.DataAccess) -> html.Div:
     if summary.empty:
         return html.Div([config, empty_state("No recommendations yet", "final_recommendations is empty.")])
     summary = summary.assign(date=summary["date"].astype(str))
-    fig = go.Figure()
-    for i, reason in enumerate(["hybrid", "als", "content", "popular"]):
-        fig.add_trace(go.Bar(x=summary["date"], y=summary[reason] * 100, name=reason, marker_color=PALETTE[i]))
-    fig.add_trace(go.Scatter(x=summary["date"], y=summary["mean_alpha"], name="mean α", yaxis="y2", mode="lines+markers",
-                             line=dict(color="#111827", width=2)))
-    fig.update_layout(barmode="stack", yaxis=dict(title="% of picks by reason"),
-                      yaxis2=dict(title="mean α", overlaying="y", side="right", range=[0, 1], showgrid=False))
-    fig.update_xaxes(type="category")
-    return html.Div([config, figure(fig, height=260, id="alpha-chart")])
+    days = values(summary["date"])
+    traces = [{"type": "bar", "name": reason, "x": days, "y": values(summary[reason] * 100), "marker": {"color": REASON_COLORS[reason]}}
+              for reason in REASON_COLORS]
+    traces.append({"type": "scatter", "mode": "lines+markers", "name": "mean α", "x": days, "y": values(summary["mean_alpha"]),
+                   "yaxis": "y2", "line": {"color": "#111827", "width": 2}})
+    layout = {"barmode": "stack", "xaxis": {"type": "category"}, "yaxis": {"title": {"text": "% of picks by reason"}},
+              "yaxis2": {"title": {"text": "mean α"}, "overlaying": "y", "side": "right", "range": [0, 1], "showgrid": False},
+              "margin": {"l": 48, "r": 48, "t": 16, "b": 40}}
+    return html.Div([config, figure(traces, layout, height=260, id="alpha-chart")])
 
 
 def register(app) -> None:

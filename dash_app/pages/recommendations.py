@@ -6,12 +6,11 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
 from dash_app import data
 from dash_app.pages.common import (
-    badge, card, empty_state, episode_link, figure, fmt, fmt_int, fmt_time, notice, stat, table, user_href,
+    badge, card, empty_state, episode_link, figure, fmt, fmt_int, notice, stat, table, user_href, values,
 )
 
 REASON_TEXT = {
@@ -113,16 +112,17 @@ def changes_view(rows: pd.DataFrame) -> html.Div:
     latest, previous = days[-1], days[-2]
     now_set = set(rows.loc[rows["date"] == latest, "episode_id"])
     before_set = set(rows.loc[rows["date"] == previous, "episode_id"])
-    fig = go.Figure()
-    for episode_id, group in rows.groupby("episode_id", sort=False):
-        title = group["episode_title"].iloc[0] if "episode_title" in group else episode_id
-        fig.add_trace(go.Scatter(x=group["date"], y=group["rank"], mode="lines+markers", name=str(title)[:40],
-                                 hovertemplate=f"{str(title)[:60]}<br>%{{x}}: rank %{{y}}<extra></extra>", showlegend=False))
-    fig.update_yaxes(autorange="reversed", title="rank", dtick=1)
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=days)
+    traces = []
+    for episode_id, group in rows.sort_values("date").groupby("episode_id", sort=False):
+        title = str(group["episode_title"].iloc[0] if "episode_title" in group else episode_id)
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": title[:40], "x": values(group["date"]),
+                       "y": values(group["rank"]), "showlegend": False, "marker": {"size": 8},
+                       "hovertemplate": f"{title[:60]}<br>%{{x}}: rank %{{y}}<extra></extra>"})
+    layout = {"yaxis": {"autorange": "reversed", "title": {"text": "rank"}, "dtick": 1},
+              "xaxis": {"type": "category", "categoryorder": "array", "categoryarray": days}}
     summary = html.P([html.B(f"{len(now_set - before_set)} new"), f" and {len(before_set - now_set)} dropped since {previous}; ",
                       f"{len(now_set & before_set)} kept."], className="muted")
-    return html.Div([summary, figure(fig, height=260)])
+    return html.Div([summary, figure(traces, layout, height=260)])
 
 
 def history_view(history: pd.DataFrame) -> html.Div:
