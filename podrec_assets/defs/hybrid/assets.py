@@ -189,10 +189,10 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     k = settings.metrics_k
     data = _DayData(lake, settings, day)
     hybrid = _read(lake, "final_recommendations", rec_day, rec_day, ["user_id", "episode_id", "rank"])
-    if hybrid.empty or data.als_of(rec_day).empty:
+    if hybrid.empty:
         written = lake.write_partition("recommendation_metrics", day, to_table([], RECOMMENDATION_METRICS), context.run_id)
         return dg.MaterializeResult(metadata={
-            "rows": 0, "note": f"nothing to evaluate: no final_recommendations or als_top_n for {rec_day}",
+            "rows": 0, "note": f"nothing to evaluate: no final_recommendations for {rec_day}",
             "delta_version": written["delta_version"]})
 
     prepared = data.prepare(rec_day)
@@ -207,6 +207,8 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
         "content": evaluation.content_lists(prepared, k),
         "hybrid": hybrid,
     }
+    missing = [model for model, recs in lists.items() if recs.empty]
+    lists = {model: recs for model, recs in lists.items() if not recs.empty}  # e.g. no ALS model that day
     window_start = rec_day - timedelta(days=settings.history_days - 1)
     interactions = data.daily[(data.daily["date"] >= window_start) & (data.daily["date"] <= rec_day)]
     tastes = _frame(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"])) if lake.exists(TASTES_TABLE) \
@@ -229,6 +231,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
         "metrics": dg.MetadataValue.md(_markdown(wide)),
         "plot": dg.MetadataValue.json(_plot(scores, k)),
         "positive_engagement": f"completed or engagement >= {settings.positive_engagement}",
+        "models_without_lists": ", ".join(missing) or "none",
     }
     for model in lists:
         metadata[f"{model}_ndcg@{k}"] = float(value[(model, f"ndcg@{k}")])
