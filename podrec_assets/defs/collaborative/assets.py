@@ -1,0 +1,130 @@
+"""`als_top_n[D]`: ALS trained on the W days of `user_episode_daily` ending on D; thin wrapper over core.als."""
+
+
+import math
+import warnings
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+from dagster_pyspark import LazyPySparkResource
+
+from podrec_assets.core import als, schemas
+from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.resources.lake import LakeResource
+from podrec_assets.resources.mongo import MongoResource
+from podrec_assets.settings import Settings, get_settings
+
+GROUP = "collaborative"
+SOURCE = "user_episode_daily"
+READ_COLUMNS = ["user_id", "episode_id", "engagement", "date"]
+
+
+def window_mapping(window_days: int) -> dg.TimeWindowPartitionMapping:
+    """D depends on D-(W-1) .. D. Days before the first partition do not exist and are simply absent (the first
+    days of the product train on a shorter window)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta
+        return dg.TimeWindowPartitionMapping(start_offset=-(window_days - 1), end_offset=0,
+                                             allow_nonexistent_upstream_partitions=True)
+
+
+def params_from(settings: Settings) -> als.AlsParams:
+    return als.AlsParams(
+        factors=settings.als_factors, regularization=settings.als_regularization, iterations=settings.als_iterations,
+        alpha=settings.als_confidence_alpha, seed=settings.als_seed, threads=settings.als_threads,
+    )
+
+
+def backend_for(engine: str) -> str:
+    return "spark" if engine == "spark" else "implicit"
+
+
+def _preview(top_n: pd.DataFrame, users: int = 10) -> str:
+    head = top_n[top_n["user_id"].isin(top_n["user_id"].drop_duplicates().head(users)) & (top_n["rank"] <= 3)]
+    lines = [f"| {r.user_id} | {r.rank} | {r.episode_id} | {r.score:.4f} |" for r in head.itertuples()]
+    return "| user | rank | episode | score |\n|---|---|---|---|\n" + "\n".join(lines)
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    deps=[dg.AssetDep(SOURCE, partition_mapping=window_mapping(get_settings().als_window_days))],
+    kinds={"python", "delta", "mongodb"},
+)
+def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource,
+              spark: LazyPySparkResource) -> dg.MaterializeResult:
+    """Top-N unseen episodes per user from implicit-feedback ALS on the window D-(W-1)..D of user_episode_daily.
+
+    Engine local trains with `implicit`, engine spark with Spark ML (same confidence, see core/als.py). Before the
+    final fit, a model trained without the window's last day is scored on it (`validation_ndcg@10`, read by the
+    blocking check). Writes Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
+    """
+    settings = get_settings()
+    day = partition_day(context)
+    window = settings.als_window_days
+    start = day - timedelta(days=window - 1)
+    if not lake.exists(SOURCE):
+        raise dg.Failure(f"Delta table {SOURCE!r} does not exist under {lake.root}: materialize {SOURCE} first")
+    version = lake.version(SOURCE)
+    frame = lake.read_days(SOURCE, start, day, columns=READ_COLUMNS, version=version).to_pandas()
+    if frame.empty:
+        raise dg.Failure(
+            f"no interactions in {SOURCE} from {start} to {day} (window of {window} days, Delta version {version}): "
+            f"materialize {SOURCE} for those days or widen PODREC_ALS_WINDOW_DAYS")
+    days_read = sorted({pd.Timestamp(d).date() for d in frame["date"].unique()})
+    params = params_from(settings)
+    backend = backend_for(settings.engine)
+    session = spark.spark_session if backend == "spark" else None
+    k = 10
+
+    validation = als.validate(frame, day, params, backend=backend, spark=session, k=k)
+    try:
+        data = als.Interactions.from_frame(frame)
+    except ValueError as exc:
+        raise dg.Failure(f"cannot train ALS on {SOURCE} {start}..{day}: {exc}") from exc
+    data_version = f"{SOURCE}@v{version}[{start}..{day}]"
+    result = als.fit_recommend(data, params, settings.top_n, backend=backend, spark=session, data_version=data_version)
+
+    top_n = result.top_n.assign(model_version=result.model_version)
+    run_id = context.run.run_id
+    written = lake.write_partition("als_top_n", day, pa_table(top_n, schemas.ALS_TOP_N), run_id)
+    factors = als.factors_frame(result).assign(model_version=result.model_version)
+    factors_written = lake.write_partition("als_factors", day, pa_table(factors, schemas.ALS_FACTORS), run_id)
+    served = mongo.replace_day("als_top_n", day, top_n[["user_id", "episode_id", "rank", "score"]].to_dict("records"),
+                               run_id, model_version=result.model_version)
+
+    ndcg = validation["ndcg"]
+    return dg.MaterializeResult(metadata={
+        "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
+        "validation_method": validation["method"],
+        "validation_users": int(validation["users"]),
+        "validation": dg.MetadataValue.json({key: (None if isinstance(v, float) and math.isnan(v) else v)
+                                             for key, v in validation.items()}),
+        "model_version": result.model_version,
+        "backend": backend,
+        "params": dg.MetadataValue.json({**params.as_dict(), "top_n": settings.top_n, "window_days": window}),
+        "window": f"{start}..{day}",
+        "days_read": dg.MetadataValue.json([d.isoformat() for d in days_read]),
+        "days_read_count": len(days_read),
+        "delta_versions_read": dg.MetadataValue.json({SOURCE: version}),
+        "rows_read": len(frame),
+        "users": data.n_users,
+        "episodes": data.n_items,
+        "positive_pairs": data.nnz,
+        "fit_seconds": round(result.fit_seconds, 3),
+        "recommend_seconds": round(result.recommend_seconds, 3),
+        "rows": written["rows"],
+        "delta_version": written["delta_version"],
+        "factors_delta_version": factors_written["delta_version"],
+        "mongo_inserted": served["inserted"],
+        "mongo_deleted": served["deleted"],
+        "preview": dg.MetadataValue.md(_preview(result.top_n)),
+    })
+
+
+def pa_table(frame: pd.DataFrame, schema):
+    """A frame with exactly the schema's columns, typed by the schema (fails loudly on a mismatch)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
