@@ -196,3 +196,26 @@ def test_demo_catalog_publishes_once_and_feeds_episodes(stack_env, resources, po
     assert materialize([episodes_ingest], days[0], resources).success
     rows = lake_rows(resources["lake"], "episodes", days[0])
     assert len(rows) == 4 and len({r["podcast_title"] for r in rows}) == 4
+
+
+def test_long_audio_is_transcribed_window_by_window(stack_settings, clips):
+    import numpy as np
+
+    from podrec_assets.core.asr import SAMPLE_RATE, iter_audio_windows
+
+    windows = list(iter_audio_windows(clips["english"], window_seconds=4.0))
+    whole = np.concatenate([samples for _, samples in windows])
+    assert len(windows) >= 2
+    assert all(len(samples) <= 5 * SAMPLE_RATE for _, samples in windows)  # window + the second searched for a pause
+    offsets = [offset for offset, _ in windows]
+    assert offsets == sorted(offsets) and offsets[0] == 0
+    assert abs(offsets[1] * SAMPLE_RATE - len(windows[0][1])) <= 1  # windows tile the audio, nothing lost
+    single = list(iter_audio_windows(clips["english"], window_seconds=600.0))
+    assert len(single) == 1 and len(single[0][1]) == len(whole)
+
+    whisper = load_whisper("tiny.en", stack_settings.home_path / "models", cpu_threads=2)
+    result = transcribe_audio(whisper, clips["english"], ["en"], window_seconds=4.0)
+    starts = [s["start"] for s in result.segments]
+    assert starts == sorted(starts) and result.segments[-1]["end"] > offsets[1]
+    assert abs(result.audio_seconds - len(whole) / SAMPLE_RATE) < 0.01
+    assert word_error_rate(SPOKEN, result.text) <= 0.25, result.text

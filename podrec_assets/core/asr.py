@@ -117,6 +117,8 @@ def iter_audio_windows(path: str | Path, window_seconds: float = 600.0) -> Itera
     import av
 
     window = int(window_seconds * SAMPLE_RATE)
+    search_seconds = min(10.0, window_seconds / 4)  # a window ends at the quietest moment of its last seconds
+    search = int(search_seconds * SAMPLE_RATE)
     try:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, OSError) as exc:
@@ -139,9 +141,9 @@ def iter_audio_windows(path: str | Path, window_seconds: float = 600.0) -> Itera
             chunk = frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
             pending.append(chunk)
             pending_len += len(chunk)
-            if pending_len >= window + 10 * SAMPLE_RATE:
+            if pending_len >= window + search:
                 joined = np.concatenate(pending)
-                cut = _quietest_cut(joined[:window + 10 * SAMPLE_RATE])
+                cut = _quietest_cut(joined[:window + search], search_seconds)
                 yield offset_samples / SAMPLE_RATE, joined[:cut]
                 offset_samples += cut
                 rest = joined[cut:]
