@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
 
 from podrec_assets.settings import PROJECT_ROOT
 
@@ -49,3 +52,30 @@ def resolved_compose(env_file: Path = ENV_EXAMPLE) -> dict:
 
 def dockerfiles() -> list[Path]:
     return sorted(p for p in DOCKER_DIR.iterdir() if p.name == "Dockerfile" or p.name.endswith(".Dockerfile"))
+
+
+def distribution_closure(requirements: list[Requirement]) -> set[str]:
+    """Every distribution pip installs for these requirements (as installed here), by normalised name."""
+    seen: set[str] = set()
+    todo = [(r, "") for r in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = normalise(requirement.name)
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        seen.add(name)
+        for dependency in metadata.requires(requirement.name) or []:
+            dep = Requirement(dependency)
+            if dep.marker is None or dep.marker.evaluate({"extra": ""}):
+                todo.append((dep, ""))
+            else:
+                todo += [(dep, e) for e in requirement.extras if dep.marker.evaluate({"extra": e})]
+    return {s for s in seen if "[" not in s}
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

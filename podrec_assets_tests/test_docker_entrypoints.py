@@ -12,13 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from importlib import metadata
 
-import pytest
 from packaging.requirements import Requirement
 
 from podrec_assets.local.processes import free_port
-from podrec_assets_tests.docker_support import DOCKER_DIR, VENV_BIN, resolved_compose
+from podrec_assets_tests.docker_support import (
+    DOCKER_DIR, VENV_BIN, distribution_closure, normalise, resolved_compose,
+)
 
 
 def _start(argv: list[str], env: dict[str, str], cwd, log_path) -> subprocess.Popen:
@@ -79,33 +79,6 @@ def test_code_location_command_serves_and_passes_its_healthcheck(tmp_path):
         _stop(proc)
 
 
-def _distribution_closure(requirements: list[Requirement]) -> set[str]:
-    """Every distribution pip installs for these requirements (as installed here), by normalised name."""
-    seen: set[str] = set()
-    todo = [(r, "") for r in requirements]
-    while todo:
-        requirement, extra = todo.pop()
-        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
-            continue
-        name = _normalise(requirement.name)
-        key = f"{name}[{','.join(sorted(requirement.extras))}]"
-        if key in seen:
-            continue
-        seen.add(key)
-        seen.add(name)
-        for dependency in metadata.requires(requirement.name) or []:
-            dep = Requirement(dependency)
-            if dep.marker is None or dep.marker.evaluate({"extra": ""}):
-                todo.append((dep, ""))
-            else:
-                todo += [(dep, e) for e in requirement.extras if dep.marker.evaluate({"extra": e})]
-    return {s for s in seen if "[" not in s}
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 RENDER_IN_THE_IMAGE = r"""
 # Renders every page with only the Dash image's distributions importable (the others raise ImportError, as
 # they would in the image); prints the blocked imports that the project's own code attempted.
@@ -148,7 +121,7 @@ def _dash_env(tmp_path) -> dict[str, str]:
 
 def test_dash_image_installs_everything_the_app_imports(tmp_path):
     lines = [line.split("#")[0].strip() for line in (DOCKER_DIR / "dash-requirements.txt").read_text().splitlines()]
-    installed = _distribution_closure([Requirement(line) for line in lines if line]) | {"podrec"}
+    installed = distribution_closure([Requirement(line) for line in lines if line]) | {"podrec"}
     assert "dash" in installed and "deltalake" in installed and "pymongo" in installed
     assert not installed & {"torch", "sentence-transformers", "faster-whisper", "implicit"}, "the Dash image got the ML stack"
     result = subprocess.run([sys.executable, "-c", RENDER_IN_THE_IMAGE, str(DOCKER_DIR), json.dumps(sorted(installed))],

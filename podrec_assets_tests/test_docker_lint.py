@@ -85,3 +85,23 @@ def test_shell_scripts_parse():
     for script in scripts:
         result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+def test_every_package_the_images_install_is_pinned_in_constraints():
+    """Both images install with `pip -c constraints.txt`: every distribution they pull (the closure of
+    pyproject's dependencies and of dash-requirements.txt) must have a pin there, or builds drift."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from podrec_assets_tests.docker_support import distribution_closure, normalise
+
+    requirements = [Requirement(d) for d in tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    lines = [line.split("#")[0].strip() for line in (DOCKER_DIR / "dash-requirements.txt").read_text().splitlines()]
+    requirements += [Requirement(line) for line in lines if line]
+    pins = {normalise(line.split("==")[0]) for line in (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    installed = distribution_closure(requirements)
+    assert len(installed) > 50
+    unpinned = sorted(installed - pins - {"setuptools", "pip", "wheel"})  # the venv's own tools
+    assert not unpinned, f"not pinned in constraints.txt: {unpinned}"
