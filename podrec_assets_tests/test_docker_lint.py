@@ -105,3 +105,28 @@ def test_every_package_the_images_install_is_pinned_in_constraints():
     assert len(installed) > 50
     unpinned = sorted(installed - pins - {"setuptools", "pip", "wheel"})  # the venv's own tools
     assert not unpinned, f"not pinned in constraints.txt: {unpinned}"
+
+
+def test_the_wheel_the_images_install_has_every_package_file(tmp_path):
+    """The images `pip install .`, so only what the wheel carries reaches them (e.g. the Dash app's CSS)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("podrec_assets", "dash_app"):
+        shutil.copytree(PROJECT_ROOT / package, source / package, ignore=ignore)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                             "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [wheel] = (tmp_path / "wheel").glob("*.whl")
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    files = [p.relative_to(source).as_posix() for package in ("podrec_assets", "dash_app")
+             for p in (source / package).rglob("*") if p.is_file()]
+    missing = sorted(f for f in files if f not in in_wheel)
+    assert not missing, f"the wheel (what the images install) lacks {missing}: declare them in [tool.setuptools.package-data]"
