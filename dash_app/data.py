@@ -181,7 +181,9 @@ class DataAccess:
             hit = self._memo.get(key)
             if hit is not _MISSING:
                 return hit
-            frame = self._connection().execute(sql, list(params)).df()
+            cursor = self._connection().execute(sql, list(params))
+            rows = cursor.fetchall()  # small results: records -> frame is ~3x cheaper than .df()
+            frame = pd.DataFrame.from_records(rows, columns=[d[0] for d in cursor.description])
             self._memo.put(key, frame)
             return frame
 
@@ -380,11 +382,16 @@ class DataAccess:
         return self._with_titles(rows, "episode_id")
 
     def episode_audience(self, episode_id: str) -> dict:
-        frame = self.query(
-            "SELECT count(DISTINCT user_id) AS listeners, coalesce(sum(engagement), 0) AS engagement, "
-            "coalesce(avg(CASE WHEN completed THEN 1.0 ELSE 0.0 END), 0) AS completion_rate "
-            "FROM user_episode_daily WHERE episode_id = ?", [episode_id], tables=("user_episode_daily",))
-        return frame.iloc[0].to_dict()
+        """Listeners, engagement and completion rate of one episode (one GROUP BY per table version)."""
+        def build() -> dict[str, dict]:
+            frame = self.query(
+                "SELECT episode_id, count(DISTINCT user_id) AS listeners, sum(engagement) AS engagement, "
+                "avg(CASE WHEN completed THEN 1.0 ELSE 0.0 END) AS completion_rate FROM user_episode_daily GROUP BY episode_id",
+                tables=("user_episode_daily",))
+            return {r["episode_id"]: r for r in frame.to_dict("records")}
+
+        found = self.memoised("audience", ("user_episode_daily",), build)
+        return found.get(episode_id, {"episode_id": episode_id, "listeners": 0, "engagement": 0.0, "completion_rate": 0.0})
 
     def recent_episodes(self, limit: int = 12) -> pd.DataFrame:
         return self.search_episodes("", limit)
