@@ -222,6 +222,12 @@ def test_spark_workers_share_the_driver_image_and_lake(compose):
     assert "spark://spark-master:7077" in command
     # the image runs as a non-root user: the worker's default work dir (inside site-packages) is read-only to it
     assert command[command.index("--work-dir") + 1].startswith("/tmp/")
-    assert _environment(services["code-location"])["PODREC_SPARK_DRIVER_HOST"] == "code-location"
+    # executors on the workers connect back to the driver (a run in the code-location container) by that name
+    from podrec_assets.resources.spark import spark_resource
+
+    env = {k: v for k, v in _environment(services["code-location"]).items() if k.startswith("PODREC_")}
+    spark_config = spark_resource(load_settings({**env, "PODREC_SPARK_MASTER": "spark://spark-master:7077"})).spark_config
+    assert spark_config["spark.driver.host"] == "code-location" and spark_config["spark.driver.bindAddress"] == "0.0.0.0"
+    assert spark_config["spark.master"] == "spark://spark-master:7077"
     assert "hostname" not in services["spark-worker"] and "ports" not in services["spark-worker"], (
         "spark-worker must stay scalable (--scale): no fixed hostname or published port")
