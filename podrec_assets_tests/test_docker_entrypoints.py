@@ -54,12 +54,31 @@ def _base_env(tmp_path) -> dict[str, str]:
             "PODREC_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-def test_code_location_command_serves_and_passes_its_healthcheck(tmp_path):
+def _wait_http(url: str, proc: subprocess.Popen, log, seconds: float) -> bytes:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            assert proc.poll() is None, f"{proc.args[0]} exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{url} did not answer in {seconds:.0f} s"
+            time.sleep(1)
+
+
+WORKSPACE_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+
+
+def test_code_location_and_webserver_commands_serve_through_the_workspace_file(tmp_path):
+    """The compose commands of code-location and webserver, the code location's healthcheck, the webserver's
+    healthcheck URL, and docker/workspace.yaml (pointed at 127.0.0.1) all work together for real."""
     services = resolved_compose()["services"]
     port = free_port()
     argv = _local_argv(services["code-location"]["command"], port)
     health = _local_argv(services["code-location"]["healthcheck"]["test"][1:], port)
-    proc = _start(argv, _base_env(tmp_path), tmp_path, tmp_path / "code-server.log")
+    env = _base_env(tmp_path)
+    server = _start(argv, env, tmp_path, tmp_path / "code-server.log")
+    webserver = None
     try:
         from dagster._grpc.client import DagsterGrpcClient
         from dagster._serdes import deserialize_value
@@ -67,7 +86,7 @@ def test_code_location_command_serves_and_passes_its_healthcheck(tmp_path):
         client = DagsterGrpcClient(port=port, host="127.0.0.1")
         deadline = time.monotonic() + 180
         while client.health_check_query() != "SERVING":
-            assert proc.poll() is None, f"code server exited:\n{(tmp_path / 'code-server.log').read_text()[-3000:]}"
+            assert server.poll() is None, f"code server exited:\n{(tmp_path / 'code-server.log').read_text()[-3000:]}"
             assert time.monotonic() < deadline, "code server not serving in 180 s"
             time.sleep(1)
         check = subprocess.run(health, capture_output=True, text=True, timeout=60)
@@ -75,8 +94,27 @@ def test_code_location_command_serves_and_passes_its_healthcheck(tmp_path):
         response = deserialize_value(client.list_repositories())
         assert type(response).__name__ == "ListRepositoriesResponse", f"the location failed to load: {response}"
         assert response.repository_symbols, "the code location serves no repository"
+
+        workspace = (DOCKER_DIR / "workspace.yaml").read_text()
+        assert "host: code-location" in workspace and "port: 4000" in workspace
+        workspace_here = tmp_path / "workspace.yaml"
+        workspace_here.write_text(workspace.replace("host: code-location", "host: 127.0.0.1")
+                                  .replace("port: 4000", f"port: {port}"))
+        ui_port = free_port()
+        ui_argv = _local_argv(services["webserver"]["command"], ui_port)
+        ui_argv[ui_argv.index("/opt/dagster/home/workspace.yaml")] = str(workspace_here)
+        webserver = _start(ui_argv, env, tmp_path, tmp_path / "webserver.log")
+        health_url = re.search(r"http://127\.0\.0\.1:3000(/\S+?)'", services["webserver"]["healthcheck"]["test"][-1])
+        _wait_http(f"http://127.0.0.1:{ui_port}{health_url.group(1)}", webserver, tmp_path / "webserver.log", 120)
+        request = urllib.request.Request(f"http://127.0.0.1:{ui_port}/graphql", data=json.dumps({"query": WORKSPACE_QUERY}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            entries = json.loads(reply.read())["data"]["workspaceOrError"]["locationEntries"]
+        assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == [("podrec", "RepositoryLocation")]
     finally:
-        _stop(proc)
+        if webserver is not None:
+            _stop(webserver)
+        _stop(server)
 
 
 RENDER_IN_THE_IMAGE = r"""
