@@ -75,7 +75,14 @@ def downstream_condition(key: dg.AssetKey, settings: Settings) -> dg.AutomationC
     else:
         base = (dg.AutomationCondition.eager().replace("in_latest_time_window", window)
                 .replace("any_deps_missing", recent_deps_missing))
-    return (base & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+    # a dep partition holds the asset back if a blocking check of it failed (the ALS nDCG gate); missing or
+    # old dep partitions are judged by the clause above, not here
+    deps_gates_passed = dg.AutomationCondition.all_deps_match(
+        dg.AutomationCondition.all_checks_match(
+            dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True)
+        | dg.AutomationCondition.missing() | ~window
+    ).with_label("all_recent_deps_blocking_checks_passed")
+    return (base & deps_gates_passed).with_label(
         f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days), blocking checks passed")
 
 
