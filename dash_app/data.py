@@ -3,7 +3,9 @@
 Why it is built this way:
 - Each Delta table is copied into one reused in-process DuckDB connection, sorted by its lookup key, the
   first time a page needs it and again only when the table's Delta version changes (checked at most every
-  ``version_check_s``). Point lookups then skip row groups by zone maps instead of rescanning Parquet.
+  ``version_check_s``; the new copy is built in the background while pages keep reading the old one).
+  Point lookups then skip row groups by zone maps instead of rescanning Parquet. The price is memory: the
+  app holds a columnar copy of the tables it shows (fine for a serving node; see the README).
 - Query results are memoised under (query, parameters, versions of the tables read): a new Delta commit
   changes the key, so a stale answer is never served and nothing has to be invalidated by hand.
 - MongoDB is read only by indexed point queries (one user's documents): they take milliseconds and are
@@ -118,13 +120,16 @@ class DataAccess:
     """Everything the pages read. Thread-safe: Dash serves callbacks from several threads."""
 
     def __init__(self, settings: Settings, lake: LakeResource | None = None, mongo: MongoResource | None = None,
-                 version_check_s: float = 2.0, mongo_timeout_ms: int = 1000, dagster_timeout_s: float = 1.5):
+                 version_check_s: float = 2.0, mongo_timeout_ms: int = 1000, dagster_timeout_s: float = 1.5,
+                 background_refresh: bool = True):
         self.settings = settings
         self.lake = lake or LakeResource(root=settings.lake_root, storage_options_json=settings.lake_storage_options)
         self.mongo = mongo or MongoResource(uri=settings.mongo_url, database=settings.mongo_db,
                                             server_selection_timeout_ms=mongo_timeout_ms)
         self.version_check_s = version_check_s
         self.dagster_timeout_s = dagster_timeout_s
+        self.background_refresh = background_refresh
+        self._refreshing: set[str] = set()
         self._lock = threading.RLock()
         self._con = None
         self._loaded: dict[str, int | None] = {}  # table -> Delta version copied into DuckDB (None: absent)
@@ -155,23 +160,71 @@ class DataAccess:
         return version
 
     def _ensure(self, name: str) -> int | None:
-        """Make DuckDB table ``name`` a copy of the current Delta version; returns that version."""
+        """The Delta version whose copy DuckDB table ``name`` holds (call under the lock).
+
+        The first load is synchronous. Later versions are loaded in the background while queries keep
+        reading the previous copy (results are memoised under the version actually read), then swapped in.
+        """
         version = self.table_version(name)
-        if name in self._loaded and self._loaded[name] == version:
-            return version
-        schema, order = TABLES[name]
-        con = self._connection()
-        if version is None:
-            empty = pa.Table.from_pylist([], schema=_common_columns(schema))
-            con.register("_incoming", empty)
-        else:
-            con.register("_incoming", self.lake.table(name, version).to_pyarrow_dataset())
-        try:
-            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming ORDER BY {order}")
-        finally:
-            con.unregister("_incoming")
+        if name in self._loaded:
+            loaded = self._loaded[name]
+            if loaded == version:
+                return loaded
+            if self.background_refresh:
+                self._refresh_in_background(name, version)
+                return loaded
+        self._load(self._connection(), name, version, name)
         self._loaded[name] = version
         return version
+
+    def _load(self, con, name: str, version: int | None, target: str) -> None:
+        schema, order = TABLES[name]
+        if version is None:
+            source = pa.Table.from_pylist([], schema=_common_columns(schema))
+        else:
+            source = self.lake.table(name, version).to_pyarrow_dataset()
+        view = f"_incoming_{target}"
+        con.register(view, source)
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {view} ORDER BY {order}")
+        finally:
+            con.unregister(view)
+
+    def _refresh_in_background(self, name: str, version: int | None) -> None:
+        if name in self._refreshing:
+            return
+        self._refreshing.add(name)
+        cursor = self._connection().cursor()  # its own connection to the same database, for another thread
+
+        def work() -> None:
+            staging = f"{name}__staging"
+            try:
+                self._load(cursor, name, version, staging)
+                with self._lock:
+                    con = self._connection()
+                    con.execute(f"DROP TABLE IF EXISTS {name}")
+                    con.execute(f"ALTER TABLE {staging} RENAME TO {name}")
+                    self._loaded[name] = version
+                if name in ("user_events", "dead_letters"):
+                    self.precompute_engagement()
+            except Exception as exc:  # keep serving the old copy; the next check retries
+                print(f"podrec dash: reloading {name} v{version} failed: {exc}", flush=True)
+            finally:
+                cursor.close()
+                self._refreshing.discard(name)
+
+        threading.Thread(target=work, name=f"podrec-dash-load-{name}", daemon=True).start()
+
+    def warm_up(self) -> None:
+        """Load every table and the lookup indexes now, so the first visitor does not wait for them."""
+        for name in TABLES:
+            with self._lock:
+                self._ensure(name)
+        self._user_index()
+        self._titles()
+        self.precompute_engagement()
+        self.metrics()
+        self.alpha_summary()
 
     def query(self, sql: str, params: list | tuple = (), tables: tuple[str, ...] = ()) -> pd.DataFrame:
         """Run parameterised SQL over the named tables; memoised per (sql, params, table versions)."""
@@ -429,12 +482,12 @@ class DataAccess:
         totals = self.query(
             f"SELECT count(*) AS events, count(DISTINCT user_id) AS users, count(DISTINCT episode_id) AS episodes "
             f"FROM user_events WHERE {between}", span, tables=t)
+        self._first_days()
         new_returning = self.query(
-            "WITH first_seen AS (SELECT user_id, min(CAST(ts AS DATE)) AS first_day FROM user_events GROUP BY user_id), "
-            f"active AS (SELECT DISTINCT CAST(ts AS DATE) AS day, user_id FROM user_events WHERE {between}) "
+            f"WITH active AS (SELECT DISTINCT CAST(ts AS DATE) AS day, user_id FROM user_events WHERE {between}) "
             "SELECT a.day, count(*) FILTER (WHERE f.first_day = a.day) AS new_users, "
             "count(*) FILTER (WHERE f.first_day < a.day) AS returning_users "
-            "FROM active a JOIN first_seen f USING (user_id) GROUP BY a.day ORDER BY a.day", span, tables=t)
+            "FROM active a JOIN user_first_day f USING (user_id) GROUP BY a.day ORDER BY a.day", span, tables=t)
         dead = self.query(
             "WITH ev AS (SELECT date, count(*) AS n FROM user_events GROUP BY date), "
             "dl AS (SELECT date, topic, count(*) AS n FROM dead_letters GROUP BY date, topic) "
@@ -449,6 +502,21 @@ class DataAccess:
             "top": self._with_titles(top, "episode_id"), "totals": totals.iloc[0].to_dict(),
             "new_returning": new_returning, "dead_letters": dead, "dead_letter_reasons": reasons,
         }
+
+    def _first_days(self) -> None:
+        """DuckDB table user_first_day (each user's first event day), rebuilt once per user_events version."""
+        def build() -> bool:
+            self._connection().execute(
+                "CREATE OR REPLACE TABLE user_first_day AS SELECT user_id, min(CAST(ts AS DATE)) AS first_day "
+                "FROM user_events GROUP BY user_id")
+            return True
+
+        self.memoised("user_first_day", ("user_events",), build)
+
+    def precompute_engagement(self) -> None:
+        """Fill the cache for every window (after start-up or a new user_events version)."""
+        for window in WINDOWS:
+            self.engagement(window)
 
     # ------------------------------------------------------------------ model quality
     def metrics(self) -> pd.DataFrame:

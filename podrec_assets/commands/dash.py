@@ -59,6 +59,11 @@ def serve(settings: Settings, host: str, port: int, debug: bool = False, threads
 
     require_free_port("Dash app", host, port, "PODREC_DASH_PORT")
     app = create_app(settings)
+    import threading
+
+    from dash_app import data
+
+    threading.Thread(target=data.current().warm_up, name="podrec-dash-warm-up", daemon=True).start()
     print(f"podrec dash: serving on http://{host}:{port}/ (lake {settings.lake_root}, MongoDB db {settings.mongo_db})", flush=True)
     if debug:
         app.run(host=host, port=port, debug=True)
