@@ -97,7 +97,8 @@ def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, ru
             f"(table version {lake.version(USER_EVENTS)}). Refusing to replace them with less. The stored partition "
             "is kept as it is; re-reading this day needs a broker that still holds it.")
     ranges = {p: (offsets["start"][p], max(offsets["start"][p], offsets["stop"][p])) for p in offsets["start"]}
-    records = kafka.read_range(EVENTS_TOPIC, ranges)
+    wanted = sum(b - a for a, b in ranges.values())
+    records = kafka.read_range(EVENTS_TOPIC, ranges, timeout_s=120 + wanted / 2000)  # generous: a slow disk is not an error
     read_s = time.perf_counter() - started
     catalog = episode_catalog(kafka, lake, day)
     split = split_day(EVENTS_TOPIC, day, records, catalog, offsets["previous_stop"], offsets["midnight"],
