@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from podrec_assets.sources.demo_corpus import DemoDocument, load_demo_documents
 
-# Eight topics: two sports and two politics/religion-adjacent shows give near neighbours across shows too.
+# Eight topics; the two sports shows (and space/electronics) give near neighbours across shows too.
 DEMO_TOPICS = ("space", "medicine", "cryptography", "hockey", "baseball", "cars", "electronics", "middle east politics")
 SHOW_NAMES = {
     "space": "Orbit Hour", "medicine": "Second Opinion", "cryptography": "Key Exchange", "hockey": "Blue Line",
