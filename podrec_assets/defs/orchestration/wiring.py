@@ -108,9 +108,10 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
             for key in item.keys:
                 if kind:
                     heavy[key] = kind
-            if kind == "asr":  # one Whisper run per day: a failure or a cancel loses one day, not the backfill
-                item = item.with_attributes(backfill_policy=dg.BackfillPolicy.multi_run(1))
-            elif kind == "spark" and item.backfill_policy is None:  # one Spark session over the range is cheaper
+            # One Whisper run per day: the heaviest step, so a failure or a cancel loses one day, not the
+            # backfill. Other assets keep their owner's policy: a single-run policy is cheaper (one process,
+            # one Spark session for the range) but only for assets that read context.partition_key_range.
+            if kind == "asr":
                 item = item.with_attributes(backfill_policy=dg.BackfillPolicy.multi_run(1))
         assets.append(item)
     mapped = dg.Definitions(assets=assets, asset_checks=defs.asset_checks, sensors=defs.sensors, jobs=defs.jobs,
