@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from podrec_assets.settings import get_settings
 
@@ -36,7 +36,8 @@ def _run(args: argparse.Namespace) -> int:
                                     settings.podcastindex_base_url, settings.user_agent)
         since = None
         if args.days:
-            since = int((date.today() - timedelta(days=args.days)).strftime("%s"))
+            since = int(datetime.combine(date.today() - timedelta(days=args.days), datetime.min.time(),
+                                         tzinfo=timezone.utc).timestamp())
         episodes = recent_episodes(client, feeds=args.feeds_max, per_feed=args.per_feed, lang=args.lang,
                                    since=since, progress=say)
         result = {"episodes": len(episodes), **publish_episodes(kafka, episodes, progress=say)}
@@ -61,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         result = {"episodes": len(episodes), "items_left_out": problems, "feeds_failed": failed,
                   **publish_episodes(kafka, episodes, progress=say)}
     print(json.dumps(result))
-    return 0
+    return 1 if result.get("feeds_failed") and result.get("feeds_failed") == len(args.feeds or []) else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
