@@ -134,7 +134,8 @@ class DataAccess:
         self._con = None
         self._loaded: dict[str, int | None] = {}  # table -> Delta version copied into DuckDB (None: absent)
         self._checked: dict[str, tuple[float, int | None]] = {}  # table -> (monotonic time, version seen)
-        self._memo = _Memo()
+        self._memo = _Memo(capacity=512)  # page-wide aggregates and derived indexes
+        self._lookups = _Memo(capacity=4096)  # point queries (one user, one episode)
         self._mongo_state: tuple[float, str | None] = (0.0, None)  # (checked at, error or None)
         self._mongo_pinging = threading.Event()
         self._health: tuple[float, dict] | None = None
@@ -226,18 +227,23 @@ class DataAccess:
         self.metrics()
         self.alpha_summary()
 
-    def query(self, sql: str, params: list | tuple = (), tables: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Run parameterised SQL over the named tables; memoised per (sql, params, table versions)."""
+    def query(self, sql: str, params: list | tuple = (), tables: tuple[str, ...] = (), lookup: bool = False) -> pd.DataFrame:
+        """Run parameterised SQL over the named tables; memoised per (sql, params, table versions).
+
+        ``lookup=True`` marks a per-user/per-episode point query: those go to their own LRU so that browsing
+        many users never evicts the page-wide aggregates.
+        """
         with self._lock:
             versions = tuple(self._ensure(t) for t in tables)
             key = (sql, tuple(params), tables, versions)
-            hit = self._memo.get(key)
+            memo = self._lookups if lookup else self._memo
+            hit = memo.get(key)
             if hit is not _MISSING:
                 return hit
             cursor = self._connection().execute(sql, list(params))
             rows = cursor.fetchall()  # small results: records -> frame is ~3x cheaper than .df()
             frame = pd.DataFrame.from_records(rows, columns=[d[0] for d in cursor.description])
-            self._memo.put(key, frame)
+            memo.put(key, frame)
             return frame
 
     def memoised(self, name: str, tables: tuple[str, ...], build: Callable[[], Any], *args: Any) -> Any:
@@ -353,7 +359,7 @@ class DataAccess:
             rows = self.query(
                 "SELECT * EXCLUDE (run_id, created_at) FROM final_recommendations WHERE user_id = ? "
                 "AND date >= (SELECT max(date) FROM final_recommendations WHERE user_id = ?) - ?::INTEGER "
-                "ORDER BY date DESC, rank", [user_id, user_id, days - 1], tables=("final_recommendations",))
+                "ORDER BY date DESC, rank", [user_id, user_id, days - 1], tables=("final_recommendations",), lookup=True)
             rows = rows.assign(date=rows["date"].astype(str)) if not rows.empty else rows
             return Recommendations(user_id, self._with_titles(rows, "episode_id", "because_episode_id"), "delta", str(exc))
 
@@ -362,7 +368,7 @@ class DataAccess:
         rows = self.query(
             "SELECT date, episode_id, engagement, event_count, max_played_pct, completed, last_event_at "
             "FROM user_episode_daily WHERE user_id = ? ORDER BY date DESC, engagement DESC LIMIT ?",
-            [user_id, limit], tables=("user_episode_daily",))
+            [user_id, limit], tables=("user_episode_daily",), lookup=True)
         return self._with_titles(rows, "episode_id")
 
     # ------------------------------------------------------------------ episodes
@@ -398,19 +404,19 @@ class DataAccess:
             "max(published_at) AS published_at FROM episodes "
             "WHERE episode_title ILIKE ? ESCAPE '\\' OR podcast_title ILIKE ? ESCAPE '\\' OR episode_id = ? "
             "GROUP BY episode_id ORDER BY published_at DESC LIMIT ?",
-            [pattern, pattern, text, limit], tables=("episodes",))
+            [pattern, pattern, text, limit], tables=("episodes",), lookup=True)
 
     def episode(self, episode_id: str) -> dict | None:
         frame = self.query(
             "SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM episodes WHERE episode_id = ? ORDER BY date DESC LIMIT 1",
-            [episode_id], tables=("episodes",))
+            [episode_id], tables=("episodes",), lookup=True)
         return None if frame.empty else frame.iloc[0].to_dict()
 
     def transcript(self, episode_id: str) -> dict | None:
         frame = self.query(
             "SELECT status, error, language, language_probability, audio_seconds, model, text, segments "
             "FROM transcripts WHERE episode_id = ? ORDER BY date DESC, created_at DESC LIMIT 1",
-            [episode_id], tables=("transcripts",))
+            [episode_id], tables=("transcripts",), lookup=True)
         if frame.empty:
             return None
         row = frame.iloc[0].to_dict()
@@ -423,7 +429,7 @@ class DataAccess:
         rows = self.query(
             "SELECT historical_episode_id AS episode_id, rank, cosine_similarity, model, date FROM similarities "
             "WHERE new_episode_id = ? AND date = (SELECT max(date) FROM similarities WHERE new_episode_id = ?) "
-            "ORDER BY rank", [episode_id, episode_id], tables=("similarities",))
+            "ORDER BY rank", [episode_id, episode_id], tables=("similarities",), lookup=True)
         return self._with_titles(rows, "episode_id")
 
     def similar_later(self, episode_id: str, limit: int = 10) -> pd.DataFrame:
@@ -431,7 +437,7 @@ class DataAccess:
         rows = self.query(
             "SELECT new_episode_id AS episode_id, max(cosine_similarity) AS cosine_similarity FROM similarities "
             "WHERE historical_episode_id = ? GROUP BY new_episode_id ORDER BY cosine_similarity DESC LIMIT ?",
-            [episode_id, limit], tables=("similarities",))
+            [episode_id, limit], tables=("similarities",), lookup=True)
         return self._with_titles(rows, "episode_id")
 
     def episode_audience(self, episode_id: str) -> dict:

@@ -85,9 +85,12 @@ def latest_table(metrics: pd.DataFrame) -> html.Div:
 def alpha_view(access: data.DataAccess) -> html.Div:
     s = access.settings
     summary = access.alpha_summary()
-    config = html.P([f"Configured: α = {s.fusion_alpha} for established episodes, {s.fusion_alpha_new} on the day an "
-                     f"episode is published, rising linearly over {s.fusion_alpha_ramp_days} days. final = α·ALS + (1−α)·content."],
-                    className="muted small")
+    select = getattr(s, "fusion_alpha_select", "fixed")
+    how = ("chosen each day by validation on the previous day (PODREC_FUSION_ALPHA_SELECT=validate), starting from"
+           if select == "validate" else "fixed by the settings:")
+    config = html.P([f"final = α·ALS + (1−α)·content; α is {how} α = {s.fusion_alpha} for established episodes, "
+                     f"{s.fusion_alpha_new} on the day an episode is published, rising over {s.fusion_alpha_ramp_days} days. "
+                     "The line is the mean α actually used."], className="muted small")
     if summary.empty:
         return html.Div([config, empty_state("No recommendations yet", "final_recommendations is empty.")])
     summary = summary.assign(date=summary["date"].astype(str))
