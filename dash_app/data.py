@@ -202,13 +202,17 @@ class DataAccess:
             try:
                 self._load(cursor, name, version, staging)
                 with self._lock:
-                    con = self._connection()
+                    if self._con is None:  # closed meanwhile
+                        return
+                    con = self._con
                     con.execute(f"DROP TABLE IF EXISTS {name}")
                     con.execute(f"ALTER TABLE {staging} RENAME TO {name}")
                     self._loaded[name] = version
                 if name in ("user_events", "dead_letters"):
                     self.precompute_engagement()
             except Exception as exc:  # keep serving the old copy; the next check retries
+                if self._con is None:
+                    return
                 print(f"podrec dash: reloading {name} v{version} failed: {exc}", flush=True)
             finally:
                 cursor.close()
