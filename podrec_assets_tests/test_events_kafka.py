@@ -166,7 +166,7 @@ def test_a_run_killed_mid_write_leaves_the_day_intact(world, materialized, tmp_p
     script.write_text(KILL_SCRIPT)
     env = {**os.environ, **world["env"]}
     killed_mid_write = 0
-    for attempt in range(6):
+    for attempt in range(10):
         version = lake.version("user_events")
         files_before = set(os.listdir(partition_dir))
         process = subprocess.Popen([sys.executable, str(script), day.isoformat()], env=env, stdout=subprocess.PIPE,
