@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -163,6 +164,7 @@ def main() -> int:
         data.current().close()
     finally:
         stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 
