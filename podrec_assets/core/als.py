@@ -206,12 +206,18 @@ def _fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
                      np.asarray(model.user_factors), np.asarray(model.item_factors), fit_seconds, recommend_seconds)
 
 
-def _fit_spark(data: Interactions, params: AlsParams, n: int, spark) -> AlsResult:
+def _fit_spark(data: Interactions, params: AlsParams, n: int, spark, checkpoint_dir: str | None = None) -> AlsResult:
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    # Without a checkpoint directory ALS's lineage grows with every iteration until serialising a task overflows
+    # the stack (StackOverflowError after ~10-15 iterations); checkpoints every 5 iterations cut it.
+    if spark.sparkContext.getCheckpointDir() is None:
+        import tempfile
+
+        spark.sparkContext.setCheckpointDir(checkpoint_dir or tempfile.mkdtemp(prefix="podrec-als-checkpoints-"))
     coo = data.engagement.tocoo()
     ratings_pd = pd.DataFrame({"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
                                "rating": np.log1p(coo.data).astype(np.float32)})
@@ -224,6 +230,7 @@ def _fit_spark(data: Interactions, params: AlsParams, n: int, spark) -> AlsResul
         rank=params.factors, maxIter=params.iterations, regParam=params.regularization, alpha=params.alpha,
         implicitPrefs=True, seed=params.seed, userCol="user", itemCol="item", ratingCol="rating",
         coldStartStrategy="drop", nonnegative=False, numUserBlocks=parallelism, numItemBlocks=parallelism,
+        checkpointInterval=5,
     )
     t0 = time.perf_counter()
     model = als.fit(ratings)
@@ -267,10 +274,11 @@ def _dense_factors(frame: pd.DataFrame, rows: int, factors: int) -> np.ndarray:
 
 
 def fit_recommend(data: Interactions, params: AlsParams, n: int, backend: str = "implicit", spark=None,
-                  data_version: str = "") -> AlsResult:
+                  data_version: str = "", checkpoint_dir: str | None = None) -> AlsResult:
     """Train ALS on ``data`` and return each user's top ``n`` unseen items (the one interface of both backends).
 
-    ``spark`` is a SparkSession, required for backend="spark".
+    ``spark`` is a SparkSession, required for backend="spark"; ``checkpoint_dir`` is where Spark checkpoints
+    ALS when the session has no checkpoint directory yet (on a cluster: a shared filesystem path).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown ALS backend {backend!r}; choose one of {BACKENDS}")
@@ -279,7 +287,7 @@ def fit_recommend(data: Interactions, params: AlsParams, n: int, backend: str = 
     if backend == "spark":
         if spark is None:
             raise ValueError("the spark backend needs a SparkSession")
-        result = _fit_spark(data, params, n, spark)
+        result = _fit_spark(data, params, n, spark, checkpoint_dir)
     else:
         result = _fit_implicit(data, params, n)
     result.model_version = model_version(backend, params, data_version)
