@@ -33,7 +33,8 @@ def synthetic(users: int, episodes: int, interactions: int, seed: int) -> pd.Dat
     """Users in 50 taste clusters; 70% of listens inside the cluster's episodes, 30% anywhere; Zipf popularity."""
     rng = np.random.default_rng(seed)
     clusters = 50
-    user_of = rng.zipf(1.3, interactions) % users  # heavy and light listeners
+    activity = np.minimum(rng.lognormal(0.0, 1.0, users), 50.0)  # heavy and light listeners
+    user_of = rng.choice(users, size=interactions, p=activity / activity.sum())
     cluster_of_user = rng.integers(0, clusters, users)
     per_cluster = max(episodes // clusters, 1)
     in_cluster = rng.random(interactions) < 0.7

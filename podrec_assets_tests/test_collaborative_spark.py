@@ -67,6 +67,10 @@ def test_backends_agree_on_a_small_dataset(spark):
 
 def test_spark_top_n_is_exact_against_the_reference_on_its_factors(spark):
     frame = clustered(seed=2, clusters=2, items_per_cluster=20, users_per_cluster=30, seen=15)
+    # one user who played almost the whole catalog: scored in the driver, not by a longer list for everyone
+    catalog = sorted(frame["episode_id"].unique())
+    heavy = pd.DataFrame({"user_id": "heavy", "episode_id": catalog[:-6], "engagement": 2.0})
+    frame = pd.concat([frame, heavy], ignore_index=True)
     data = als.Interactions.from_frame(frame)
     result = als.fit_recommend(data, als.AlsParams(factors=6, regularization=0.05, alpha=5.0, iterations=10, seed=2), 10,
                                backend="spark", spark=spark.spark_session)
@@ -75,6 +79,8 @@ def test_spark_top_n_is_exact_against_the_reference_on_its_factors(spark):
     merged = result.top_n.merge(reference, on=["user_id", "rank"], suffixes=("", "_ref"))
     assert len(merged) == len(reference) == len(result.top_n)
     np.testing.assert_allclose(merged["score"], merged["score_ref"], rtol=1e-4, atol=1e-5)
+    heavy_top = result.top_n[result.top_n.user_id == "heavy"]
+    assert sorted(heavy_top["episode_id"]) == catalog[-6:] and list(heavy_top["rank"]) == list(range(1, 7))
 
 
 def test_asset_on_engine_spark(spark, stack_settings, tmp_path, monkeypatch):
