@@ -78,13 +78,13 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     session = spark.spark_session if backend == "spark" else None
     k = 10
 
-    if session is not None and session.sparkContext.getCheckpointDir() is None:
-        session.sparkContext.setCheckpointDir(str(settings.home_path / "spark-checkpoints"))
-    validation = als.validate(frame, day, params, backend=backend, spark=session, k=k)
     try:
         data = als.Interactions.from_frame(frame)
     except ValueError as exc:
         raise dg.Failure(f"cannot train ALS on {SOURCE} {start}..{day}: {exc}") from exc
+    if session is not None and session.sparkContext.getCheckpointDir() is None:
+        session.sparkContext.setCheckpointDir(str(settings.home_path / "spark-checkpoints"))
+    validation = als.validate(frame, day, params, backend=backend, spark=session, k=k)
     data_version = f"{SOURCE}@v{version}[{start}..{day}]"
     result = als.fit_recommend(data, params, settings.top_n, backend=backend, spark=session, data_version=data_version,
                                checkpoint_dir=str(settings.home_path / "spark-checkpoints"))
