@@ -79,8 +79,12 @@ class Dagster:
     def launch_backfill(self, days: list[date], assets: list[str]) -> str:
         data = self.gql("""mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
               __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                        params={"partitionNames": [d.isoformat() for d in days],
-                                "assetSelection": [{"path": key(a).path} for a in assets], "fromFailure": False})
+                        # per asset: with partitionNames, Dagster would extend the backfill through the
+                        # partition mappings (a 3-day ALS window reaches 2 days further)
+                        params={"partitionsByAssets": [
+                            {"assetKey": {"path": key(a).path},
+                             "partitions": {"range": {"start": min(days).isoformat(), "end": max(days).isoformat()}}}
+                            for a in assets], "fromFailure": False})
         result = data["launchPartitionBackfill"]
         assert result["__typename"] == "LaunchBackfillSuccess", result
         return result["backfillId"]
@@ -106,10 +110,10 @@ def wait_until(predicate, timeout_s: float, what: str, every_s: float = 5.0):
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
-    """Stack + Dagster for this module, with four days of tiny demo data published to Kafka."""
+    """Stack + Dagster for this module, with three days of tiny demo history published to Kafka."""
     env = make_env(
         tmp_path_factory.mktemp("orchestration-e2e"),
-        PODREC_START_DATE=HISTORY[0].isoformat(),  # automation: NEW_DAY and today PODREC_DAGSTER_PORT=str(free_port()), PODREC_SENSOR_INTERVAL_S="5",
+        PODREC_START_DATE=HISTORY[0].isoformat(), PODREC_DAGSTER_PORT=str(free_port()), PODREC_SENSOR_INTERVAL_S="5",
         PODREC_AUTOMATION_LOOKBACK_DAYS="2", PODREC_FRESHNESS_LIVE_WARN_MINUTES="2", PODREC_KAFKA_LATENESS_MINUTES="1",
         PODREC_DEMO_SPEECH_SECONDS="8", PODREC_ALS_WINDOW_DAYS="3", PODREC_HISTORY_DAYS="3", PODREC_ALS_FACTORS="8",
         PODREC_ALS_ITERATIONS="5", PODREC_TOP_N="5", PODREC_SIMILARITY_K="3", PODREC_MALFORMED_SHARE="0.01",

@@ -49,6 +49,17 @@ def prepare_dagster_home(settings: Settings) -> Path:
     return home
 
 
+def initialize_storage(settings: Settings) -> None:
+    """Create the instance's sqlite storage once, here: a webserver and a daemon starting together on a fresh
+    DAGSTER_HOME would both create it and one fails with 'table alembic_version already exists'."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        instance.get_runs(limit=1)
+        instance.get_asset_keys()
+        instance.all_instigator_state()
+
+
 def _tool(name: str) -> str:
     """A console script of the running interpreter's environment (the venv), else from PATH."""
     candidate = Path(sys.executable).parent / name
@@ -82,6 +93,7 @@ def server_info(settings: Settings, timeout_s: float = 2.0) -> dict | None:
 def start_dagster(settings: Settings, timeout_s: float = 180.0) -> dict[str, int]:
     """Start the daemon and the webserver (if not already running) and wait until the webserver answers."""
     prepare_dagster_home(settings)
+    initialize_storage(settings)
     env = settings_environment(settings)
     web, dmn = webserver(settings), daemon(settings)
     if dmn.pid() is None:
