@@ -152,7 +152,7 @@ def _ranking(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float
 
 
 DEFAULT_ALPHA_GRID = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3)
+DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3, 0.5)
 DEFAULT_RAMP_GRID = (1, 3)
 
 
