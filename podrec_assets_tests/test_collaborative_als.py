@@ -128,3 +128,9 @@ def test_validation_scores_a_learnable_last_day():
     single_day = frame.assign(date=date(2026, 1, 2))
     fallback = als.validate(single_day, date(2026, 1, 2), PARAMS, k=10)
     assert fallback["method"] == "random_20pct_holdout" and fallback["ndcg"] > 0.5
+
+
+def test_factor_rank_is_capped_by_the_catalog():
+    assert als.capped_factors(64, 56) == 7
+    assert als.capped_factors(64, 10_000) == 64
+    assert als.capped_factors(64, 5) == 2

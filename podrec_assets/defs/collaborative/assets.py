@@ -3,6 +3,7 @@
 
 import math
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 
 import dagster as dg
@@ -73,7 +74,6 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
             f"no interactions in {SOURCE} from {start} to {day} (window of {window} days, Delta version {version}): "
             f"materialize {SOURCE} for those days or widen PODREC_ALS_WINDOW_DAYS")
     days_read = sorted({pd.Timestamp(d).date() for d in frame["date"].unique()})
-    params = params_from(settings)
     backend = backend_for(settings.engine)
     session = spark.spark_session if backend == "spark" else None
     k = 10
@@ -82,6 +82,11 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
         data = als.Interactions.from_frame(frame)
     except ValueError as exc:
         raise dg.Failure(f"cannot train ALS on {SOURCE} {start}..{day}: {exc}") from exc
+    params = params_from(settings)
+    params = replace(params, factors=als.capped_factors(params.factors, data.n_items))
+    if params.factors < settings.als_factors:
+        context.log.info(f"{data.n_items} episodes in the window: training {params.factors} factors "
+                         f"instead of PODREC_ALS_FACTORS={settings.als_factors}")
     if session is not None and session.sparkContext.getCheckpointDir() is None:
         session.sparkContext.setCheckpointDir(str(settings.home_path / "spark-checkpoints"))
     validation = als.validate(frame, day, params, backend=backend, spark=session, k=k)
