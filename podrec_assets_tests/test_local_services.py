@@ -97,18 +97,24 @@ def test_topics_created_with_partitions_and_keep_history(stack_settings):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     old = int(datetime(2026, 1, 2, tzinfo=timezone.utc).timestamp() * 1000)
+    key = f"old-{time.time_ns()}".encode()
     producer = KafkaProducer(bootstrap_servers=stack_settings.kafka_servers)
-    producer.send("episode-ids", key=b"old", value=b"{}", timestamp_ms=old).get(timeout=10)
+    sent = producer.send("episode-ids", key=key, value=b"{}", timestamp_ms=old).get(timeout=10)
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=stack_settings.kafka_servers)
+    consumer = KafkaConsumer(bootstrap_servers=stack_settings.kafka_servers, enable_auto_commit=False)
     try:
         for topic in TOPICS:
             assert consumer.partitions_for_topic(topic), topic
         assert len(consumer.partitions_for_topic("user-events")) >= 3
-        tp = TopicPartition("episode-ids", 0)
-        found = consumer.offsets_for_times({tp: old})[tp]
-        assert found is not None and found.timestamp == old
-        assert consumer.beginning_offsets([tp])[tp] == 0
+        tp = TopicPartition("episode-ids", sent.partition)
+        assert consumer.beginning_offsets([tp])[tp] <= sent.offset
+        consumer.assign([tp])
+        consumer.seek(tp, sent.offset)
+        found = []
+        deadline = time.monotonic() + 20
+        while not found and time.monotonic() < deadline:
+            found = [r for records in consumer.poll(timeout_ms=500).values() for r in records if r.key == key]
+        assert found and found[0].timestamp == old
     finally:
         consumer.close()
 

@@ -295,20 +295,38 @@ def metadata_float(record, name: str) -> float | None:
         return None
 
 
+def metadata_text(record, name: str) -> str | None:
+    if record is None or not record.asset_materialization:
+        return None
+    entry = record.asset_materialization.metadata.get(name)
+    value = getattr(entry, "value", entry)
+    return None if value is None else str(value)
+
+
 def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
     key = dg.AssetKey("als_top_n")
 
     def body(context, lake, day):
-        new = metadata_float(latest_materialization(context.instance, key, day.isoformat()), "validation_ndcg@10")
+        new_record = latest_materialization(context.instance, key, day.isoformat())
         previous_day = day - timedelta(days=1)
-        old = metadata_float(latest_materialization(context.instance, key, previous_day.isoformat()), "validation_ndcg@10")
+        old_record = latest_materialization(context.instance, key, previous_day.isoformat())
+        new, old = metadata_float(new_record, "validation_ndcg@10"), metadata_float(old_record, "validation_ndcg@10")
+        new_method, old_method = metadata_text(new_record, "validation_method"), metadata_text(old_record, "validation_method")
         metadata = {"validation_ndcg@10": new, "previous_validation_ndcg@10": old, "tolerance": settings.als_ndcg_tolerance,
-                    "previous_partition": previous_day.isoformat()}
+                    "previous_partition": previous_day.isoformat(), "validation_method": new_method or "",
+                    "previous_validation_method": old_method or ""}
         if new is None:
             return dg.AssetCheckResult(passed=False, metadata=metadata,
                                        description="the materialization has no validation_ndcg@10 metadata")
-        if old is None:
+        if math.isnan(new):
+            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                                       description="the window could not be split for validation (nDCG is NaN): nothing to compare")
+        if old is None or math.isnan(old):
             return dg.AssetCheckResult(passed=True, metadata=metadata, description="no previous model to compare with")
+        if new_method != old_method:
+            # a last-day hold-out and a random hold-out measure different things: their nDCGs are not comparable
+            return dg.AssetCheckResult(passed=True, metadata=metadata,
+                                       description=f"previous model validated by {old_method!r}, this one by {new_method!r}: not comparable")
         drop = old - new
         return dg.AssetCheckResult(
             passed=drop <= settings.als_ndcg_tolerance, metadata={**metadata, "drop": round(drop, 6)},
