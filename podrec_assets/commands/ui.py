@@ -20,6 +20,10 @@ def _run(args: argparse.Namespace) -> int:
         lines = dagster_status(settings)
         print("\n".join(lines))
         return 0 if all(" up " in line for line in lines) else 1
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if not args.no_wait:
+        # blocked from before the start: a Ctrl-C during start-up is held and then stops both, never half-way
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     pids = start_dagster(settings)
     print(f"Dagster UI: {webserver_url(settings)}  (webserver pid {pids['webserver']}, daemon pid {pids['daemon']}, "
           f"DAGSTER_HOME={settings.dagster_home})", flush=True)
@@ -27,8 +31,6 @@ def _run(args: argparse.Namespace) -> int:
         print("running in the background; `podrec ui stop` stops both.")
         return 0
     print("Ctrl-C stops both.", flush=True)
-    signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         signal.sigwait(signals)
     finally:
