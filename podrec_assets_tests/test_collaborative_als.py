@@ -134,3 +134,20 @@ def test_factor_rank_is_capped_by_the_catalog():
     assert als.capped_factors(64, 56) == 7
     assert als.capped_factors(64, 10_000) == 64
     assert als.capped_factors(64, 5) == 2
+
+
+def test_short_lists_never_repeat_or_recommend_seen_episodes():
+    """Users who have seen most of a tiny catalog get fewer than N episodes, each unseen and listed once."""
+    rng = np.random.default_rng(0)
+    rows = [{"user_id": f"u{u}", "episode_id": f"e{e}", "engagement": float(rng.choice([0.2, 1.0, 3.0, 0.0])),
+             "date": date(2026, 3, 1)}
+            for u in range(30) for e in rng.choice(6, size=rng.integers(1, 6), replace=False)]
+    frame = pd.DataFrame(rows)
+    data = als.Interactions.from_frame(frame)
+    result = als.fit_recommend(data, als.AlsParams(factors=2, iterations=5), 10, backend="implicit")
+    top = result.top_n
+    assert len(top) > 0
+    assert not top.duplicated(["user_id", "episode_id"]).any()
+    seen = set(zip(frame.user_id, frame.episode_id))
+    assert not any((u, e) in seen for u, e in zip(top.user_id, top.episode_id))
+    assert (top.groupby("user_id")["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1)))).all()

@@ -152,19 +152,28 @@ def model_version(backend: str, params: AlsParams, data_version: str) -> str:
     return f"als-{backend}-{hashlib.sha1(payload.encode()).hexdigest()[:12]}"
 
 
-def _frame(user_ids, item_ids, users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-    """Flat top-N frame from per-user (n_users x N) arrays; padding (item < 0, -inf or -FLT_MAX) dropped."""
+def _frame(user_ids, item_ids, users: np.ndarray, items: np.ndarray, scores: np.ndarray,
+           seen: sp.csr_matrix | None = None) -> pd.DataFrame:
+    """Flat top-N frame from per-user (n_users x N) arrays; padding (item < 0, -inf or -FLT_MAX) dropped.
+
+    When a user has fewer unseen episodes than N, implicit also pads with repeated or already-seen items:
+    with ``seen`` given, those are dropped too, so a list never repeats an episode or recommends a seen one.
+    """
     n = items.shape[1] if items.ndim == 2 else 0
     user_idx = np.repeat(users, n)
     flat_items = items.reshape(-1)
     flat_scores = scores.reshape(-1).astype(np.float64)
     # implicit pads lists shorter than N (a user who has seen almost everything) with -FLT_MAX scores
     keep = (flat_items >= 0) & np.isfinite(flat_scores) & (flat_scores > -1e37)
+    if seen is not None and keep.any():
+        rows, cols = user_idx[keep], flat_items[keep]
+        was_seen = np.asarray(seen[rows, cols]).ravel() != 0
+        keep[np.flatnonzero(keep)[was_seen]] = False
     out = pd.DataFrame({
         "user_id": user_ids[user_idx[keep]],
         "episode_id": item_ids[flat_items[keep]],
         "score": flat_scores[keep],
-    })
+    }).drop_duplicates(["user_id", "episode_id"], keep="first")
     # re-rank after dropping padding so ranks stay 1..k
     out["rank"] = out.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
     return out[["user_id", "episode_id", "rank", "score"]]
@@ -211,7 +220,7 @@ def _fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
         recommend_seconds = time.perf_counter() - t0
     ids = np.asarray(ids).reshape(len(users), -1)
     scores = np.asarray(scores).reshape(len(users), -1)
-    top_n = _frame(data.user_ids, data.item_ids, users, ids, scores)
+    top_n = _frame(data.user_ids, data.item_ids, users, ids, scores, seen=data.seen)
     return AlsResult("implicit", params, top_n, data.user_ids, data.item_ids,
                      np.asarray(model.user_factors), np.asarray(model.item_factors), fit_seconds, recommend_seconds)
 
