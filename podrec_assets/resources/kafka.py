@@ -124,11 +124,11 @@ class KafkaResource(ConfigurableResource):
             consumer.close()
         return records
 
-    def read_day(self, topic: str, day: date) -> DayRead:
-        """The records of ``topic`` whose timestamp falls on ``day`` (UTC), with the offset ranges read."""
+    def offsets_at_times(self, topic: str, times_ms: dict[str, int]) -> dict[str, dict[int, int]]:
+        """Per partition: ``log_start``, ``log_end`` and, for each named time, the first offset at or after it
+        (the log end when no record is that late). One short-lived consumer for all the look-ups."""
         from kafka import TopicPartition
 
-        start_ms, end_ms, late_ms = day_bounds_ms(day, self.lateness_minutes)
         consumer = self.consumer()
         try:
             partitions = consumer.partitions_for_topic(topic)
@@ -136,20 +136,30 @@ class KafkaResource(ConfigurableResource):
                 raise RuntimeError(f"Kafka topic {topic!r} does not exist on {self.bootstrap_servers}. "
                                    "Run `podrec services start` (it creates the topics) or create it.")
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            log_start = consumer.beginning_offsets(tps)
-            log_end = consumer.end_offsets(tps)
-            starts = consumer.offsets_for_times({tp: start_ms for tp in tps})
-            stops = consumer.offsets_for_times({tp: late_ms for tp in tps})
+            log_start, log_end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+            found = {name: consumer.offsets_for_times({tp: ms for tp in tps}) for name, ms in times_ms.items()}
         finally:
             consumer.close()
-        ranges, truncated = [], []
+        result: dict[str, dict[int, int]] = {"log_start": {}, "log_end": {}}
         for tp in tps:
-            start = starts[tp].offset if starts.get(tp) is not None else log_end[tp]
-            stop = stops[tp].offset if stops.get(tp) is not None else log_end[tp]
-            ranges.append({"partition": tp.partition, "start": start, "stop": max(start, stop),
-                           "log_start": log_start[tp], "log_end": log_end[tp]})
-            if log_start[tp] > 0 and start == log_start[tp]:
-                truncated.append(tp.partition)
+            result["log_start"][tp.partition] = log_start[tp]
+            result["log_end"][tp.partition] = log_end[tp]
+            for name, offsets in found.items():
+                hit = offsets.get(tp)
+                result.setdefault(name, {})[tp.partition] = hit.offset if hit is not None else log_end[tp]
+        return result
+
+    def read_day(self, topic: str, day: date) -> DayRead:
+        """The records of ``topic`` whose timestamp falls on ``day`` (UTC), with the offset ranges read."""
+        start_ms, end_ms, late_ms = day_bounds_ms(day, self.lateness_minutes)
+        offsets = self.offsets_at_times(topic, {"start": start_ms, "stop": late_ms})
+        ranges, truncated = [], []
+        for partition, first in offsets["log_start"].items():
+            start, stop = offsets["start"][partition], offsets["stop"][partition]
+            ranges.append({"partition": partition, "start": start, "stop": max(start, stop),
+                           "log_start": first, "log_end": offsets["log_end"][partition]})
+            if first > 0 and start == first:
+                truncated.append(partition)
         raw = self.read_range(topic, {r["partition"]: (r["start"], r["stop"]) for r in ranges})
         on_day = [r for r in raw if start_ms <= r.timestamp_ms < end_ms]
         return DayRead(topic, day, on_day, ranges, outside_day=len(raw) - len(on_day), possibly_truncated=truncated)

@@ -56,30 +56,10 @@ def episode_catalog(kafka: KafkaResource, lake: LakeResource, day: date) -> Cata
 def day_offsets(kafka: KafkaResource, topic: str, day: date) -> dict[str, dict[int, int]]:
     """Per partition: log start/end, D's start and stop, the first offset of D+1 (midnight) and the
     previous day's stop (D's start + lateness); absent timestamps resolve to the log end."""
-    from kafka import TopicPartition
-
     start_ms, end_ms, late_ms = day_bounds_ms(day, kafka.lateness_minutes)
     previous_stop_ms = start_ms + kafka.lateness_minutes * 60_000
-    consumer = kafka.consumer()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            raise RuntimeError(f"Kafka topic {topic!r} does not exist on {kafka.bootstrap_servers}: "
-                               "run `podrec services start` (it creates the topics).")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        log_start, log_end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-        found = {name: consumer.offsets_for_times({tp: ms for tp in tps})
-                 for name, ms in (("start", start_ms), ("midnight", end_ms), ("stop", late_ms), ("previous_stop", previous_stop_ms))}
-    finally:
-        consumer.close()
-    result: dict[str, dict[int, int]] = {"log_start": {}, "log_end": {}}
-    for tp in tps:
-        result["log_start"][tp.partition] = log_start[tp]
-        result["log_end"][tp.partition] = log_end[tp]
-        for name, offsets in found.items():
-            hit = offsets.get(tp)
-            result.setdefault(name, {})[tp.partition] = hit.offset if hit is not None else log_end[tp]
-    return result
+    return kafka.offsets_at_times(topic, {"start": start_ms, "midnight": end_ms, "stop": late_ms,
+                                          "previous_stop": previous_stop_ms})
 
 
 def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, run_id: str,
