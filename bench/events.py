@@ -3,7 +3,8 @@
 Starts its own noida-db broker in a temporary home (stopped by PID at the end), publishes a synthetic
 catalog, then prints side by side:
 
-1. producing: raw kafka-python sends of one constant message (the baseline) vs the simulator (events/s);
+1. producing: raw sends of one constant message with kafka-python (the baseline) and with the project's
+   librdkafka producer, vs the simulator (events/s);
 2. ingest: `user_events` for the simulated day, Kafka -> validation -> Delta (events/s);
 3. aggregation of that day: DuckDB vs Spark SQL (wall seconds and peak RSS of each, measured in a
    separate process; Spark's session start is reported apart from the query).
@@ -80,15 +81,12 @@ def publish_catalog(kafka, episodes: int, topics: int, first_day: date) -> None:
     kafka.produce("episode-metadata", messages)
 
 
-def raw_producer(kafka, count: int, day: date) -> float:
-    """Baseline: kafka-python sending one constant ~300-byte message with the simulator's producer settings."""
-    from podrec_assets.sources.simulator import _producer
-
+def raw_producer(producer, count: int, day: date) -> float:
+    """Baseline: ``producer`` sending one constant ~300-byte message ``count`` times (messages/s)."""
     value = json.dumps({"event_id": "00000000-0000-4000-8000-000000000000", "ts": "2026-01-01T00:00:00.000Z",
                         "user_id": "u000000", "episode_id": "bench-ep0000", "event": "play", "device": "ios",
                         "rating": None, "position_sec": 12.5, "from_sec": 0.0, "to_sec": 12.5, "played_pct": 0.01}).encode()
     ts = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000) - 86_400_000 * 30
-    producer = _producer(kafka)
     started = time.perf_counter()
     for n in range(count):
         producer.send("episode-ids", key=b"k", value=value, timestamp_ms=ts, partition=0)
@@ -96,6 +94,14 @@ def raw_producer(kafka, count: int, day: date) -> float:
     seconds = time.perf_counter() - started
     producer.close()
     return count / seconds
+
+
+def kafka_python_producer(kafka):
+    """kafka-python's producer with batching, the project's producer before it moved to librdkafka."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=kafka.bootstrap_servers.split(","), acks=1, linger_ms=50,
+                         batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
 
 
 def run_measured(argv: list[str], env: dict[str, str]) -> dict:
@@ -140,7 +146,7 @@ def main() -> int:
     from podrec_assets.local.services import LocalStack
     from podrec_assets.resources import build_resources
     from podrec_assets.settings import load_settings
-    from podrec_assets.sources.simulator import simulate_history
+    from podrec_assets.sources.simulator import _producer, simulate_history
 
     home = Path(tempfile.mkdtemp(prefix="podrec-bench-events-"))
     env = {"PODREC_HOME": str(home), "PODREC_KAFKA_PORT": str(free_port()), "PODREC_MONGO_PORT": str(free_port()),
@@ -165,8 +171,9 @@ def main() -> int:
             kafka, lake = resources["kafka"], resources["lake"]
             publish_catalog(kafka, 120, 12, first_day)
             if baseline is None:
-                baseline = raw_producer(kafka, args.baseline, first_day)
-                print(f"raw producer: {baseline:,.0f} msg/s", flush=True)
+                baseline = raw_producer(kafka_python_producer(kafka), args.baseline, first_day)
+                librdkafka = raw_producer(_producer(kafka), args.baseline, first_day)
+                print(f"raw send: kafka-python {baseline:,.0f} msg/s, librdkafka {librdkafka:,.0f} msg/s", flush=True)
             simulated = simulate_history(settings, [round_day], users, args.events_per_user_day, seed=number + 1, late_share=0.0)
             metadata = read_user_events_day(kafka, lake, round_day, "bench")
             totals["sim_messages"] += simulated["messages"]
@@ -180,6 +187,8 @@ def main() -> int:
         sim_rate = totals["sim_messages"] / totals["sim_s"]
         ingest_rate = totals["records"] / totals["ingest_s"]
         rows.append(("produce: raw kafka-python send (baseline)", f"{baseline:,.0f} msg/s", "1.00"))
+        rows.append(("produce: raw librdkafka send (the project's producer)", f"{librdkafka:,.0f} msg/s",
+                     f"{librdkafka / baseline:.2f}"))
         rows.append((f"produce: simulator ({totals['sim_messages']:,} messages, {users:,} users/day)",
                      f"{sim_rate:,.0f} events/s", f"{sim_rate / baseline:.2f}"))
         rows.append((f"ingest: Kafka -> user_events Delta ({totals['records']:,} records, {totals['rows']:,} rows, {len(days)} days)",

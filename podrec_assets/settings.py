@@ -56,7 +56,7 @@ class Settings:
     freshness_fail_minutes: int = _setting("PODREC_FRESHNESS_FAIL_MINUTES", 2160, "Default freshness: FAIL after this long (36 h).")
     freshness_live_warn_minutes: int = _setting("PODREC_FRESHNESS_LIVE_WARN_MINUTES", 180, "Freshness of Kafka topics and Kafka-fed assets: WARN after this long.")
     freshness_live_fail_minutes: int = _setting("PODREC_FRESHNESS_LIVE_FAIL_MINUTES", 720, "Freshness of Kafka topics and Kafka-fed assets: FAIL after this long.")
-    als_ndcg_tolerance: float = _setting("PODREC_ALS_NDCG_TOLERANCE", 0.05, "Blocking check: a new ALS model may lose at most this much validation nDCG@10 vs the previous day.")
+    als_ndcg_tolerance: float = _setting("PODREC_ALS_NDCG_TOLERANCE", 0.05, "Blocking check: a new ALS model may lose this much validation nDCG@10 vs the previous day (or two standard errors, if larger).")
     dead_letter_warn_share: float = _setting("PODREC_DEAD_LETTER_WARN_SHARE", 0.05, "Check warns when dead letters exceed this share of a day's messages.")
 
     # --- batch engine ------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ def test_hand_computed_k5():
     assert got["precision@5"] == pytest.approx((2 / 5 + 0) / 2)
     assert got["recall@5"] == pytest.approx((2 / 3 + 0) / 2)
     assert got["ndcg@5"] == pytest.approx(ndcg_u1 / 2)
+    # per-user nDCG is (ndcg_u1, 0): sample std ndcg_u1/sqrt(2), standard error of the mean ndcg_u1/2
+    assert got["ndcg@5_stderr"] == pytest.approx(ndcg_u1 / 2)
     assert got["map@5"] == pytest.approx(((1 + 2 / 3) / 3) / 2)
     assert metrics.map_spark(RECOMMENDED, RELEVANT, 5) == pytest.approx(((1 + 2 / 3) / 3) / 2)
 
@@ -53,6 +55,7 @@ def test_perfect_ranking_scores_one_and_rank_order_not_row_order_counts():
     recs = _recs([("u", "b", 2), ("u", "a", 1), ("u", "z", 3)])  # rows shuffled; ranks decide
     truth = _truth([("u", "a"), ("u", "b")])
     got = metrics.ranking_metrics(recs, truth, 2)
+    assert math.isnan(got.pop("ndcg@2_stderr"))  # one user: no spread to measure
     assert got == {"precision@2": 1.0, "recall@2": 1.0, "ndcg@2": 1.0, "map@2": 1.0, "users": 1}
     # the same hit at position 2 instead of 1 scores lower nDCG
     worse = metrics.ndcg_at_k(_recs([("u", "z", 1), ("u", "a", 2)]), _truth([("u", "a")]), 2)
@@ -61,6 +64,7 @@ def test_perfect_ranking_scores_one_and_rank_order_not_row_order_counts():
 
 def test_no_common_users_gives_zeros():
     got = metrics.ranking_metrics(_recs([("u1", "a", 1)]), _truth([("u2", "a")]), 10)
+    assert math.isnan(got.pop("ndcg@10_stderr"))
     assert got == {"precision@10": 0.0, "recall@10": 0.0, "ndcg@10": 0.0, "map@10": 0.0, "users": 0}
 
 

@@ -242,3 +242,41 @@ def test_broker_stops_on_sigint_with_data_saved(own_stack):
     proc = psutil.Process(kafka_pid)
     assert stack.kafka.stop(signal.SIGINT, timeout_s=10)
     assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+
+
+def test_project_producer_keeps_key_partition_and_timestamp(stack_settings):
+    """The librdkafka producer writes what the day reads rely on: record timestamp = event time, chosen partition."""
+    from podrec_assets.resources.kafka import KafkaResource
+
+    kafka = KafkaResource(bootstrap_servers=stack_settings.kafka_servers)
+    base = int(datetime(2026, 4, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    tag = f"prod-{time.time_ns()}"
+    before = kafka.end_offsets("user-events")
+    producer = kafka.producer(acks="1")
+    for i in range(50):
+        producer.send("user-events", key=f"{tag}-{i % 2}".encode(), value=str(i).encode(), timestamp_ms=base + i,
+                      partition=i % 2)
+    producer.flush()
+    producer.close()
+    after = kafka.end_offsets("user-events")
+    records = kafka.read_range("user-events", {p: (before[p], after[p]) for p in (0, 1)})
+    mine = sorted((r for r in records if r.key and r.key.decode().startswith(tag)), key=lambda r: int(r.value))
+    assert [int(r.value) for r in mine] == list(range(50))
+    assert all(r.timestamp_ms == base + int(r.value) and r.partition == int(r.value) % 2 for r in mine)
+
+
+def test_project_producer_reports_refused_records_and_a_missing_broker(stack_settings):
+    from podrec_assets.resources.kafka import KafkaResource
+
+    producer = KafkaResource(bootstrap_servers=stack_settings.kafka_servers).producer()
+    producer.send("user-events", value=b"{}", partition=999)  # no such partition: the broker refuses it
+    with pytest.raises(RuntimeError, match="refused records|not delivered"):
+        producer.flush(timeout_s=20)
+    producer.close()
+
+    nowhere = f"127.0.0.1:{free_port()}"
+    producer = KafkaResource(bootstrap_servers=nowhere).producer()
+    producer.send("user-events", value=b"{}")
+    with pytest.raises(RuntimeError, match=rf"not delivered to {nowhere}.*podrec services start"):
+        producer.flush(timeout_s=2)
+    producer.close()

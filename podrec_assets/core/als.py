@@ -381,9 +381,10 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
         method = "random_20pct_holdout"
         train, relevant = random_holdout(frame, 0.2, params.seed)
     if not scorable(train, relevant):
-        return {"method": "none", "ndcg": float("nan"), "users": 0, "relevant_pairs": 0, "train_rows": len(train)}
+        return {"method": "none", "ndcg": float("nan"), "ndcg_stderr": float("nan"), "users": 0, "relevant_pairs": 0, "train_rows": len(train)}
     result = fit_recommend(Interactions.from_frame(train), params, k, backend=backend, spark=spark)
     scores = metrics.ranking_metrics(result.top_n, relevant, k)
-    return {"method": method, "ndcg": scores[f"ndcg@{k}"], "precision": scores[f"precision@{k}"],
+    return {"method": method, "ndcg": scores[f"ndcg@{k}"], "ndcg_stderr": scores[f"ndcg@{k}_stderr"],
+            "precision": scores[f"precision@{k}"],
             "recall": scores[f"recall@{k}"], "map": scores[f"map@{k}"], "users": scores["users"],
             "relevant_pairs": len(relevant), "train_rows": len(train), "fit_seconds": result.fit_seconds}

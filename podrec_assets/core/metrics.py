@@ -120,22 +120,27 @@ def map_spark(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> floa
 def ranking_metrics(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> dict[str, float | int]:
     """precision@k, recall@k, ndcg@k, map@k (Recommenders ``map_at_k``) and the number of users evaluated.
 
-    Keys carry k, e.g. ``{"precision@10": ..., "recall@10": ..., "ndcg@10": ..., "map@10": ..., "users": 123}``.
+    Keys carry k, e.g. ``{"precision@10": ..., "recall@10": ..., "ndcg@10": ..., "map@10": ..., "users": 123}``,
+    plus ``ndcg@k_stderr``: the standard error of the mean nDCG over users (sample std / sqrt(users); NaN for
+    fewer than two users), so a difference between two figures can be told from noise.
     """
     top, actual = _prepare(recommended, relevant, k)
     n_users = int(len(actual))
     if n_users == 0:
-        return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, f"map@{k}": 0.0, "users": 0}
+        return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, f"map@{k}": 0.0, "users": 0,
+                f"ndcg@{k}_stderr": float("nan")}
     per_user = _per_user_hits(top, actual)
     hits = top[top["hit"]]
     dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
     ap_sums = _average_precision_sums(top, actual)
+    ndcg_per_user = dcg / _ideal_dcg(actual, k)
     return {
         f"precision@{k}": float((per_user["hits"] / k).sum() / n_users),
         f"recall@{k}": float((per_user["hits"] / per_user["actual"]).sum() / n_users),
-        f"ndcg@{k}": float((dcg / _ideal_dcg(actual, k)).sum() / n_users),
+        f"ndcg@{k}": float(ndcg_per_user.sum() / n_users),
         f"map@{k}": float((ap_sums / np.minimum(actual, k)).sum() / n_users),
         "users": n_users,
+        f"ndcg@{k}_stderr": float(ndcg_per_user.std(ddof=1) / np.sqrt(n_users)) if n_users > 1 else float("nan"),
     }
 
 

@@ -51,6 +51,55 @@ class DayRead:
         return {f"p{r['partition']}": f"{r['start']}..{r['stop']}" for r in self.ranges}
 
 
+class Producer:
+    """Sends records with librdkafka; ``flush`` waits for every ack and raises if any record was not delivered.
+
+    kafka-python spends ~35 µs of Python per record, which caps one process near 29k records/s; librdkafka
+    batches in its own threads (~240k/s on this machine). Consuming stays on kafka-python (bounded ranges).
+    """
+
+    def __init__(self, bootstrap_servers: str, options: dict[str, Any]):
+        from confluent_kafka import Producer as RdKafkaProducer
+
+        self.bootstrap_servers = bootstrap_servers
+        self.failures: list[str] = []
+        self._producer = RdKafkaProducer({
+            "bootstrap.servers": bootstrap_servers, "queue.buffering.max.messages": 500_000,
+            "delivery.report.only.error": True, "on_delivery": self._delivered, "log_level": 3, **options})
+
+    def _delivered(self, error, message) -> None:
+        if error is not None and len(self.failures) < 100:
+            self.failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None, timestamp_ms: int | None = None,
+             partition: int | None = None) -> None:
+        """Queue one record (the record timestamp is ``timestamp_ms``, default now)."""
+        kwargs: dict[str, Any] = {"value": value, "key": key}
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let librdkafka send, then retry
+                self._producer.poll(0.05)
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise RuntimeError(f"{remaining} Kafka records were not delivered to {self.bootstrap_servers} within "
+                               f"{timeout_s:g}s: is the broker running? (`podrec services start`)")
+        if self.failures:
+            raise RuntimeError(f"Kafka at {self.bootstrap_servers} refused records: " + "; ".join(self.failures[:5]))
+
+    def close(self) -> None:
+        """Drop what was not sent yet (call ``flush`` first to wait for it)."""
+        self._producer.purge()
+        self._producer.flush(0)
+
+
 class KafkaResource(ConfigurableResource):
     """Connection settings for the broker; every client it hands out is short-lived."""
 
@@ -62,11 +111,9 @@ class KafkaResource(ConfigurableResource):
         return {"bootstrap_servers": self.bootstrap_servers.split(","), "bootstrap_timeout_ms": self.request_timeout_ms,
                 "request_timeout_ms": max(self.request_timeout_ms, 3000) + 1000}
 
-    def producer(self, **overrides: Any):
-        from kafka import KafkaProducer
-
-        options = {"acks": "all", "linger_ms": 20, "batch_size": 256 * 1024, "retries": 5, **overrides}
-        return KafkaProducer(**self._client_kwargs(), **options)
+    def producer(self, linger_ms: int = 20, batch_bytes: int = 1024 * 1024, acks: str = "all") -> "Producer":
+        """A producer (librdkafka through confluent-kafka: ~8x kafka-python's send rate, needed by the simulator)."""
+        return Producer(self.bootstrap_servers, {"linger.ms": linger_ms, "batch.size": batch_bytes, "acks": acks})
 
     def consumer(self, **overrides: Any):
         from kafka import KafkaConsumer
@@ -166,7 +213,7 @@ class KafkaResource(ConfigurableResource):
 
     def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes, int | None]]) -> int:
         """Send (key, value, timestamp_ms) messages and wait for every ack; returns the count."""
-        producer = self.producer()
+        producer = self.producer(acks="all")
         count = 0
         try:
             for key, value, ts in messages:

@@ -105,6 +105,7 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     ndcg = validation["ndcg"]
     return dg.MaterializeResult(metadata={
         "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
+        "validation_ndcg@10_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
         "validation_method": validation["method"],
         "validation_users": int(validation["users"]),
         "validation": dg.MetadataValue.json({key: (None if isinstance(v, float) and math.isnan(v) else v)
