@@ -56,7 +56,7 @@ class Settings:
     freshness_fail_minutes: int = _setting("PODREC_FRESHNESS_FAIL_MINUTES", 2160, "Default freshness: FAIL after this long (36 h).")
     freshness_live_warn_minutes: int = _setting("PODREC_FRESHNESS_LIVE_WARN_MINUTES", 180, "Freshness of Kafka topics and Kafka-fed assets: WARN after this long.")
     freshness_live_fail_minutes: int = _setting("PODREC_FRESHNESS_LIVE_FAIL_MINUTES", 720, "Freshness of Kafka topics and Kafka-fed assets: FAIL after this long.")
-    als_ndcg_tolerance: float = _setting("PODREC_ALS_NDCG_TOLERANCE", 0.05, "Blocking check: a new ALS model may lose this much validation nDCG@10 vs the previous day (or two standard errors, if larger).")
+    als_ndcg_tolerance: float = _setting("PODREC_ALS_NDCG_TOLERANCE", 0.05, "Blocking check: a new ALS model may score this much nDCG@10 below the previous day's model on the same held-out day (or two standard errors, if larger).")
     dead_letter_warn_share: float = _setting("PODREC_DEAD_LETTER_WARN_SHARE", 0.05, "Check warns when dead letters exceed this share of a day's messages.")
 
     # --- batch engine ------------------------------------------------------------------------------
@@ -108,7 +108,8 @@ class Settings:
     fusion_alpha_ramp_days: int = _setting("PODREC_FUSION_ALPHA_RAMP_DAYS", 3, "Days over which alpha rises linearly from alpha_new to alpha.")
     history_days: int = _setting("PODREC_HISTORY_DAYS", 7, "Days of a user's listening used as content history.")
     metrics_k: int = _setting("PODREC_METRICS_K", 10, "k of the ranking metrics.")
-    fusion_alpha_select: str = _setting("PODREC_FUSION_ALPHA_SELECT", "validate", "validate: pick alpha/alpha_new/ramp on the previous day (recs D-1 vs day D) before recommending for D; fixed: use the settings.")
+    fusion_alpha_select: str = _setting("PODREC_FUSION_ALPHA_SELECT", "validate", "validate: pick alpha/alpha_new/ramp on earlier days (lists for V judged on V+1, V < D) and keep the settings unless the best curve beats them by more than two standard errors; fixed: use the settings.")
+    fusion_validation_days: int = _setting("PODREC_FUSION_VALIDATION_DAYS", 3, "With alpha selection: how many earlier days (lists for V judged on V+1) are pooled to choose the curve.")
     content_candidates: int = _setting("PODREC_CONTENT_CANDIDATES", 20, "Content candidates per user (nearest catalog episodes to the user's history) joined with the ALS top-N.")
     positive_engagement: float = _setting("PODREC_POSITIVE_ENGAGEMENT", 2.0, "A (user, episode, day) is a positive engagement when completed or engagement >= this; also what counts as listening history.")
     popularity_half_life_days: float = _setting("PODREC_POPULARITY_HALF_LIFE_DAYS", 2.0, "Recent popularity = positive users per episode, each day weighted 0.5^(age/half-life).")
@@ -218,6 +219,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv_path: Path | Non
     settings = Settings(**values)
     if settings.engine not in {"local", "spark"}:
         raise ValueError(f"PODREC_ENGINE must be 'local' or 'spark', not {settings.engine!r}")
+    if settings.fusion_validation_days < 1:
+        raise ValueError(f"PODREC_FUSION_VALIDATION_DAYS must be at least 1, not {settings.fusion_validation_days}")
     settings.start_day  # validates the date
     return settings
 

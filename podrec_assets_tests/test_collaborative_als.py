@@ -128,6 +128,24 @@ def test_validation_scores_a_learnable_last_day():
     single_day = frame.assign(date=date(2026, 1, 2))
     fallback = als.validate(single_day, date(2026, 1, 2), PARAMS, k=10)
     assert fallback["method"] == "random_20pct_holdout" and fallback["ndcg"] > 0.5
+    assert fallback["paired_users"] == 0 and np.isnan(fallback["change"])  # no comparable previous model
+
+
+def test_validation_pairs_the_previous_days_lists_on_the_same_held_out_day():
+    frame = taste_groups(users_per_group=40, seen_per_user=7)
+    rng = np.random.default_rng(1)
+    frame["date"] = [date(2026, 1, 1) if rng.random() < 0.8 else date(2026, 1, 2) for _ in range(len(frame))]
+    train, _ = als.holdout_last_day(frame, date(2026, 1, 2))
+    good = als.fit_recommend(als.Interactions.from_frame(train), PARAMS, 10).top_n
+    # a previous model as good as this one: no change; one that lists every user the same episodes: a clear drop
+    same = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, previous_top_n=good)
+    assert same["paired_users"] > 20 and abs(same["change"]) < 1e-9 and same["previous_ndcg"] == pytest.approx(same["ndcg"])
+    items = sorted(frame["episode_id"].unique())[:10]
+    users = good["user_id"].unique()
+    constant = pd.DataFrame([(u, e, r + 1) for u in users for r, e in enumerate(items)],
+                            columns=["user_id", "episode_id", "rank"])
+    better = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, previous_top_n=constant)
+    assert better["change"] > 4 * better["change_stderr"] > 0
 
 
 def test_factor_rank_is_capped_by_the_catalog():

@@ -62,6 +62,18 @@ def test_perfect_ranking_scores_one_and_rank_order_not_row_order_counts():
     assert worse == pytest.approx(1 / math.log2(3))
 
 
+def test_paired_change_uses_users_both_lists_and_the_truth_share():
+    truth = _truth([("u1", "a"), ("u2", "b"), ("u3", "c")])
+    new = _recs([("u1", "a", 1), ("u2", "x", 1), ("u2", "b", 2), ("u3", "c", 1)])
+    old = _recs([("u1", "x", 1), ("u1", "a", 2), ("u2", "b", 1)])  # u3 has no old list: not paired
+    got = metrics.paired_ndcg_change(new, old, truth, 10)
+    changes = [1 - 1 / math.log2(3), 1 / math.log2(3) - 1]  # u1 gains what u2 loses
+    assert got["users"] == 2
+    assert got["new"] == pytest.approx((1 + 1 / math.log2(3)) / 2) and got["old"] == pytest.approx(got["new"])
+    assert got["change"] == pytest.approx(0.0, abs=1e-12)
+    assert got["change_stderr"] == pytest.approx(np.std(changes, ddof=1) / math.sqrt(2))
+
+
 def test_no_common_users_gives_zeros():
     got = metrics.ranking_metrics(_recs([("u1", "a", 1)]), _truth([("u2", "a")]), 10)
     assert math.isnan(got.pop("ndcg@10_stderr"))

@@ -119,7 +119,12 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
     new_today = {e for e, _, d in inputs["catalog"] if d == day}
     topic_of = {e: t for e, t, _ in inputs["catalog"]}
     first = recs[recs["rank"] == 1]
-    assert first["episode_id"].isin(new_today).mean() > 0.9
+    for user, rows in recs[recs["user_id"] != "lurker"].groupby("user_id"):
+        reached = rows[rows["episode_id"].isin(new_today)].sort_values("rank")
+        assert len(reached) and set(reached["reason"]) <= {"content", "hybrid"}, user
+        on_topic = [topic_of[e] == inputs["taste"][user] for e in reached["episode_id"]]
+        assert on_topic[0] and on_topic == sorted(on_topic, reverse=True), user  # the user's topic ranks first
+    assert first["episode_id"].isin(new_today).mean() > 0.5  # the poor ALS' old picks do not crowd them out
     assert all(topic_of[e] == inputs["taste"][u] for u, e in zip(first["user_id"], first["episode_id"]) if u != "lurker")
 
     # α was chosen on the previous day (lists for D-1 against D) and recorded with its evidence

@@ -187,14 +187,42 @@ def test_select_alpha_picks_content_when_content_predicts_the_next_day():
     prepared = prepared_day()
     # next day u1 completes the new A episode and u2 the content neighbour of b1 (b3): ALS lists miss both
     truth = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": ["a3", "b3"]})
-    chosen, evidence, why = evaluation.select_alpha(prepared, truth, top_n=3, k=3,
-                                                    default=fusion.AlphaCurve(0.7, 0.1, 3), min_users=1)
-    assert len(evidence) == len(evaluation.DEFAULT_ALPHA_GRID) * len(evaluation.DEFAULT_ALPHA_NEW_GRID) * len(
-        evaluation.DEFAULT_RAMP_GRID)
+    settings_curve = fusion.AlphaCurve(1.0, 1.0, 3)  # ALS only: misses both
+    chosen, evidence, why = evaluation.select_alpha([(prepared, truth)], top_n=3, k=3, default=settings_curve,
+                                                    min_users=1)
+    grid = len(evaluation.DEFAULT_ALPHA_GRID) * len(evaluation.DEFAULT_ALPHA_NEW_GRID) * len(evaluation.DEFAULT_RAMP_GRID)
+    assert len(evidence) == grid + 1  # the grid and the settings' curve
     best = evidence["ndcg@3"].max()
     assert best == pytest.approx(1.0)
-    assert evidence.iloc[0]["ndcg@3"] == best and "best ndcg@3" in why
-    assert chosen.alpha_new < 1.0
+    assert evidence.iloc[0]["ndcg@3"] == best and why.startswith("chose")
+    assert chosen.alpha_new < 1.0 and chosen != settings_curve
+    assert evidence.iloc[0]["gain_vs_settings"] > 2 * evidence.iloc[0]["gain_stderr"]
     # with too few users the settings are kept
-    kept, _, why_kept = evaluation.select_alpha(prepared, truth, 3, 3, fusion.AlphaCurve(0.7, 0.1, 3), min_users=5)
-    assert kept == fusion.AlphaCurve(0.7, 0.1, 3) and "kept" in why_kept
+    kept, _, why_kept = evaluation.select_alpha([(prepared, truth)], 3, 3, settings_curve, min_users=5)
+    assert kept == settings_curve and "kept" in why_kept
+
+
+def test_select_alpha_keeps_the_settings_when_the_gain_is_within_noise():
+    prepared = prepared_day()
+    settings_curve = fusion.AlphaCurve(1.0, 1.0, 3)
+    # u1's next-day episode is what content ranks first, u2's what ALS ranks first: any curve wins one and loses
+    # the other, so no curve beats the settings by more than a standard error
+    content_first = fusion.recommend(prepared, fusion.AlphaCurve(0.0, 0.0, 3), 1)
+    als_first = fusion.recommend(prepared, settings_curve, 1)
+    truth = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": [
+        content_first.set_index("user_id").loc["u1", "episode_id"], als_first.set_index("user_id").loc["u2", "episode_id"]]})
+    kept, evidence, why = evaluation.select_alpha([(prepared, truth)], 3, 3, settings_curve, min_users=1)
+    assert kept == settings_curve and "within 2 standard errors" in why
+    assert (evidence["gain_vs_settings"] <= evidence["gain_stderr"].fillna(0.0)).all()
+
+
+def test_select_alpha_pools_validation_days_by_user():
+    prepared = prepared_day()
+    hit = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": ["a3", "b3"]})
+    # the same pair twice counts every user twice: same means, twice the users
+    _, once, _ = evaluation.select_alpha([(prepared, hit)], 3, 3, fusion.AlphaCurve(1.0, 1.0, 3), min_users=1)
+    _, twice, why = evaluation.select_alpha([(prepared, hit), (prepared, hit)], 3, 3, fusion.AlphaCurve(1.0, 1.0, 3),
+                                            min_users=1)
+    assert (twice["users"] == 2 * once["users"]).all()
+    assert twice["ndcg@3"].tolist() == pytest.approx(once["ndcg@3"].tolist())
+    assert f"days {DAY.isoformat()}, {DAY.isoformat()}" in why

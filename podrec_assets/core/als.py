@@ -364,12 +364,21 @@ def random_holdout(frame: pd.DataFrame, share: float = 0.2, seed: int = 42) -> t
 
 
 def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "implicit", spark=None,
-             k: int = 10) -> dict[str, Any]:
+             k: int = 10, previous_top_n: pd.DataFrame | None = None) -> dict[str, Any]:
     """nDCG@k (and friends) of a model trained without the held-out part of ``frame`` (rows of a window with a
     ``date`` column). Method ``last_day_holdout`` (train on the days before ``last_day``, score on what users newly
     engaged with on it) when both parts are non-empty, otherwise ``random_20pct_holdout``; ``none`` when even
-    that leaves nothing to train or score. ``ndcg`` is then NaN."""
+    that leaves nothing to train or score. ``ndcg`` is then NaN.
+
+    ``previous_top_n``: the previous day's served lists (user_id, episode_id, rank). With a last-day hold-out they
+    are judged on the same truth, paired per user: ``previous_ndcg``, ``change`` (this model − previous),
+    ``change_stderr`` and ``paired_users`` (NaN / 0 when there is nothing to pair). That is what the blocking
+    check compares: two days' own validation figures differ with the day (catalog size, activity), not the model.
+    """
     from podrec_assets.core import metrics
+
+    nan = float("nan")
+    unpaired = {"previous_ndcg": nan, "change": nan, "change_stderr": nan, "paired_users": 0}
 
     def scorable(train: pd.DataFrame, relevant: pd.DataFrame) -> bool:
         learned_users = train.loc[train["engagement"] > 0, "user_id"]
@@ -381,10 +390,16 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
         method = "random_20pct_holdout"
         train, relevant = random_holdout(frame, 0.2, params.seed)
     if not scorable(train, relevant):
-        return {"method": "none", "ndcg": float("nan"), "ndcg_stderr": float("nan"), "users": 0, "relevant_pairs": 0, "train_rows": len(train)}
+        return {"method": "none", "ndcg": nan, "ndcg_stderr": nan, "users": 0, "relevant_pairs": 0,
+                "train_rows": len(train), **unpaired}
     result = fit_recommend(Interactions.from_frame(train), params, k, backend=backend, spark=spark)
     scores = metrics.ranking_metrics(result.top_n, relevant, k)
+    paired = unpaired
+    if method == "last_day_holdout" and previous_top_n is not None and len(previous_top_n):
+        change = metrics.paired_ndcg_change(result.top_n, previous_top_n, relevant, k)
+        paired = {"previous_ndcg": change["old"], "change": change["change"], "change_stderr": change["change_stderr"],
+                  "paired_users": change["users"]}
     return {"method": method, "ndcg": scores[f"ndcg@{k}"], "ndcg_stderr": scores[f"ndcg@{k}_stderr"],
-            "precision": scores[f"precision@{k}"],
-            "recall": scores[f"recall@{k}"], "map": scores[f"map@{k}"], "users": scores["users"],
-            "relevant_pairs": len(relevant), "train_rows": len(train), "fit_seconds": result.fit_seconds}
+            "precision": scores[f"precision@{k}"], "recall": scores[f"recall@{k}"], "map": scores[f"map@{k}"],
+            "users": scores["users"], "relevant_pairs": len(relevant), "train_rows": len(train),
+            "fit_seconds": result.fit_seconds, **paired}

@@ -100,7 +100,7 @@ def aggregate_duckdb(day_events: Any, weights: dict[str, float], threads: int | 
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET TimeZone = 'UTC'")
         con.register("day_events", day_events)
-        result = con.execute(engagement_sql(weights)).to_arrow_table()
+        result = con.sql(engagement_sql(weights)).to_arrow_table()
     finally:
         con.close()
     return conform(result)

@@ -23,6 +23,7 @@ Definitions (ranking metrics are ``core.metrics``, Microsoft Recommenders' ``pyt
 
 from __future__ import annotations
 
+import math
 from itertools import product
 
 import numpy as np
@@ -31,7 +32,7 @@ import pandas as pd
 from podrec_assets.core.fusion import (
     AlphaCurve, ContentIndex, PreparedDay, empty_recommendations, fill_with_popular, positive_mask, recommend,
 )
-from podrec_assets.core.metrics import ranking_metrics
+from podrec_assets.core.metrics import ndcg_per_user, ranking_metrics
 
 USER, ITEM = "user_id", "episode_id"
 MODELS = ("popularity", "als", "content", "hybrid")
@@ -156,37 +157,60 @@ DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3, 0.5)
 DEFAULT_RAMP_GRID = (1, 3)
 
 
-def select_alpha(validation: PreparedDay, relevant: pd.DataFrame, top_n: int, k: int, default: AlphaCurve,
+def select_alpha(validations: list[tuple[PreparedDay, pd.DataFrame]], top_n: int, k: int, default: AlphaCurve,
                  alphas=DEFAULT_ALPHA_GRID, alpha_news=DEFAULT_ALPHA_NEW_GRID, ramps=DEFAULT_RAMP_GRID,
-                 min_users: int = 20) -> tuple[AlphaCurve, pd.DataFrame, str]:
-    """Grid-search the α curve on a validation day: lists for day V judged against day V+1.
+                 min_users: int = 20, min_gain_stderrs: float = 2.0) -> tuple[AlphaCurve, pd.DataFrame, str]:
+    """Grid-search the α curve on validation pairs (lists for day V judged against day V+1), pooled.
 
-    Returns (chosen curve, evidence table: alpha, alpha_new, ramp_days, ndcg@k, users, and why). Ties keep the
-    curve closest to ``default``; with fewer than ``min_users`` judged users the default is kept.
+    ``validations``: (prepared day V, relevant pairs of V+1) for one or more days V before the day being
+    recommended. A curve's score is its mean nDCG@k over every judged (day, user), so days weigh by their users.
+    The best curve replaces the settings' only when it beats them by more than ``min_gain_stderrs`` paired
+    standard errors (per-user nDCG differences on the same users): on a few hundred users most of the grid is
+    within noise, and the maximum of ~50 noisy gains clears one standard error by chance alone. With fewer than ``min_users``
+    judged users the settings are kept.
+
+    Returns (chosen curve, evidence table: alpha, alpha_new, ramp_days, ndcg@k, users, gain_vs_settings,
+    gain_stderr, best first, and why).
     """
-    # only users with something relevant can score: fuse just their candidates (same result, less work)
-    judged_users = set(relevant[USER])
-    subset = PreparedDay(validation.day, validation.normalised[validation.normalised[USER].isin(judged_users)],
-                         validation.age_days, [u for u in validation.users if u in judged_users], validation.popular,
-                         validation.excluded[validation.excluded[USER].isin(judged_users)], validation.history,
-                         validation.index)
+    curves = list(dict.fromkeys([AlphaCurve(a, an, r) for a, an, r in product(alphas, alpha_news, ramps)] + [default]))
+    per_curve: dict[AlphaCurve, list[pd.Series]] = {curve: [] for curve in curves}
+    for validation, relevant in validations:
+        # only users with something relevant can score: fuse just their candidates (same result, less work)
+        judged_users = set(relevant[USER])
+        subset = PreparedDay(validation.day, validation.normalised[validation.normalised[USER].isin(judged_users)],
+                             validation.age_days, [u for u in validation.users if u in judged_users],
+                             validation.popular, validation.excluded[validation.excluded[USER].isin(judged_users)],
+                             validation.history, validation.index)
+        for curve in curves:
+            scores = ndcg_per_user(recommend(subset, curve, top_n), relevant, k)
+            scores.index = validation.day.isoformat() + "|" + scores.index.astype(str)
+            per_curve[curve].append(scores)
+    pooled = {curve: pd.concat(parts) if parts else pd.Series(dtype=float) for curve, parts in per_curve.items()}
+    settings_scores = pooled[default]
     rows = []
-    for alpha, alpha_new, ramp in product(alphas, alpha_news, ramps):
-        curve = AlphaCurve(alpha, alpha_new, ramp)
-        scores = ranking_metrics(recommend(subset, curve, top_n), relevant, k)
-        rows.append({"alpha": alpha, "alpha_new": alpha_new, "ramp_days": ramp, f"ndcg@{k}": scores[f"ndcg@{k}"],
-                     "users": scores["users"]})
+    for curve, scores in pooled.items():
+        common = scores.index.intersection(settings_scores.index)
+        gain = scores[common] - settings_scores[common]
+        rows.append({"alpha": curve.alpha, "alpha_new": curve.alpha_new, "ramp_days": curve.ramp_days,
+                     f"ndcg@{k}": float(scores.mean()) if len(scores) else float("nan"), "users": len(scores),
+                     "gain_vs_settings": float(gain.mean()) if len(gain) else float("nan"),
+                     "gain_stderr": float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("nan")})
     evidence = pd.DataFrame(rows)
+    days = ", ".join(v.day.isoformat() for v, _ in validations)
     if evidence.empty or evidence["users"].max() < min_users:
-        return default, evidence, f"kept the settings: fewer than {min_users} validation users"
+        return default, evidence, f"kept the settings: fewer than {min_users} validation users (days {days})"
     distance = ((evidence["alpha"] - default.alpha).abs() + (evidence["alpha_new"] - default.alpha_new).abs()
                 + (evidence["ramp_days"] - default.ramp_days).abs() / 10.0)
     # equal nDCG up to float noise is a tie: keep the curve nearest the settings
     evidence = evidence.assign(_distance=distance, _score=evidence[f"ndcg@{k}"].round(9))
     evidence = evidence.sort_values(["_score", "_distance"], ascending=[False, True], kind="mergesort")
+    evidence = evidence.drop(columns=["_distance", "_score"]).reset_index(drop=True)
     best = evidence.iloc[0]
-    chosen = AlphaCurve(float(best["alpha"]), float(best["alpha_new"]), int(best["ramp_days"]))
-    why = (f"best ndcg@{k}={best[f'ndcg@{k}']:.4f} on {int(best['users'])} validation users "
-           f"(settings' curve: {default.label()})")
-    return chosen, evidence.drop(columns=["_distance", "_score"]).reset_index(drop=True), why
-
+    best_curve = AlphaCurve(float(best["alpha"]), float(best["alpha_new"]), int(best["ramp_days"]))
+    summary = (f"best ndcg@{k}={best[f'ndcg@{k}']:.4f} ({best_curve.label()}) vs {settings_scores.mean():.4f} for the "
+               f"settings ({default.label()}) on {int(best['users'])} validation users (days {days}): gain "
+               f"{best['gain_vs_settings']:+.4f} ± {best['gain_stderr']:.4f}")
+    margin = 0.0 if math.isnan(best["gain_stderr"]) else min_gain_stderrs * best["gain_stderr"]
+    if best_curve == default or not best["gain_vs_settings"] > margin:
+        return default, evidence, f"kept the settings: {summary}, within {min_gain_stderrs:g} standard errors"
+    return best_curve, evidence, f"chose {best_curve.label()}: {summary}"

@@ -80,14 +80,40 @@ def _ideal_dcg(actual: pd.Series, k: int) -> pd.Series:
     return pd.Series(discounts[np.minimum(actual.to_numpy(), k) - 1], index=actual.index)
 
 
-def ndcg_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
-    """Mean over common users of binary-relevance nDCG@k (Recommenders ``ndcg_at_k``, score_type="binary")."""
-    top, actual = _prepare(recommended, relevant, k)
-    if actual.empty:
-        return 0.0
+def _ndcg_per_user(top: pd.DataFrame, actual: pd.Series, k: int) -> pd.Series:
     hits = top[top["hit"]]
     dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
-    return float((dcg / _ideal_dcg(actual, k)).sum() / len(actual))
+    return dcg / _ideal_dcg(actual, k)
+
+
+def ndcg_per_user(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> pd.Series:
+    """Binary-relevance nDCG@k of each common user (index user_id)."""
+    top, actual = _prepare(recommended, relevant, k)
+    return _ndcg_per_user(top, actual, k)
+
+
+def ndcg_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> float:
+    """Mean over common users of binary-relevance nDCG@k (Recommenders ``ndcg_at_k``, score_type="binary")."""
+    per_user = ndcg_per_user(recommended, relevant, k)
+    return float(per_user.mean()) if len(per_user) else 0.0
+
+
+def paired_ndcg_change(new: pd.DataFrame, old: pd.DataFrame, relevant: pd.DataFrame, k: int) -> dict[str, float | int]:
+    """nDCG@k of two lists on the same truth, over the users both lists and the truth have (a paired comparison).
+
+    Returns new, old, change (= new − old, mean over users), change_stderr (std of the per-user changes /
+    sqrt(users); NaN below two users) and users. Pairing removes what the users themselves contribute to the
+    spread, so a change can be told from noise with far fewer users than comparing two independent means.
+    """
+    a, b = ndcg_per_user(new, relevant, k), ndcg_per_user(old, relevant, k)
+    users = a.index.intersection(b.index)
+    if users.empty:
+        nan = float("nan")
+        return {"new": nan, "old": nan, "change": nan, "change_stderr": nan, "users": 0}
+    change = a[users] - b[users]
+    stderr = float(change.std(ddof=1) / np.sqrt(len(users))) if len(users) > 1 else float("nan")
+    return {"new": float(a[users].mean()), "old": float(b[users].mean()), "change": float(change.mean()),
+            "change_stderr": stderr, "users": int(len(users))}
 
 
 def _average_precision_sums(top: pd.DataFrame, actual: pd.Series) -> pd.Series:
@@ -130,17 +156,15 @@ def ranking_metrics(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -
         return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, f"map@{k}": 0.0, "users": 0,
                 f"ndcg@{k}_stderr": float("nan")}
     per_user = _per_user_hits(top, actual)
-    hits = top[top["hit"]]
-    dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
     ap_sums = _average_precision_sums(top, actual)
-    ndcg_per_user = dcg / _ideal_dcg(actual, k)
+    ndcg = _ndcg_per_user(top, actual, k)
     return {
         f"precision@{k}": float((per_user["hits"] / k).sum() / n_users),
         f"recall@{k}": float((per_user["hits"] / per_user["actual"]).sum() / n_users),
-        f"ndcg@{k}": float(ndcg_per_user.sum() / n_users),
+        f"ndcg@{k}": float(ndcg.sum() / n_users),
         f"map@{k}": float((ap_sums / np.minimum(actual, k)).sum() / n_users),
         "users": n_users,
-        f"ndcg@{k}_stderr": float(ndcg_per_user.std(ddof=1) / np.sqrt(n_users)) if n_users > 1 else float("nan"),
+        f"ndcg@{k}_stderr": float(ndcg.std(ddof=1) / np.sqrt(n_users)) if n_users > 1 else float("nan"),
     }
 
 

@@ -58,8 +58,8 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     """Top-N unseen episodes per user from implicit-feedback ALS on the window D-(W-1)..D of user_episode_daily.
 
     Engine local trains with `implicit`, engine spark with Spark ML (same confidence, see core/als.py). Before the
-    final fit, a model trained without the window's last day is scored on it (`validation_ndcg@10`, read by the
-    blocking check). Writes Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
+    final fit, a model trained without the window's last day is scored on it (`validation_ndcg@10`), and so is the
+    previous day's served list, paired per user (`ndcg_change_vs_previous`, read by the blocking check). Writes Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
     """
     settings = get_settings()
     day = partition_day(context)
@@ -89,7 +89,9 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
                          f"instead of PODREC_ALS_FACTORS={settings.als_factors}")
     if session is not None and session.sparkContext.getCheckpointDir() is None:
         session.sparkContext.setCheckpointDir(str(settings.home_path / "spark-checkpoints"))
-    validation = als.validate(frame, day, params, backend=backend, spark=session, k=k)
+    previous = lake.read_day("als_top_n", day - timedelta(days=1), columns=["user_id", "episode_id", "rank"]).to_pandas() \
+        if lake.exists("als_top_n") else None
+    validation = als.validate(frame, day, params, backend=backend, spark=session, k=k, previous_top_n=previous)
     data_version = f"{SOURCE}@v{version}[{start}..{day}]"
     result = als.fit_recommend(data, params, settings.top_n, backend=backend, spark=session, data_version=data_version,
                                checkpoint_dir=str(settings.home_path / "spark-checkpoints"))
@@ -106,6 +108,10 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     return dg.MaterializeResult(metadata={
         "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
         "validation_ndcg@10_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
+        "previous_model_ndcg@10": dg.MetadataValue.float(float(validation["previous_ndcg"])),
+        "ndcg_change_vs_previous": dg.MetadataValue.float(float(validation["change"])),
+        "ndcg_change_stderr": dg.MetadataValue.float(float(validation["change_stderr"])),
+        "paired_users": int(validation["paired_users"]),
         "validation_method": validation["method"],
         "validation_users": int(validation["users"]),
         "validation": dg.MetadataValue.json({key: (None if isinstance(v, float) and math.isnan(v) else v)

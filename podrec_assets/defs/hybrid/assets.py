@@ -31,7 +31,7 @@ with warnings.catch_warnings():
         return dg.TimeWindowPartitionMapping(start_offset=start_offset, end_offset=end_offset,
                                              allow_nonexistent_upstream_partitions=True)
 
-    PREVIOUS_AND_SAME_DAY = _window(-1)
+    VALIDATION_DAYS_AND_SAME_DAY = _window(-get_settings().fusion_validation_days)
     PREVIOUS_DAY = _window(-1, -1)
     ALL_DAYS_THROUGH_D = _window(-36500)  # every earlier day: the catalog's vectors, completed-ever
 
@@ -56,7 +56,7 @@ class _DayData:
         self.vectors = _read(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
         self.episodes = _read(lake, "episodes", first, last_day,
                               ["episode_id", "published_at", "categories", "episode_title", "date"])
-        self.als = _read(lake, "als_top_n", last_day - timedelta(days=1), last_day,
+        self.als = _read(lake, "als_top_n", last_day - timedelta(days=settings.fusion_validation_days), last_day,
                          ["user_id", "episode_id", "rank", "score", "model_version", "date"])
         for frame in (self.daily, self.vectors, self.episodes, self.als):
             frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
@@ -110,7 +110,7 @@ def _clean(value):
     group_name="hybrid",
     kinds={"python", "delta", "mongodb"},
     deps=[
-        dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_AND_SAME_DAY),
+        dg.AssetDep("als_top_n", partition_mapping=VALIDATION_DAYS_AND_SAME_DAY),
         dg.AssetDep("similarities"),
         dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
@@ -125,14 +125,21 @@ def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource,
     default_curve = fusion.AlphaCurve(settings.fusion_alpha, settings.fusion_alpha_new, settings.fusion_alpha_ramp_days)
     curve, selection_md, why = default_curve, "", "fixed by settings (PODREC_FUSION_ALPHA_SELECT=fixed)"
     if settings.fusion_alpha_select == "validate":
-        # validation pair: lists for D-1 judged against D; the day being recommended (D) is judged on D+1 later
-        previous = day - timedelta(days=1)
-        if data.als_of(previous).empty or (data.daily["date"] == day).sum() == 0:
-            why = "kept the settings: no als_top_n for D-1 or no engagement on D to validate on"
+        # validation pairs: lists for V judged against V+1, for the days V before D (never D itself: D's lists are
+        # judged on D+1 by recommendation_metrics)
+        pairs = []
+        for back in range(1, settings.fusion_validation_days + 1):
+            validation_day = day - timedelta(days=back)
+            truth_day = validation_day + timedelta(days=1)
+            if data.als_of(validation_day).empty or not (data.daily["date"] == truth_day).any():
+                continue
+            prepared_validation = data.prepare(validation_day)
+            pairs.append((prepared_validation, data.relevant(prepared_validation, truth_day)))
+        if not pairs:
+            why = "kept the settings: no earlier day with als_top_n and a next day to validate on"
         else:
-            validation = data.prepare(previous)
-            curve, evidence, why = evaluation.select_alpha(
-                validation, data.relevant(validation, day), settings.top_n, settings.metrics_k, default_curve)
+            context.log.info(f"choosing the alpha curve on {len(pairs)} validation day(s)")
+            curve, evidence, why = evaluation.select_alpha(pairs, settings.top_n, settings.metrics_k, default_curve)
             selection_md = _markdown(evidence.head(10))
     elif settings.fusion_alpha_select != "fixed":
         raise ValueError(f"PODREC_FUSION_ALPHA_SELECT must be 'validate' or 'fixed', not {settings.fusion_alpha_select!r}")

@@ -303,54 +303,47 @@ def metadata_text(record, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def allowed_ndcg_drop(tolerance: float, stderr_new: float | None, stderr_old: float | None) -> float:
-    """The larger of the configured tolerance and two standard errors of the difference of two nDCG means.
+def allowed_ndcg_drop(tolerance: float, change_stderr: float | None) -> float:
+    """The larger of the configured tolerance and two standard errors of the paired nDCG change.
 
-    Validation sets are small on small data (tens of users), where day-to-day nDCG moves by more than any fixed
-    tolerance without the model getting worse; two standard errors keep the check to drops that are real.
+    On small data (tens of validation users) nDCG moves by more than any fixed tolerance without the model
+    getting worse; two standard errors keep the check to drops that are real.
     """
-    errors = [e for e in (stderr_new, stderr_old) if e is not None and not math.isnan(e)]
-    if len(errors) < 2:
+    if change_stderr is None or math.isnan(change_stderr):
         return tolerance
-    return max(tolerance, 2.0 * math.sqrt(errors[0] ** 2 + errors[1] ** 2))
+    return max(tolerance, 2.0 * change_stderr)
 
 
 def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
     key = dg.AssetKey("als_top_n")
 
     def body(context, lake, day):
-        new_record = latest_materialization(context.instance, key, day.isoformat())
-        previous_day = day - timedelta(days=1)
-        old_record = latest_materialization(context.instance, key, previous_day.isoformat())
-        new, old = metadata_float(new_record, "validation_ndcg@10"), metadata_float(old_record, "validation_ndcg@10")
-        new_method, old_method = metadata_text(new_record, "validation_method"), metadata_text(old_record, "validation_method")
-        allowed = allowed_ndcg_drop(settings.als_ndcg_tolerance, metadata_float(new_record, "validation_ndcg@10_stderr"),
-                                    metadata_float(old_record, "validation_ndcg@10_stderr"))
-        metadata = {"validation_ndcg@10": new, "previous_validation_ndcg@10": old, "tolerance": settings.als_ndcg_tolerance,
-                    "allowed_drop": round(allowed, 6), "previous_partition": previous_day.isoformat(),
-                    "validation_method": new_method or "", "previous_validation_method": old_method or ""}
+        record = latest_materialization(context.instance, key, day.isoformat())
+        new, old = metadata_float(record, "validation_ndcg@10"), metadata_float(record, "previous_model_ndcg@10")
+        change = metadata_float(record, "ndcg_change_vs_previous")
+        allowed = allowed_ndcg_drop(settings.als_ndcg_tolerance, metadata_float(record, "ndcg_change_stderr"))
+        metadata = {"validation_ndcg@10": new, "previous_model_ndcg@10": old, "tolerance": settings.als_ndcg_tolerance,
+                    "allowed_drop": round(allowed, 6), "validation_method": metadata_text(record, "validation_method") or "",
+                    "paired_users": metadata_float(record, "paired_users")}
         if new is None:
             return dg.AssetCheckResult(passed=False, metadata=metadata,
                                        description="the materialization has no validation_ndcg@10 metadata")
         if math.isnan(new):
             return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
                                        description="the window could not be split for validation (nDCG is NaN): nothing to compare")
-        if old is None or math.isnan(old):
-            return dg.AssetCheckResult(passed=True, metadata=metadata, description="no previous model to compare with")
-        if new_method != old_method:
-            # a last-day hold-out and a random hold-out measure different things: their nDCGs are not comparable
+        if change is None or math.isnan(change):
             return dg.AssetCheckResult(passed=True, metadata=metadata,
-                                       description=f"previous model validated by {old_method!r}, this one by {new_method!r}: not comparable")
-        drop = old - new
+                                       description="no previous day's model judged on the same held-out day: nothing to compare")
+        drop = -change
         return dg.AssetCheckResult(
             passed=drop <= allowed, metadata={**metadata, "drop": round(drop, 6)},
-            description=f"nDCG@10 {new:.4f} vs {old:.4f} the day before (drop {drop:+.4f}, allowed {allowed:.4f}: "
-                        f"the larger of the tolerance {settings.als_ndcg_tolerance} and two standard errors).",
+            description=f"on the held-out day, nDCG@10 {new:.4f} vs {old:.4f} for the previous day's model (drop "
+                        f"{drop:+.4f}, allowed {allowed:.4f}: the larger of the tolerance and two standard errors).",
         )
 
     return _partitioned_check(key, "validation_ndcg_not_worse",
-                              "BLOCKING: stops a new ALS model whose validation nDCG@10 dropped below the previous day's "
-                              "by more than PODREC_ALS_NDCG_TOLERANCE and by more than two standard errors (noise).",
+                              "BLOCKING: stops a new ALS model that does worse than the previous day's model on the same "
+                              "held-out day by more than PODREC_ALS_NDCG_TOLERANCE and more than two standard errors.",
                               body, blocking=True)
 
 
