@@ -127,8 +127,9 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
     assert first["episode_id"].isin(new_today).mean() > 0.5  # the poor ALS' old picks do not crowd them out
     assert all(topic_of[e] == inputs["taste"][u] for u, e in zip(first["user_id"], first["episode_id"]) if u != "lurker")
 
-    # α was chosen on the previous day (lists for D-1 against D) and recorded with its evidence
+    # α was chosen on the earlier days (lists for V judged on V+1 <= D, never D's own) and recorded with evidence
     assert "best ndcg@" in meta["alpha_choice"].value
+    assert f"(days {DAYS[1]}, {DAYS[0]})" in meta["alpha_choice"].value
     assert "alpha_validation" in meta
 
     # Mongo answers "recommendations for user U" from the index, with reasons
