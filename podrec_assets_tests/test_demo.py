@@ -17,9 +17,9 @@ TABLES = ["episodes", "transcripts", "user_events", "user_episode_daily", "episo
 
 
 def test_demo_no_serve_materializes_every_asset(tmp_path):
-    # 80 users and 9 episodes make the day-to-day validation nDCG of ALS mostly noise, so the blocking
-    # "nDCG not worse" check (tested on its own in test_orchestration_checks) is opened wide here.
-    env = make_env(tmp_path / "home", PODREC_DEMO_SPEECH_SECONDS="20", PODREC_ALS_NDCG_TOLERANCE="1.0")
+    # the blocking "ALS nDCG not worse" check runs with its defaults: it compares yesterday's model and today's
+    # on the same held-out day, so small data's day-to-day swings do not stop the demo
+    env = make_env(tmp_path / "home", PODREC_DEMO_SPEECH_SECONDS="20")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PODREC_")} | env
     settings = load_settings(env)
     try:

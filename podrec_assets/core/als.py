@@ -371,7 +371,8 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
     that leaves nothing to train or score. ``ndcg`` is then NaN.
 
     ``previous_top_n``: the previous day's served lists (user_id, episode_id, rank). With a last-day hold-out they
-    are judged on the same truth, paired per user: ``previous_ndcg``, ``change`` (this model − previous),
+    are judged on the same truth, paired per user (at the shorter of k and the served length):
+    ``previous_ndcg``, ``change`` (this model − previous),
     ``change_stderr`` and ``paired_users`` (NaN / 0 when there is nothing to pair). That is what the blocking
     check compares: two days' own validation figures differ with the day (catalog size, activity), not the model.
     """
@@ -396,7 +397,9 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
     scores = metrics.ranking_metrics(result.top_n, relevant, k)
     paired = unpaired
     if method == "last_day_holdout" and previous_top_n is not None and len(previous_top_n):
-        change = metrics.paired_ndcg_change(result.top_n, previous_top_n, relevant, k)
+        # at the served list length when it is shorter than k, so a top-5 list is not judged against a top-10
+        pair_k = min(k, int(previous_top_n.groupby("user_id").size().max()))
+        change = metrics.paired_ndcg_change(result.top_n, previous_top_n, relevant, pair_k)
         paired = {"previous_ndcg": change["old"], "change": change["change"], "change_stderr": change["change_stderr"],
                   "paired_users": change["users"]}
     return {"method": method, "ndcg": scores[f"ndcg@{k}"], "ndcg_stderr": scores[f"ndcg@{k}_stderr"],
