@@ -100,6 +100,8 @@ def test_vectors_unit_length_schema_and_uniqueness(tmp_path):
     assert evaluations(results[DAY]) == {"schema_matches_contract": True, "keys_unique": True, "vectors_unit_length": True}
     assert evaluations(results[DAY + timedelta(days=1)]) == {"schema_matches_contract": True, "keys_unique": False,
                                                              "vectors_unit_length": False}
+    duplicated = [e for e in results[DAY + timedelta(days=1)].get_asset_check_evaluations() if e.check_name == "keys_unique"][0]
+    assert "1 duplicated (episode_id) keys" in duplicated.description and "'b'" in duplicated.description
 
 
 def test_schema_check_names_the_missing_column(tmp_path):

@@ -138,14 +138,14 @@ def contract_checks(key_string: str, contract: Contract) -> list[dg.AssetChecksD
         if table is None:
             return dg.AssetCheckResult(passed=False, description=f"Delta table {contract.table!r} does not exist.")
         metadata: dict[str, Any] = {"rows": table.num_rows}
-        passed = True
+        problems = []
         for keys in contract.keys:
             n, examples = duplicate_keys(table, keys)
             metadata[f"duplicates ({', '.join(keys)})"] = n
             if n:
-                passed = False
                 metadata[f"examples ({', '.join(keys)})"] = str(examples)
-        return dg.AssetCheckResult(passed=passed, metadata=metadata)
+                problems.append(f"{n} duplicated ({', '.join(keys)}) keys, e.g. {examples}")
+        return dg.AssetCheckResult(passed=not problems, metadata=metadata, description="; ".join(problems) or None)
 
     return [
         _partitioned_check(asset_key, "schema_matches_contract",
