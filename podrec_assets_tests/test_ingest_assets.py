@@ -100,8 +100,14 @@ def test_episodes_asset_dedups_dead_letters_and_is_idempotent(resources, podrec_
     catalog = {d["episode_id"]: d for d in mongo.db()["episodes"].find({"date": day.isoformat()})}
     assert set(catalog) == {"ep-a", "ep-b"} and catalog["ep-a"]["episode_title"] == "ep-a (fixed)"
 
+    # a catalog document of this day that the day no longer holds (an earlier run's) leaves with the re-run;
+    # one that a later day re-stamped stays
+    mongo.db()["episodes"].insert_many([{"episode_id": "ep-gone", "date": day.isoformat()},
+                                        {"episode_id": "ep-later", "date": "2026-03-03"}])
     assert materialize([episodes_ingest], day, resources).success  # re-materializing: same rows
     assert lake_rows(lake, "episodes", day) == rows
+    assert set(mongo.db()["episodes"].distinct("episode_id", {"date": day.isoformat()})) == {"ep-a", "ep-b"}
+    assert mongo.db()["episodes"].count_documents({"episode_id": "ep-later"}) == 1
     assert lake_rows(lake, "dead_letters", day, {"topic": EPISODE_METADATA_TOPIC}) == dead
     assert mongo.db()["episodes"].count_documents({"episode_id": {"$in": ["ep-a", "ep-b"]}}) == 2
 

@@ -84,6 +84,16 @@ class MongoResource(ConfigurableResource):
         deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
         return {"inserted": inserted, "deleted": deleted}
 
+    def delete_day_except(self, collection: str, day: date, key_field: str, keep: Iterable[Any]) -> int:
+        """Delete the documents stamped with ``day`` whose ``key_field`` is not in ``keep``.
+
+        For upserted collections (the catalog): what a re-materialized day no longer holds leaves the serving
+        store too, while documents that a later day re-stamped stay.
+        """
+        self.ensure_indexes(collection)
+        result = self.db()[collection].delete_many({"date": day.isoformat(), key_field: {"$nin": list(keep)}})
+        return result.deleted_count
+
     def upsert_many(self, collection: str, key_fields: Sequence[str], documents: Iterable[dict[str, Any]],
                     batch_size: int = 5000) -> int:
         """Bulk upsert by key (the catalog: an episode keeps one document whatever day re-publishes it)."""

@@ -49,13 +49,14 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
                                         where={"topic": EPISODE_METADATA_TOPIC})
     documents = [{**catalog_document(row), "date": day.isoformat(), "run_id": context.run_id} for row in rows]
     upserted = mongo.upsert_many("episodes", ["episode_id"], documents) if documents else 0
+    removed = mongo.delete_day_except("episodes", day, "episode_id", [row["episode_id"] for row in rows])
     ranges = read.range_metadata()
     yield dg.MaterializeResult(
         asset_key="episodes",
         metadata={
             "rows": len(rows), "records_read": len(read.records), "duplicates_dropped": duplicates,
             "dead_letters": len(dead), "outside_day": read.outside_day, "offset_ranges": ranges,
-            "delta_version": written["delta_version"], "mongo_upserted": upserted,
+            "delta_version": written["delta_version"], "mongo_upserted": upserted, "mongo_removed": removed,
             "shows": len({row["podcast_id"] for row in rows}),
             "dagster/row_count": len(rows),
         },
