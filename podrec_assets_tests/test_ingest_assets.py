@@ -17,8 +17,11 @@ import pytest
 from podrec_assets.core.asr import load_whisper, transcribe_audio, word_error_rate
 from podrec_assets.core.episodes import EPISODE_METADATA_TOPIC
 from podrec_assets.defs.ingest.assets import episodes_ingest, transcripts
-from podrec_assets.resources import AsrResource
+from podrec_assets.local.services import LocalStack
+from podrec_assets.resources import AsrResource, build_resources
+from podrec_assets.settings import load_settings
 from podrec_assets.sources.publisher import publish_episodes
+from podrec_assets_tests.conftest import make_env
 
 SPOKEN = ("Podcasts about space exploration are becoming popular with listeners around the world. "
           "Today we talk about the weather in the mountains and the history of the railway.")
@@ -225,3 +228,37 @@ def test_long_audio_is_transcribed_window_by_window(stack_settings, clips):
     assert starts == sorted(starts) and result.segments[-1]["end"] > offsets[1]
     assert abs(result.audio_seconds - len(whole) / SAMPLE_RATE) < 0.01
     assert word_error_rate(SPOKEN, result.text) <= 0.25, result.text
+
+
+def test_episodes_retention_guard_keeps_a_day_the_broker_no_longer_holds(tmp_path):
+    """A broker of this test's own: it deletes records (noida-db implements DeleteRecords)."""
+    from kafka import TopicPartition
+
+    settings = load_settings(make_env(tmp_path / "home"))
+    stack = LocalStack(settings)
+    try:
+        stack.start()
+        resources = build_resources(settings)
+        kafka, lake = resources["kafka"], resources["lake"]
+        day = date(2026, 3, 9)
+        publish_episodes(kafka, [episode(f"ep-{n}", day, f"file:///tmp/{n}.wav", hour=6 + n) for n in range(8)])
+        assert materialize([episodes_ingest], day, resources).success
+        before = lake.read_day("episodes", day)
+        version = lake.version("episodes")
+        offsets: dict[int, list[int]] = {}
+        for partition, offset in zip(before.column("kafka_partition").to_pylist(), before.column("kafka_offset").to_pylist()):
+            offsets.setdefault(partition, []).append(offset)
+        partition, held = max(offsets.items(), key=lambda item: len(item[1]))
+        assert len(held) >= 2 and min(held) == 0
+        admin = kafka.admin()
+        try:
+            admin.delete_records({TopicPartition(EPISODE_METADATA_TOPIC, partition): 1})  # the day's first record goes
+        finally:
+            admin.close()
+        result = materialize([episodes_ingest], day, resources, raise_on_error=False)
+        assert not result.success
+        error = result.get_step_failure_events()[0].step_failure_data.error
+        assert "no longer holds the start of 2026-03-09" in str(error.message) + str(error.cause)
+        assert lake.version("episodes") == version and lake.read_day("episodes", day).equals(before)
+    finally:
+        stack.stop()
