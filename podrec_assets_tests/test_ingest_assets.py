@@ -61,8 +61,8 @@ def episode(episode_id: str, day: date, audio_url: str, hour: int = 9, **overrid
             "duration_sec": 10.0, "categories": ["test"], "source": "rss", **overrides}
 
 
-def asr_resource(stack_settings) -> AsrResource:
-    return AsrResource(model="tiny.en", threads=2, workers=1, languages="en",
+def asr_resource(stack_settings, workers: int = 1) -> AsrResource:
+    return AsrResource(model="tiny.en", threads=2, workers=workers, languages="en",
                        models_dir=str(stack_settings.home_path / "models"), audio_retries=2, audio_timeout_s=30)
 
 
@@ -143,7 +143,8 @@ def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(resources,
     assert metadata["count_skipped_language"].value == 1
     assert 0 < metadata["real_time_factor"].value < 5 and metadata["audio_seconds"].value > 10
 
-    again = materialize([transcripts], day, run_resources)
+    # the re-run transcribes two episodes at a time (PODREC_ASR_WORKERS=2): the same rows, failures included
+    again = materialize([transcripts], day, {**resources, "asr": asr_resource(stack_settings, workers=2)})
     assert again.success
     repeated = {r["episode_id"]: r for r in lake_rows(lake, "transcripts", day)}
     strip = lambda r: {k: v for k, v in r.items() if k != "wall_seconds"}  # noqa: E731
