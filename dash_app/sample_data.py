@@ -177,6 +177,8 @@ def build_metrics(spec: SampleSpec, d_index: int) -> pa.Table:
         for metric in ("precision@10", "recall@10", "ndcg@10", "map@10"):
             rows.append({"model": model, "metric": metric, "k": 10, "value": float(base[model] * rng.uniform(0.85, 1.15)),
                          "users_evaluated": spec.users})
+        rows.append({"model": model, "metric": "ndcg@10_stderr", "k": 10, "value": float(base[model] * 0.05),
+                     "users_evaluated": spec.users})
         for metric, value in (("coverage", rng.uniform(0.2, 0.9)), ("novelty", rng.uniform(2, 6)), ("diversity", rng.uniform(0.3, 0.7))):
             rows.append({"model": model, "metric": metric, "k": 10, "value": float(value), "users_evaluated": spec.users})
     return schemas.to_table(rows, schemas.RECOMMENDATION_METRICS)

@@ -134,6 +134,32 @@ def test_cached_results_follow_the_delta_version(tmp_path):
         access.close()
 
 
+def test_quality_chart_draws_standard_errors_as_error_bars():
+    import pandas as pd
+
+    from dash_app.pages import quality
+
+    metrics = pd.DataFrame({
+        "date": [date(2026, 3, 2)] * 4 + [date(2026, 3, 3)] * 2, "model": ["als", "hybrid"] * 3,
+        "metric": ["ndcg@10", "ndcg@10", "ndcg@10_stderr", "ndcg@10_stderr", "ndcg@10", "ndcg@10"],
+        "k": 10, "value": [0.2, 0.3, 0.01, 0.02, 0.25, 0.35], "users_evaluated": 100})
+    assert quality._plotted_metrics(metrics) == ["ndcg@10"]  # the error is not a metric of its own
+    view = quality.metric_view(metrics, "ndcg@10")
+    graph = [c for c in _walk(view) if getattr(c, "figure", None)][0]
+    traces = {t["name"]: t for t in graph.figure["data"]}
+    assert traces["als"]["error_y"]["array"] == [0.01, None] and traces["hybrid"]["error_y"]["array"] == [0.02, None]
+    plain = quality.metric_view(metrics[metrics["metric"] == "ndcg@10"], "ndcg@10")
+    assert all("error_y" not in t for t in [c for c in _walk(plain) if getattr(c, "figure", None)][0].figure["data"])
+
+
+def _walk(component):
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children] if children is not None else []:
+        if hasattr(child, "children") or hasattr(child, "figure"):
+            yield from _walk(child)
+
+
 def test_empty_lake_pages_show_empty_states(tmp_path):
     settings = load_settings({"PODREC_HOME": str(tmp_path), "PODREC_MONGO_PORT": str(free_port()),
                               "PODREC_DAGSTER_PORT": str(free_port())})

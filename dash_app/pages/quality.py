@@ -14,8 +14,15 @@ MODEL_COLORS = {"popularity": "#f59e0b", "als": "#4f46e5", "content": "#0d9488",
 REASON_COLORS = {"hybrid": "#db2777", "als": "#4f46e5", "content": "#0d9488", "popular": "#f59e0b"}
 
 
+STDERR_SUFFIX = "_stderr"  # "ndcg@10_stderr": the standard error of "ndcg@10", drawn as its error bars
+
+
+def _plotted_metrics(metrics: pd.DataFrame) -> list[str]:
+    return sorted(m for m in metrics["metric"].unique() if not m.endswith(STDERR_SUFFIX))
+
+
 def _default_metric(metrics: pd.DataFrame) -> str:
-    names = sorted(metrics["metric"].unique())
+    names = _plotted_metrics(metrics)
     for preferred in ("ndcg@", "precision@", "recall@"):
         for name in names:
             if name.startswith(preferred):
@@ -32,7 +39,7 @@ def layout(access: data.DataAccess, params: dict) -> html.Div:
         return html.Div([head, empty_state(
             "No evaluation yet", "recommendation_metrics is empty: it needs final_recommendations for a day and the "
             "listening of the day after. Materialize two consecutive days.")])
-    names = sorted(metrics["metric"].unique())
+    names = _plotted_metrics(metrics)
     metric = params.get("metric") if params.get("metric") in names else _default_metric(metrics)
     return html.Div([
         head,
@@ -53,14 +60,21 @@ def metric_view(metrics: pd.DataFrame, metric: str) -> html.Div:
     rows = metrics[metrics["metric"] == metric].copy()
     rows["date"] = rows["date"].astype(str)
     rows = rows.sort_values(["date", "model"])
+    errors = metrics[metrics["metric"] == metric + STDERR_SUFFIX].assign(date=lambda f: f["date"].astype(str))
+    errors = errors.set_index(["date", "model"])["value"]
     days = sorted(rows["date"].unique())
     traces = []
     for model in sorted(rows["model"].unique(), key=_model_rank):
         group = rows[rows["model"] == model]
-        traces.append({"type": "scatter", "mode": "lines+markers", "name": model, "x": values(group["date"]),
-                       "y": values(group["value"]), "customdata": values(group["users_evaluated"]),
-                       "marker": {"color": MODEL_COLORS.get(model)}, "line": {"color": MODEL_COLORS.get(model), "width": 2.5},
-                       "hovertemplate": f"{model}<br>%{{x}}: %{{y:.4f}}<br>%{{customdata}} users<extra></extra>"})
+        trace = {"type": "scatter", "mode": "lines+markers", "name": model, "x": values(group["date"]),
+                 "y": values(group["value"]), "customdata": values(group["users_evaluated"]),
+                 "marker": {"color": MODEL_COLORS.get(model)}, "line": {"color": MODEL_COLORS.get(model), "width": 2.5},
+                 "hovertemplate": f"{model}<br>%{{x}}: %{{y:.4f}}<br>%{{customdata}} users<extra></extra>"}
+        if len(errors):
+            spread = [errors.get((d, model)) for d in group["date"]]
+            trace["error_y"] = {"type": "data", "array": values(pd.Series(spread, dtype=float)), "visible": True,
+                                "thickness": 1.2, "width": 3}
+        traces.append(trace)
     layout = {"xaxis": {"type": "category", "categoryorder": "array", "categoryarray": days},
               "yaxis": {"title": {"text": metric}}}
     latest = rows[rows["date"] == rows["date"].max()].sort_values("value", ascending=False)
@@ -86,8 +100,9 @@ def alpha_view(access: data.DataAccess) -> html.Div:
     s = access.settings
     summary = access.alpha_summary()
     select = getattr(s, "fusion_alpha_select", "fixed")
-    how = ("chosen each day by validation on the previous day (PODREC_FUSION_ALPHA_SELECT=validate), starting from"
-           if select == "validate" else "fixed by the settings:")
+    how = (f"re-chosen each day on up to {getattr(s, 'fusion_validation_days', 1)} earlier days "
+           "(PODREC_FUSION_ALPHA_SELECT=validate), moving away from the settings only on a gain of more than two "
+           "standard errors; the settings are" if select == "validate" else "fixed by the settings:")
     config = html.P([f"final = α·ALS + (1−α)·content; α is {how} α = {s.fusion_alpha} for established episodes, "
                      f"{s.fusion_alpha_new} on the day an episode is published, rising over {s.fusion_alpha_ramp_days} days. "
                      "The line is the mean α actually used."], className="muted small")
