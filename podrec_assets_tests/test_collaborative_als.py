@@ -139,13 +139,17 @@ def test_validation_pairs_the_previous_days_lists_on_the_same_held_out_day():
     good = als.fit_recommend(als.Interactions.from_frame(train), PARAMS, 10).top_n
     # a previous model as good as this one: no change; one that lists every user the same episodes: a clear drop
     same = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, previous_top_n=good)
-    assert same["paired_users"] > 20 and abs(same["change"]) < 1e-9 and same["previous_ndcg"] == pytest.approx(same["ndcg"])
+    assert same["paired_users"] > 20 and abs(same["change"]) < 1e-9 and same["paired_k"] == 10
+    assert same["previous_ndcg"] == pytest.approx(same["paired_ndcg"]) == pytest.approx(same["ndcg"])
     items = sorted(frame["episode_id"].unique())[:10]
     users = good["user_id"].unique()
     constant = pd.DataFrame([(u, e, r + 1) for u in users for r, e in enumerate(items)],
                             columns=["user_id", "episode_id", "rank"])
     better = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, previous_top_n=constant)
     assert better["change"] > 4 * better["change_stderr"] > 0
+    # served lists of 5 are compared at 5, not against this model's 10
+    short = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, previous_top_n=good[good["rank"] <= 5])
+    assert short["paired_k"] == 5 and abs(short["change"]) < 1e-9
 
 
 def test_factor_rank_is_capped_by_the_catalog():

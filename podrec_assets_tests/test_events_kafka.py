@@ -215,6 +215,26 @@ def test_user_episode_daily_local_matches_the_reference(world, materialized, mon
     assert sum(r["event_count"] for r in daily) == len(events)
 
 
+def test_follow_mode_streams_now_stamped_valid_events_at_the_rate(world):
+    from podrec_assets.sources.simulator import simulate_follow
+
+    kafka = world["resources"]["kafka"]
+    before = kafka.end_offsets("user-events")
+    started_ms = int(time.time() * 1000)
+    result = simulate_follow(world["settings"], users=50, rate=400, seed=3, duration_s=1.5)
+    ended_ms = int(time.time() * 1000)
+    after = kafka.end_offsets("user-events")
+    records = kafka.read_range("user-events", {p: (before[p], after[p]) for p in after})
+    assert len(records) == result["messages"] and 400 <= result["messages"] <= 400 * 1.6 + 1
+    known = {f"evt-ep{i:03d}" for i in range(30)}
+    for record in records:
+        event = json.loads(record.value)
+        assert started_ms <= record.timestamp_ms <= ended_ms  # stamped now, not on a past day
+        assert event["episode_id"] in known and event["user_id"].startswith("u") and record.key == event["user_id"].encode()
+        assert 0.0 <= event["from_sec"] <= event["to_sec"] and 0.0 <= event["played_pct"] <= 1.0
+        assert (event["rating"] is not None) == (event["event"] == "rate")
+
+
 def test_retention_guard_refuses_to_replace_a_day_with_less(world, materialized, tmp_path):
     """Runs last: it deletes records. noida-db implements DeleteRecords, so the log start really moves."""
     from kafka import TopicPartition

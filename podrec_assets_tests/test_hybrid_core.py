@@ -219,10 +219,12 @@ def test_select_alpha_keeps_the_settings_when_the_gain_is_within_noise():
 def test_select_alpha_pools_validation_days_by_user():
     prepared = prepared_day()
     hit = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": ["a3", "b3"]})
-    # the same pair twice counts every user twice: same means, twice the users
-    _, once, _ = evaluation.select_alpha([(prepared, hit)], 3, 3, fusion.AlphaCurve(1.0, 1.0, 3), min_users=1)
-    _, twice, why = evaluation.select_alpha([(prepared, hit), (prepared, hit)], 3, 3, fusion.AlphaCurve(1.0, 1.0, 3),
-                                            min_users=1)
-    assert (twice["users"] == 2 * once["users"]).all()
-    assert twice["ndcg@3"].tolist() == pytest.approx(once["ndcg@3"].tolist())
+    miss = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": ["zz", "zz"]})  # nothing any list can hit
+    settings_curve = fusion.AlphaCurve(1.0, 1.0, 3)
+    _, once, _ = evaluation.select_alpha([(prepared, hit)], 3, 3, settings_curve, min_users=1)
+    # a second day where nobody is found: each user averages their two days, users are counted once
+    _, pooled, why = evaluation.select_alpha([(prepared, hit), (prepared, miss)], 3, 3, settings_curve, min_users=1)
+    assert (pooled["users"] == 2).all() and (once["users"] == 2).all()
+    by_curve = lambda e: e.set_index(["alpha", "alpha_new", "ramp_days"])["ndcg@3"]  # noqa: E731
+    assert by_curve(pooled).sort_index().tolist() == pytest.approx((by_curve(once).sort_index() / 2).tolist())
     assert f"days {DAY.isoformat()}, {DAY.isoformat()}" in why

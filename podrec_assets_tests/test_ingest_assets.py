@@ -16,6 +16,7 @@ import pytest
 
 from podrec_assets.core.asr import load_whisper, transcribe_audio, word_error_rate
 from podrec_assets.core.episodes import EPISODE_METADATA_TOPIC
+from podrec_assets.core.schemas import EPISODES, to_table
 from podrec_assets.defs.ingest.assets import episodes_ingest, transcripts
 from podrec_assets.local.services import LocalStack
 from podrec_assets.resources import AsrResource, build_resources
@@ -103,13 +104,19 @@ def test_episodes_asset_dedups_dead_letters_and_is_idempotent(resources, podrec_
     catalog = {d["episode_id"]: d for d in mongo.db()["episodes"].find({"date": day.isoformat()})}
     assert set(catalog) == {"ep-a", "ep-b"} and catalog["ep-a"]["episode_title"] == "ep-a (fixed)"
 
-    # a catalog document of this day that the day no longer holds (an earlier run's) leaves with the re-run;
+    # a catalog document of this day that no day of the lake holds (an earlier run's) leaves with the re-run;
     # one that a later day re-stamped stays
+    elsewhere = episode("ep-held-elsewhere", date(2026, 5, 30), "file:///tmp/x.wav")
+    lake.write_partition("episodes", date(2026, 5, 30), to_table(
+        [{**elsewhere, "published_at": datetime(2026, 5, 30, 9, tzinfo=timezone.utc), "kafka_partition": 0,
+          "kafka_offset": 0}], EPISODES), "another-day")
     mongo.db()["episodes"].insert_many([{"episode_id": "ep-gone", "date": day.isoformat()},
+                                        {"episode_id": "ep-held-elsewhere", "date": day.isoformat()},
                                         {"episode_id": "ep-later", "date": "2026-03-03"}])
     assert materialize([episodes_ingest], day, resources).success  # re-materializing: same rows
     assert lake_rows(lake, "episodes", day) == rows
-    assert set(mongo.db()["episodes"].distinct("episode_id", {"date": day.isoformat()})) == {"ep-a", "ep-b"}
+    assert set(mongo.db()["episodes"].distinct("episode_id", {"date": day.isoformat()})) == {
+        "ep-a", "ep-b", "ep-held-elsewhere"}  # another day of the lake still holds that one
     assert mongo.db()["episodes"].count_documents({"episode_id": "ep-later"}) == 1
     assert lake_rows(lake, "dead_letters", day, {"topic": EPISODE_METADATA_TOPIC}) == dead
     assert mongo.db()["episodes"].count_documents({"episode_id": {"$in": ["ep-a", "ep-b"]}}) == 2

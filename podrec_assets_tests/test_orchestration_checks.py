@@ -136,10 +136,19 @@ def test_als_ndcg_gate_blocks_a_worse_model_and_its_downstream(tmp_path):
     assert "downstream_of_als" in {e.asset_key.to_user_string() for e in results[d2].get_asset_materialization_events()}
 
 
-def _paired(new: float, old: float, stderr: float) -> dict:
+def _paired(new: float, old: float, stderr: float, users: int = 100) -> dict:
     """als_top_n metadata: this model and the previous day's on the same held-out day."""
-    return {"validation_ndcg@10": new, "previous_model_ndcg@10": old, "ndcg_change_vs_previous": new - old,
-            "ndcg_change_stderr": stderr}
+    return {"validation_ndcg@10": new, "paired_ndcg_this_model": new, "paired_ndcg_previous_model": old,
+            "ndcg_change_vs_previous": new - old, "ndcg_change_stderr": stderr, "paired_users": users, "paired_k": 10}
+
+
+def test_als_ndcg_gate_does_not_judge_on_a_handful_of_users(tmp_path):
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    rows = [{"user_id": "u", "episode_id": f"e{r}", "rank": r, "score": 1.0 / r, "model_version": "v"} for r in (1, 2)]
+    results = run_with_checks(lake, tmp_path, "als_top_n", {DAY: schemas.to_table(rows, schemas.ALS_TOP_N)},
+                              metadata={DAY: _paired(0.0, 1.0, float("nan"), users=1)})
+    check = [e for e in results[DAY].get_asset_check_evaluations() if e.check_name == "validation_ndcg_not_worse"][0]
+    assert check.passed and check.severity == dg.AssetCheckSeverity.WARN and "only 1 users" in check.description
 
 
 def test_als_ndcg_gate_allows_drops_within_noise_and_blocks_larger_ones(tmp_path):

@@ -371,15 +371,16 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
     that leaves nothing to train or score. ``ndcg`` is then NaN.
 
     ``previous_top_n``: the previous day's served lists (user_id, episode_id, rank). With a last-day hold-out they
-    are judged on the same truth, paired per user (at the shorter of k and the served length):
-    ``previous_ndcg``, ``change`` (this model − previous),
+    are judged on the same truth, paired per user (at ``paired_k``, the shorter of k and the served length):
+    ``paired_ndcg`` (this model) and ``previous_ndcg`` on the paired users, ``change`` (this model − previous),
     ``change_stderr`` and ``paired_users`` (NaN / 0 when there is nothing to pair). That is what the blocking
     check compares: two days' own validation figures differ with the day (catalog size, activity), not the model.
     """
     from podrec_assets.core import metrics
 
     nan = float("nan")
-    unpaired = {"previous_ndcg": nan, "change": nan, "change_stderr": nan, "paired_users": 0}
+    unpaired = {"paired_ndcg": nan, "previous_ndcg": nan, "change": nan, "change_stderr": nan, "paired_users": 0,
+                "paired_k": 0}
 
     def scorable(train: pd.DataFrame, relevant: pd.DataFrame) -> bool:
         learned_users = train.loc[train["engagement"] > 0, "user_id"]
@@ -400,8 +401,8 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
         # at the served list length when it is shorter than k, so a top-5 list is not judged against a top-10
         pair_k = min(k, int(previous_top_n.groupby("user_id").size().max()))
         change = metrics.paired_ndcg_change(result.top_n, previous_top_n, relevant, pair_k)
-        paired = {"previous_ndcg": change["old"], "change": change["change"], "change_stderr": change["change_stderr"],
-                  "paired_users": change["users"]}
+        paired = {"paired_ndcg": change["new"], "previous_ndcg": change["old"], "change": change["change"],
+                  "change_stderr": change["change_stderr"], "paired_users": change["users"], "paired_k": pair_k}
     return {"method": method, "ndcg": scores[f"ndcg@{k}"], "ndcg_stderr": scores[f"ndcg@{k}_stderr"],
             "precision": scores[f"precision@{k}"], "recall": scores[f"recall@{k}"], "map": scores[f"map@{k}"],
             "users": scores["users"], "relevant_pairs": len(relevant), "train_rows": len(train),

@@ -163,11 +163,12 @@ def select_alpha(validations: list[tuple[PreparedDay, pd.DataFrame]], top_n: int
     """Grid-search the α curve on validation pairs (lists for day V judged against day V+1), pooled.
 
     ``validations``: (prepared day V, relevant pairs of V+1) for one or more days V before the day being
-    recommended. A curve's score is its mean nDCG@k over every judged (day, user), so days weigh by their users.
-    The best curve replaces the settings' only when it beats them by more than ``min_gain_stderrs`` paired
-    standard errors (per-user nDCG differences on the same users): on a few hundred users most of the grid is
-    within noise, and the maximum of ~50 noisy gains clears one standard error by chance alone. With fewer than ``min_users``
-    judged users the settings are kept.
+    recommended. Each user's nDCG@k is averaged over the days they were judged on, and a curve's score is the
+    mean over users (a user judged on three days is one observation, not three). The best curve replaces the
+    settings' only when its gain over them, paired per user, exceeds ``min_gain_stderrs`` standard errors: on a
+    few hundred users most of the grid is within noise, and the best of ~50 noisy gains easily clears one
+    standard error by chance (two are a guard against that, not a full multiple-comparison correction). With
+    fewer than ``min_users`` judged users the settings are kept.
 
     Returns (chosen curve, evidence table: alpha, alpha_new, ramp_days, ndcg@k, users, gain_vs_settings,
     gain_stderr, best first, and why).
@@ -182,10 +183,10 @@ def select_alpha(validations: list[tuple[PreparedDay, pd.DataFrame]], top_n: int
                              validation.popular, validation.excluded[validation.excluded[USER].isin(judged_users)],
                              validation.history, validation.index)
         for curve in curves:
-            scores = ndcg_per_user(recommend(subset, curve, top_n), relevant, k)
-            scores.index = validation.day.isoformat() + "|" + scores.index.astype(str)
-            per_curve[curve].append(scores)
-    pooled = {curve: pd.concat(parts) if parts else pd.Series(dtype=float) for curve, parts in per_curve.items()}
+            per_curve[curve].append(ndcg_per_user(recommend(subset, curve, top_n), relevant, k))
+    # one value per user: the mean of their nDCG over the validation days they were judged on
+    pooled = {curve: pd.concat(parts).groupby(level=0).mean() if parts else pd.Series(dtype=float)
+              for curve, parts in per_curve.items()}
     settings_scores = pooled[default]
     rows = []
     for curve, scores in pooled.items():

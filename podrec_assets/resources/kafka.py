@@ -58,22 +58,35 @@ class Producer:
     batches in its own threads (~240k/s on this machine). Consuming stays on kafka-python (bounded ranges).
     """
 
-    def __init__(self, bootstrap_servers: str, options: dict[str, Any]):
+    def __init__(self, bootstrap_servers: str, options: dict[str, Any], delivery_timeout_s: float = 120.0):
         from confluent_kafka import Producer as RdKafkaProducer
 
+        failures: list[str] = []
+        failed = [0]
+
+        def delivered(error, message) -> None:  # a closure, not a bound method: no cycle keeps librdkafka alive
+            if error is not None:
+                failed[0] += 1
+                if len(failures) < 5:
+                    failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+
         self.bootstrap_servers = bootstrap_servers
-        self.failures: list[str] = []
+        self._failures, self._failed, self._sent = failures, failed, 0
         self._producer = RdKafkaProducer({
             "bootstrap.servers": bootstrap_servers, "queue.buffering.max.messages": 500_000,
-            "delivery.report.only.error": True, "on_delivery": self._delivered, "log_level": 3, **options})
+            "delivery.report.only.error": True, "on_delivery": delivered, "log_level": 3,
+            "partitioner": "murmur2_random",  # the key -> partition mapping of kafka-python and the Java client
+            "max.in.flight.requests.per.connection": 5,  # as kafka-python: retries cannot reorder much
+            "message.timeout.ms": int(delivery_timeout_s * 1000), **options})
 
-    def _delivered(self, error, message) -> None:
-        if error is not None and len(self.failures) < 100:
-            self.failures.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
+    def _raise_failures(self) -> None:
+        if self._failed[0]:
+            raise RuntimeError(f"could not deliver {self._failed[0]} Kafka records to {self.bootstrap_servers} ("
+                               + "; ".join(self._failures) + "): is the broker running? (`podrec services start`)")
 
     def send(self, topic: str, value: bytes | None, key: bytes | None = None, timestamp_ms: int | None = None,
              partition: int | None = None) -> None:
-        """Queue one record (the record timestamp is ``timestamp_ms``, default now)."""
+        """Queue one record (the record timestamp is ``timestamp_ms``, default now); raises once deliveries fail."""
         kwargs: dict[str, Any] = {"value": value, "key": key}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
@@ -82,22 +95,32 @@ class Producer:
         while True:
             try:
                 self._producer.produce(topic, **kwargs)
-                return
+                break
             except BufferError:  # the local queue is full: let librdkafka send, then retry
                 self._producer.poll(0.05)
+                self._raise_failures()
+        self._sent += 1
+        if self._sent % 10_000 == 0:  # serve delivery reports as we go, so a failing broker stops a long run early
+            self.check()
+
+    def check(self) -> None:
+        """Serve pending delivery reports; raise if any record could not be delivered."""
+        self._producer.poll(0)
+        self._raise_failures()
 
     def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait for every queued record to be acknowledged; raise if any was not."""
         remaining = self._producer.flush(timeout_s)
+        self._raise_failures()
         if remaining:
             raise RuntimeError(f"{remaining} Kafka records were not delivered to {self.bootstrap_servers} within "
                                f"{timeout_s:g}s: is the broker running? (`podrec services start`)")
-        if self.failures:
-            raise RuntimeError(f"Kafka at {self.bootstrap_servers} refused records: " + "; ".join(self.failures[:5]))
 
     def close(self) -> None:
-        """Drop what was not sent yet (call ``flush`` first to wait for it)."""
+        """Drop what was not sent yet (call ``flush`` first to wait for it) and stop librdkafka's threads."""
         self._producer.purge()
         self._producer.flush(0)
+        self._producer.close()
 
 
 class KafkaResource(ConfigurableResource):

@@ -87,8 +87,8 @@ class MongoResource(ConfigurableResource):
     def delete_day_except(self, collection: str, day: date, key_field: str, keep: Iterable[Any]) -> int:
         """Delete the documents stamped with ``day`` whose ``key_field`` is not in ``keep``.
 
-        For upserted collections (the catalog): what a re-materialized day no longer holds leaves the serving
-        store too, while documents that a later day re-stamped stay.
+        For upserted collections (the catalog): what the lake no longer holds leaves the serving store too;
+        documents that another day re-stamped are not touched.
         """
         self.ensure_indexes(collection)
         result = self.db()[collection].delete_many({"date": day.isoformat(), key_field: {"$nin": list(keep)}})

@@ -557,12 +557,15 @@ def simulate_follow(settings, users: int, rate: float, seed: int, duration_s: fl
                 producer.send(EVENTS_TOPIC, key=user.key, value=_encode(payload), timestamp_ms=now_ms, partition=user.partition)
             sent += due
             bar.update(due)
-    except KeyboardInterrupt:
-        pass
-    finally:
+            producer.check()  # a live stream reports a failing broker at once, not at Ctrl-C
         producer.flush()
-        producer.close()
-        bar.close()
+    except KeyboardInterrupt:
+        producer.flush()  # Ctrl-C stops the stream; what was already sent still gets delivered
+    finally:
+        try:
+            producer.close()
+        finally:
+            bar.close()
     seconds = time.monotonic() - started
     return {"messages": sent, "seconds": round(seconds, 3), "messages_per_second": round(sent / max(seconds, 1e-9), 1)}
 

@@ -108,10 +108,12 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     return dg.MaterializeResult(metadata={
         "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
         "validation_ndcg@10_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
-        "previous_model_ndcg@10": dg.MetadataValue.float(float(validation["previous_ndcg"])),
+        "paired_ndcg_this_model": dg.MetadataValue.float(float(validation["paired_ndcg"])),
+        "paired_ndcg_previous_model": dg.MetadataValue.float(float(validation["previous_ndcg"])),
         "ndcg_change_vs_previous": dg.MetadataValue.float(float(validation["change"])),
         "ndcg_change_stderr": dg.MetadataValue.float(float(validation["change_stderr"])),
         "paired_users": int(validation["paired_users"]),
+        "paired_k": int(validation["paired_k"]),
         "validation_method": validation["method"],
         "validation_users": int(validation["users"]),
         "validation": dg.MetadataValue.json({key: (None if isinstance(v, float) and math.isnan(v) else v)

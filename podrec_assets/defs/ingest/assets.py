@@ -49,7 +49,9 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
                                         where={"topic": EPISODE_METADATA_TOPIC})
     documents = [{**catalog_document(row), "date": day.isoformat(), "run_id": context.run_id} for row in rows]
     upserted = mongo.upsert_many("episodes", ["episode_id"], documents) if documents else 0
-    removed = mongo.delete_day_except("episodes", day, "episode_id", [row["episode_id"] for row in rows])
+    # the catalog follows the lake: a document of this day goes only when no day of `episodes` holds it any more
+    held = lake.read_all("episodes", columns=["episode_id"]).column("episode_id").to_pylist()
+    removed = mongo.delete_day_except("episodes", day, "episode_id", set(held))
     ranges = read.range_metadata()
     yield dg.MaterializeResult(
         asset_key="episodes",

@@ -314,31 +314,41 @@ def allowed_ndcg_drop(tolerance: float, change_stderr: float | None) -> float:
     return max(tolerance, 2.0 * change_stderr)
 
 
+MIN_PAIRED_USERS = 20  # below this, a paired nDCG change says more about a few users than about the model
+
+
 def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
     key = dg.AssetKey("als_top_n")
 
     def body(context, lake, day):
         record = latest_materialization(context.instance, key, day.isoformat())
-        new, old = metadata_float(record, "validation_ndcg@10"), metadata_float(record, "previous_model_ndcg@10")
-        change = metadata_float(record, "ndcg_change_vs_previous")
+        validation = metadata_float(record, "validation_ndcg@10")
+        new, old = metadata_float(record, "paired_ndcg_this_model"), metadata_float(record, "paired_ndcg_previous_model")
+        change, users = metadata_float(record, "ndcg_change_vs_previous"), metadata_float(record, "paired_users") or 0
+        k = int(metadata_float(record, "paired_k") or 10)
         allowed = allowed_ndcg_drop(settings.als_ndcg_tolerance, metadata_float(record, "ndcg_change_stderr"))
-        metadata = {"validation_ndcg@10": new, "previous_model_ndcg@10": old, "tolerance": settings.als_ndcg_tolerance,
-                    "allowed_drop": round(allowed, 6), "validation_method": metadata_text(record, "validation_method") or "",
-                    "paired_users": metadata_float(record, "paired_users")}
-        if new is None:
+        metadata = {"validation_ndcg@10": validation, f"paired_ndcg@{k}": new, f"previous_model_ndcg@{k}": old,
+                    "paired_users": int(users), "tolerance": settings.als_ndcg_tolerance, "allowed_drop": round(allowed, 6),
+                    "validation_method": metadata_text(record, "validation_method") or ""}
+        if validation is None:
             return dg.AssetCheckResult(passed=False, metadata=metadata,
                                        description="the materialization has no validation_ndcg@10 metadata")
-        if math.isnan(new):
+        if math.isnan(validation):
             return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
                                        description="the window could not be split for validation (nDCG is NaN): nothing to compare")
         if change is None or math.isnan(change):
             return dg.AssetCheckResult(passed=True, metadata=metadata,
                                        description="no previous day's model judged on the same held-out day: nothing to compare")
+        if users < MIN_PAIRED_USERS:
+            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                                       description=f"only {int(users)} users could be paired (fewer than {MIN_PAIRED_USERS}): "
+                                                   "too few to judge the model")
         drop = -change
         return dg.AssetCheckResult(
             passed=drop <= allowed, metadata={**metadata, "drop": round(drop, 6)},
-            description=f"on the held-out day, nDCG@10 {new:.4f} vs {old:.4f} for the previous day's model (drop "
-                        f"{drop:+.4f}, allowed {allowed:.4f}: the larger of the tolerance and two standard errors).",
+            description=f"on the held-out day, nDCG@{k} {new:.4f} vs {old:.4f} for the previous day's model over "
+                        f"{int(users)} users (drop {drop:+.4f}, allowed {allowed:.4f}: the larger of the tolerance and "
+                        "two standard errors).",
         )
 
     return _partitioned_check(key, "validation_ndcg_not_worse",
