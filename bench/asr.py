@@ -79,7 +79,8 @@ def main() -> int:
             plain_text = pipe_text = ""
             for _ in range(args.repeats):
                 started = time.perf_counter()
-                segments, _info = whisper.model.transcribe(str(clip), beam_size=5, vad_filter=True)
+                segments, _info = whisper.model.transcribe(str(clip), beam_size=5, vad_filter=True, temperature=0.0,
+                                                           no_repeat_ngram_size=4)
                 plain_text = " ".join(s.text.strip() for s in segments)
                 plain_times.append(time.perf_counter() - started)
 

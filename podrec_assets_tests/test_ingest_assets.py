@@ -270,3 +270,17 @@ def test_episodes_retention_guard_keeps_a_day_the_broker_no_longer_holds(tmp_pat
         assert lake.version("episodes") == version and lake.read_day("episodes", day).equals(before)
     finally:
         stack.stop()
+
+
+def test_a_hard_clip_transcribes_the_same_every_time(stack_settings, tmp_path):
+    """A demo episode on which Whisper's temperature fallback used to sample a different text on every run."""
+    from podrec_assets.sources.demo_catalog import plan_catalog, synthesize
+
+    planned = [p for p in plan_catalog([date(2026, 11, 25)], 8, seed=7, speech_seconds=40)
+               if p["episode_id"] == "demo-20261125-005"][0]
+    clip = tmp_path / "hard.wav"
+    synthesize(planned["description"], clip, planned["voice"], 40)
+    whisper = load_whisper("tiny.en", stack_settings.home_path / "models", cpu_threads=2)
+    texts = {transcribe_audio(whisper, clip, ["en"]).text for _ in range(3)}
+    assert len(texts) == 1
+    assert word_error_rate(planned["description"], texts.pop()) < 0.5  # no repetition loop either
