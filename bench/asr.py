@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from podrec_assets.core.asr import load_whisper, transcribe_audio, word_error_rate  # noqa: E402
+from podrec_assets.core.asr import DECODING, load_whisper, transcribe_audio, word_error_rate  # noqa: E402
 from podrec_assets.core.audio import FetchLimits, fetched_audio  # noqa: E402
 from podrec_assets.core.episodes import transcribe_episodes  # noqa: E402
 from podrec_assets.sources.demo_catalog import wav_seconds  # noqa: E402
@@ -79,8 +79,7 @@ def main() -> int:
             plain_text = pipe_text = ""
             for _ in range(args.repeats):
                 started = time.perf_counter()
-                segments, _info = whisper.model.transcribe(str(clip), beam_size=5, vad_filter=True, temperature=0.0,
-                                                           no_repeat_ngram_size=4)
+                segments, _info = whisper.model.transcribe(str(clip), beam_size=5, **DECODING)
                 plain_text = " ".join(s.text.strip() for s in segments)
                 plain_times.append(time.perf_counter() - started)
 

@@ -182,18 +182,22 @@ class Transcription:
         }
 
 
+# Deterministic decoding, so a re-materialized day gives the same rows: beam search at temperature 0 only, with
+# no 4-gram repeated within a segment. faster-whisper's default answer to a repetition loop is to fall back to
+# random sampling at higher temperatures, which transcribed a demo episode differently on every run (4 texts in
+# 4 runs, WER 0.85 against the spoken text); banning repeated 4-grams breaks the loop instead (the same text
+# every run, WER 0.33) and left the other demo episodes as they were.
+DECODING: dict[str, Any] = {"vad_filter": True, "condition_on_previous_text": True, "temperature": 0.0,
+                            "no_repeat_ngram_size": 4}
+
+
 def transcribe_audio(whisper: Whisper, path: str | Path, languages: list[str] | None = None,
                      window_seconds: float = 600.0, beam_size: int = 5) -> Transcription:
     """Transcribe one file (int8, VAD), window by window; skip it if its language is not in ``languages``.
 
     The language is detected on the first window (multilingual models only; English-only models report
-    ``en``) and kept for the rest, so a long episode is not re-detected on every window.
-
-    Decoding is deterministic, so a re-materialized day gives the same rows: beam search at temperature 0
-    only, with no 4-gram repeated within a segment. faster-whisper's default answer to a repetition loop is to
-    fall back to random sampling at higher temperatures, which transcribed a demo episode differently on
-    every run (4 texts in 4 runs, WER 0.85 against the spoken text); banning repeated 4-grams breaks the
-    loop instead (the same text every run, WER 0.33) and left the other demo episodes as they were.
+    ``en``) and kept for the rest, so a long episode is not re-detected on every window. Decoding options:
+    ``DECODING``.
     """
     started = time.perf_counter()
     allowed = {lang.lower() for lang in languages or []}
@@ -206,9 +210,7 @@ def transcribe_audio(whisper: Whisper, path: str | Path, languages: list[str] | 
         if len(samples) < SAMPLE_RATE // 10:
             continue
         pieces, info = whisper.model.transcribe(
-            samples, language=language, beam_size=beam_size, vad_filter=True, condition_on_previous_text=True,
-            temperature=0.0, no_repeat_ngram_size=4,
-        )
+            samples, language=language, beam_size=beam_size, **DECODING)
         if language is None:
             language = info.language
             probability = float(info.language_probability)

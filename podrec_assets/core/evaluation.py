@@ -32,7 +32,7 @@ import pandas as pd
 from podrec_assets.core.fusion import (
     AlphaCurve, ContentIndex, PreparedDay, empty_recommendations, fill_with_popular, positive_mask, recommend,
 )
-from podrec_assets.core.metrics import ndcg_per_user, ranking_metrics
+from podrec_assets.core.metrics import ndcg_per_user, ranking_metrics, standard_error
 
 USER, ITEM = "user_id", "episode_id"
 MODELS = ("popularity", "als", "content", "hybrid")
@@ -195,7 +195,7 @@ def select_alpha(validations: list[tuple[PreparedDay, pd.DataFrame]], top_n: int
         rows.append({"alpha": curve.alpha, "alpha_new": curve.alpha_new, "ramp_days": curve.ramp_days,
                      f"ndcg@{k}": float(scores.mean()) if len(scores) else float("nan"), "users": len(scores),
                      "gain_vs_settings": float(gain.mean()) if len(gain) else float("nan"),
-                     "gain_stderr": float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("nan")})
+                     "gain_stderr": standard_error(gain)})
     evidence = pd.DataFrame(rows)
     days = ", ".join(v.day.isoformat() for v, _ in validations)
     if evidence.empty or evidence["users"].max() < min_users:

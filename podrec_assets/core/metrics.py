@@ -80,6 +80,11 @@ def _ideal_dcg(actual: pd.Series, k: int) -> pd.Series:
     return pd.Series(discounts[np.minimum(actual.to_numpy(), k) - 1], index=actual.index)
 
 
+def standard_error(values: pd.Series) -> float:
+    """Standard error of the mean of ``values`` (sample std / sqrt(n)); NaN for fewer than two values."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
 def _ndcg_per_user(top: pd.DataFrame, actual: pd.Series, k: int) -> pd.Series:
     hits = top[top["hit"]]
     dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
@@ -111,9 +116,8 @@ def paired_ndcg_change(new: pd.DataFrame, old: pd.DataFrame, relevant: pd.DataFr
         nan = float("nan")
         return {"new": nan, "old": nan, "change": nan, "change_stderr": nan, "users": 0}
     change = a[users] - b[users]
-    stderr = float(change.std(ddof=1) / np.sqrt(len(users))) if len(users) > 1 else float("nan")
     return {"new": float(a[users].mean()), "old": float(b[users].mean()), "change": float(change.mean()),
-            "change_stderr": stderr, "users": int(len(users))}
+            "change_stderr": standard_error(change), "users": int(len(users))}
 
 
 def _average_precision_sums(top: pd.DataFrame, actual: pd.Series) -> pd.Series:
@@ -164,7 +168,7 @@ def ranking_metrics(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -
         f"ndcg@{k}": float(ndcg.sum() / n_users),
         f"map@{k}": float((ap_sums / np.minimum(actual, k)).sum() / n_users),
         "users": n_users,
-        f"ndcg@{k}_stderr": float(ndcg.std(ddof=1) / np.sqrt(n_users)) if n_users > 1 else float("nan"),
+        f"ndcg@{k}_stderr": standard_error(ndcg),
     }
 
 

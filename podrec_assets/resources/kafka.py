@@ -236,7 +236,7 @@ class KafkaResource(ConfigurableResource):
 
     def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes, int | None]]) -> int:
         """Send (key, value, timestamp_ms) messages and wait for every ack; returns the count."""
-        producer = self.producer(acks="all")
+        producer = self.producer()
         count = 0
         try:
             for key, value, ts in messages:

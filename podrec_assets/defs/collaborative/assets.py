@@ -59,7 +59,8 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
 
     Engine local trains with `implicit`, engine spark with Spark ML (same confidence, see core/als.py). Before the
     final fit, a model trained without the window's last day is scored on it (`validation_ndcg@10`), and so is the
-    previous day's served list, paired per user (`ndcg_change_vs_previous`, read by the blocking check). Writes Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
+    previous day's served list, paired per user (`ndcg_change_vs_previous`, read by the blocking check). Writes
+    Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
     """
     settings = get_settings()
     day = partition_day(context)
