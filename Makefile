@@ -7,6 +7,9 @@ STAMP := $(VENV)/.podrec-installed
 SECANTUS_VENV := .podrec/secantus-venv
 SECANTUS := $(SECANTUS_VENV)/bin/secantusd-py
 SECANTUS_VERSION := 0.7.0b3
+KAFKA_POM := podrec_assets/local/kafka/pom.xml
+KAFKA_LIBS := .podrec/kafka/libs
+KAFKA_STAMP := $(KAFKA_LIBS)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-packages demo test bench clean
@@ -14,11 +17,12 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-setup: system-packages $(STAMP) $(SECANTUS)  ## install everything (venv, pinned packages, Debian packages, SecantusDB)
+setup: system-packages $(STAMP) $(SECANTUS) $(KAFKA_STAMP)  ## install everything (venv, pinned packages, Debian packages, SecantusDB, Apache Kafka)
 
 system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium, docker-compose) when root; else say what to install
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
@@ -45,6 +49,12 @@ $(STAMP): pyproject.toml constraints.txt
 $(SECANTUS):
 	$(PYTHON) -m venv $(SECANTUS_VENV)
 	$(SECANTUS_VENV)/bin/pip install -q secantusdb==$(SECANTUS_VERSION)
+
+# Apache Kafka (KRaft) and its runtime dependencies, copied from Maven Central once; the broker runs from these jars.
+$(KAFKA_STAMP): $(KAFKA_POM)
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $(KAFKA_STAMP)
 
 demo: setup  ## start the stack, make demo data, materialize the graph, serve Dagster UI + Dash (Ctrl-C stops all)
 	$(BIN)/podrec demo

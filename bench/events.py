@@ -1,16 +1,19 @@
-"""Benchmark of the events path: simulator -> Kafka -> user_events (Delta) -> user_episode_daily (DuckDB vs Spark).
+"""Benchmark of the events path at platform volume: simulator -> Kafka -> user_events (Delta), DuckDB vs Spark.
 
-Starts its own noida-db broker in a temporary home (stopped by PID at the end), publishes a synthetic
-catalog, then prints side by side:
+Starts its own broker (the project's local Apache Kafka) in a temporary home, stopped by PID at the end,
+publishes a synthetic catalog, simulates one day of listening into `user-events` and reads that day back
+through the `user_events` asset's own code path (`read_user_events_day`). It checks that every record
+produced is read exactly once (valid rows + dead letters = records produced, offset ranges contiguous) and
+prints side by side:
 
 1. producing: raw sends of one constant message with kafka-python (the baseline) and with the project's
    librdkafka producer, vs the simulator (events/s);
-2. ingest: `user_events` for the simulated day, Kafka -> validation -> Delta (events/s);
-3. aggregation of that day: DuckDB vs Spark SQL (wall seconds and peak RSS of each, measured in a
-   separate process; Spark's session start is reported apart from the query).
+2. read-back: `user_events` for the day, Kafka -> validation -> Delta (events/s, and the Kafka read alone);
+3. the broker: bytes on disk per record of `user-events` and its peak RSS over the whole run;
+4. aggregation of the day: DuckDB vs Spark SQL (wall seconds and peak RSS, each in a separate process).
 
-    .venv/bin/python bench/events.py                 # 1M events (the issue's size)
-    .venv/bin/python bench/events.py --events 200000 --no-spark
+    .venv/bin/python bench/events.py                          # 10M events: one day of a 1M-listener platform
+    .venv/bin/python bench/events.py --events 1000000 --no-spark
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -58,9 +62,6 @@ else:
     t = time.perf_counter()
     table = aggregate_spark(spark, uris, weights)
     out["query_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    table = aggregate_spark(spark, uris, weights)
-    out["warm_query_s"] = time.perf_counter() - t
     spark.stop()
 out["rows"] = table.num_rows
 out["checksum"] = round(sum(table.column("engagement").to_pylist()), 6)
@@ -81,46 +82,76 @@ def publish_catalog(kafka, episodes: int, topics: int, first_day: date) -> None:
     kafka.produce("episode-metadata", messages)
 
 
-def raw_producer(producer, count: int, day: date) -> float:
-    """Baseline: ``producer`` sending one constant ~300-byte message ``count`` times (messages/s)."""
+def raw_send_rate(send, flush, count: int, day: date) -> float:
+    """Baseline: one constant ~300-byte message sent ``count`` times to ``episode-ids`` (messages/s)."""
     value = json.dumps({"event_id": "00000000-0000-4000-8000-000000000000", "ts": "2026-01-01T00:00:00.000Z",
                         "user_id": "u000000", "episode_id": "bench-ep0000", "event": "play", "device": "ios",
                         "rating": None, "position_sec": 12.5, "from_sec": 0.0, "to_sec": 12.5, "played_pct": 0.01}).encode()
     ts = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000) - 86_400_000 * 30
     started = time.perf_counter()
-    for n in range(count):
-        producer.send("episode-ids", key=b"k", value=value, timestamp_ms=ts, partition=0)
-    producer.flush()
-    seconds = time.perf_counter() - started
-    producer.close()
-    return count / seconds
+    for _ in range(count):
+        send(value, ts)
+    flush()
+    return count / (time.perf_counter() - started)
 
 
-def kafka_python_producer(kafka):
-    """kafka-python's producer with batching, the project's producer before it moved to librdkafka."""
+def kafka_python_rate(bootstrap: str, count: int, day: date) -> float:
     from kafka import KafkaProducer
 
-    return KafkaProducer(bootstrap_servers=kafka.bootstrap_servers.split(","), acks=1, linger_ms=50,
-                         batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks=1, linger_ms=50, batch_size=1024 * 1024,
+                             max_request_size=8 * 1024 * 1024)
+    try:
+        return raw_send_rate(lambda v, ts: producer.send("episode-ids", key=b"k", value=v, timestamp_ms=ts, partition=0),
+                             producer.flush, count, day)
+    finally:
+        producer.close()
+
+
+def librdkafka_rate(kafka, count: int, day: date) -> float:
+    """The project's producer (librdkafka) with the simulator's settings, sending the same constant message."""
+    producer = kafka.producer(acks="1", linger_ms=50)
+    try:
+        return raw_send_rate(lambda v, ts: producer.send("episode-ids", v, b"k", ts, partition=0), producer.flush, count, day)
+    finally:
+        producer.close()
+
+
+class PeakRss:
+    """Samples the RSS of one PID (and its children) in a thread until stopped."""
+
+    def __init__(self, pid: int, every_s: float = 0.25):
+        import psutil
+
+        self.process, self.every_s, self.peak = psutil.Process(pid), every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                tree = [self.process] + self.process.children(recursive=True)
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
+            except psutil.Error:
+                pass
+            self._stop.wait(self.every_s)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def run_measured(argv: list[str], env: dict[str, str]) -> dict:
     """Run a child, sampling the RSS of it and all its descendants (Spark's JVM included)."""
-    import psutil
-
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    parent = psutil.Process(process.pid)
-    peak = 0
+    sampler = PeakRss(process.pid, 0.05)
     started = time.perf_counter()
-    while process.poll() is None:
-        try:
-            tree = [parent] + parent.children(recursive=True)
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
+    output, _ = process.communicate()
     wall = time.perf_counter() - started
-    output = process.stdout.read()
+    peak = sampler.stop()
     lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
         raise RuntimeError(f"{argv[3]} aggregation failed (exit {process.returncode}): {output[-2000:]}")
@@ -129,14 +160,17 @@ def run_measured(argv: list[str], env: dict[str, str]) -> dict:
     return result
 
 
+def topic_bytes_on_disk(data_dir: Path, topic: str) -> int:
+    """Bytes the broker keeps for ``topic`` (its partition folders; the whole data dir if it has none)."""
+    folders = list(data_dir.glob(f"{topic}-*")) or [data_dir]
+    return sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to simulate in all (default 1M)")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="split the events over this many days, each on a fresh broker (default 4: noida-db 0.2.3 "
-                        "stops serving fetches once a topic holds ~1M records)")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events to simulate, all on one day (default 10M)")
     parser.add_argument("--events-per-user-day", type=float, default=10.0, help="simulator K (users = events / (0.6 K))")
-    parser.add_argument("--baseline", type=int, default=100_000, help="messages for the raw-producer baseline")
+    parser.add_argument("--baseline", type=int, default=200_000, help="messages for the raw-producer baselines")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark aggregation")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (lake, broker data)")
     args = parser.parse_args()
@@ -146,55 +180,63 @@ def main() -> int:
     from podrec_assets.local.services import LocalStack
     from podrec_assets.resources import build_resources
     from podrec_assets.settings import load_settings
-    from podrec_assets.sources.simulator import _producer, simulate_history
+    from podrec_assets.sources.simulator import simulate_history
 
     home = Path(tempfile.mkdtemp(prefix="podrec-bench-events-"))
-    env = {"PODREC_HOME": str(home), "PODREC_KAFKA_PORT": str(free_port()), "PODREC_MONGO_PORT": str(free_port()),
-           "PODREC_MALFORMED_SHARE": "0.005"}
+    env = {"PODREC_HOME": str(home), "PODREC_KAFKA_PORT": str(free_port()), "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
+           "PODREC_MONGO_PORT": str(free_port()), "PODREC_MALFORMED_SHARE": "0.005"}
     settings = load_settings(env)
     stack = LocalStack(settings)
-    first_day = date(2026, 2, 1)
-    days = [first_day + timedelta(days=n) for n in range(args.rounds)]
-    day = days[0]
+    day = date(2026, 2, 1)
+    users = max(1, round(args.events / (0.6 * args.events_per_user_day)))
     rows: list[tuple[str, str, str]] = []
-    per_round = args.events // args.rounds
-    users = max(1, round(per_round / (0.6 * args.events_per_user_day)))
-    totals = {"sim_messages": 0, "sim_s": 0.0, "records": 0, "rows": 0, "ingest_s": 0.0, "read_s": 0.0}
     try:
         print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
-        baseline = None
-        for number, round_day in enumerate(days):
-            stack.stop()
-            shutil.rmtree(settings.services_dir / "kafka-data", ignore_errors=True)
-            stack.start_kafka()
-            resources = build_resources(settings)
-            kafka, lake = resources["kafka"], resources["lake"]
-            publish_catalog(kafka, 120, 12, first_day)
-            if baseline is None:
-                baseline = raw_producer(kafka_python_producer(kafka), args.baseline, first_day)
-                librdkafka = raw_producer(_producer(kafka), args.baseline, first_day)
-                print(f"raw send: kafka-python {baseline:,.0f} msg/s, librdkafka {librdkafka:,.0f} msg/s", flush=True)
-            simulated = simulate_history(settings, [round_day], users, args.events_per_user_day, seed=number + 1, late_share=0.0)
-            metadata = read_user_events_day(kafka, lake, round_day, "bench")
-            totals["sim_messages"] += simulated["messages"]
-            totals["sim_s"] += simulated["seconds"]
-            totals["records"] += metadata["offsets_read"]
-            totals["rows"] += metadata["rows"]
-            totals["ingest_s"] += metadata["seconds"]
-            totals["read_s"] += metadata["read_seconds"]
-            print(f"{round_day}: simulated {simulated['messages']:,} in {simulated['seconds']:.1f} s, ingested "
-                  f"{metadata['offsets_read']:,} records in {metadata['seconds']:.1f} s", flush=True)
-        sim_rate = totals["sim_messages"] / totals["sim_s"]
-        ingest_rate = totals["records"] / totals["ingest_s"]
+        broker = stack.start_kafka()
+        print(f"broker: {broker.line()}", flush=True)
+        broker_rss = PeakRss(stack.kafka.pid())
+        kafka, lake = (lambda r: (r["kafka"], r["lake"]))(build_resources(settings))
+        publish_catalog(kafka, 120, 12, day)
+        baseline = kafka_python_rate(settings.kafka_servers, args.baseline, day)
+        librdkafka = librdkafka_rate(kafka, args.baseline, day)
+        print(f"raw send: kafka-python {baseline:,.0f} msg/s, librdkafka {librdkafka:,.0f} msg/s", flush=True)
+
+        simulated = simulate_history(settings, [day], users, args.events_per_user_day, seed=1, late_share=0.0, progress=True)
+        produced = sum(kafka.end_offsets("user-events").values())
+        print(f"{day}: simulated {simulated['messages']:,} messages ({produced:,} in the topic) "
+              f"in {simulated['seconds']:.1f} s", flush=True)
+        metadata = read_user_events_day(kafka, lake, day, "bench")
+        print(f"{day}: read back {metadata['offsets_read']:,} records in {metadata['seconds']:.1f} s "
+              f"(Kafka read {metadata['read_seconds']:.1f} s)", flush=True)
+        peak_broker = broker_rss.stop()
+        on_disk = topic_bytes_on_disk(settings.services_dir / "kafka-data", "user-events")
+
+        # every record of the day once: the ranges read are contiguous from offset 0; each record read is a row,
+        # a dead letter or a record of another day; the rows are exactly the valid events the simulator made for D
+        ranges = [tuple(map(int, r.split(".."))) for r in metadata["offset_ranges"].values()]
+        in_ranges = sum(stop - start for start, stop in ranges)
+        accounted = metadata["rows"] + metadata["dead_letters"] + metadata["other_day_records"] + metadata["too_late_events"]
+        expected_rows = simulated["valid_by_day"][day.isoformat()]
+        stored = lake.day_row_count("user_events", day)
+        if not (all(start == 0 for start, _ in ranges) and in_ranges == metadata["offsets_read"] == accounted
+                and metadata["rows"] == expected_rows == stored):
+            raise RuntimeError(f"records lost or doubled: ranges {metadata['offset_ranges']} ({in_ranges:,}), read "
+                               f"{metadata['offsets_read']:,}, accounted {accounted:,}, rows {metadata['rows']:,}, "
+                               f"simulated valid {expected_rows:,}, stored {stored:,}")
+        sim_rate = simulated["messages"] / simulated["seconds"]
+        read_rate = metadata["offsets_read"] / metadata["seconds"]
+        kafka_read_rate = metadata["offsets_read"] / metadata["read_seconds"]
         rows.append(("produce: raw kafka-python send (baseline)", f"{baseline:,.0f} msg/s", "1.00"))
-        rows.append(("produce: raw librdkafka send (the project's producer)", f"{librdkafka:,.0f} msg/s",
-                     f"{librdkafka / baseline:.2f}"))
-        rows.append((f"produce: simulator ({totals['sim_messages']:,} messages, {users:,} users/day)",
+        rows.append(("produce: raw librdkafka send", f"{librdkafka:,.0f} msg/s", f"{librdkafka / baseline:.2f}"))
+        rows.append((f"produce: simulator ({simulated['messages']:,} messages, {users:,} users)",
                      f"{sim_rate:,.0f} events/s", f"{sim_rate / baseline:.2f}"))
-        rows.append((f"ingest: Kafka -> user_events Delta ({totals['records']:,} records, {totals['rows']:,} rows, {len(days)} days)",
-                     f"{ingest_rate:,.0f} events/s", f"{ingest_rate / baseline:.2f}"))
-        rows.append(("  of which Kafka read", f"{totals['read_s']:.1f} s", ""))
-        rows.append(("  total (read + validate + write)", f"{totals['ingest_s']:.1f} s", ""))
+        rows.append((f"read back: user_events, Kafka -> Delta ({metadata['offsets_read']:,} records, "
+                     f"{metadata['rows']:,} rows, {metadata['dead_letters']:,} dead letters)",
+                     f"{read_rate:,.0f} events/s", f"{read_rate / baseline:.2f}"))
+        rows.append(("  of which the Kafka read", f"{kafka_read_rate:,.0f} events/s", f"{kafka_read_rate / baseline:.2f}"))
+        rows.append((f"records lost or read twice ({metadata['other_day_records']:,} of the range fall on the next day)", "0", ""))
+        rows.append(("broker: bytes on disk per user-events record", f"{on_disk / produced:,.0f} B", ""))
+        rows.append(("broker: peak RSS", f"{peak_broker / 2**20:,.0f} MB", ""))
 
         child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         engines = ["duckdb"] + ([] if args.no_spark else ["spark"])
@@ -207,8 +249,7 @@ def main() -> int:
             spark = measured["spark"]
             if spark["rows"] != duck["rows"] or spark["checksum"] != duck["checksum"]:
                 raise RuntimeError(f"engines disagree: duckdb {duck['rows']}/{duck['checksum']} vs spark {spark['rows']}/{spark['checksum']}")
-            rows.append(("aggregate: Spark SQL, first query", f"{spark['query_s']:.2f} s", f"{spark['query_s'] / duck['query_s']:.1f}"))
-            rows.append(("aggregate: Spark SQL, warm query", f"{spark['warm_query_s']:.2f} s", f"{spark['warm_query_s'] / duck['query_s']:.1f}"))
+            rows.append(("aggregate: Spark SQL", f"{spark['query_s']:.2f} s", f"{spark['query_s'] / duck['query_s']:.1f}"))
             rows.append(("  Spark session start", f"{spark['session_start_s']:.1f} s", ""))
             rows.append(("  Spark peak RSS (driver + JVM)", f"{spark['peak_rss_mb']:,.0f} MB", f"{spark['peak_rss_mb'] / duck['peak_rss_mb']:.1f}"))
     finally:

@@ -33,6 +33,8 @@ class Settings:
     # --- servers -----------------------------------------------------------------------------------
     kafka_bootstrap: str = _setting("PODREC_KAFKA_BOOTSTRAP", "", "Use this Kafka (host:port,...) and start no broker. Empty: embedded broker.")
     kafka_port: int = _setting("PODREC_KAFKA_PORT", 19092, "Port of the embedded Kafka broker (127.0.0.1).")
+    kafka_controller_port: int = _setting("PODREC_KAFKA_CONTROLLER_PORT", 0, "KRaft controller port of the embedded broker (127.0.0.1). 0: PODREC_KAFKA_PORT + 1.")
+    kafka_heap_mb: int = _setting("PODREC_KAFKA_HEAP_MB", 1024, "JVM heap (-Xmx, MB) of the embedded Apache Kafka broker.")
     mongo_uri: str = _setting("PODREC_MONGO_URI", "", "Use this MongoDB and start no server. Empty: embedded server.", secret=True)
     mongo_port: int = _setting("PODREC_MONGO_PORT", 27717, "Port of the embedded MongoDB server (127.0.0.1).")
     mongo_db: str = _setting("PODREC_MONGO_DB", "podrec", "MongoDB database name.")
@@ -161,6 +163,10 @@ class Settings:
     @property
     def mongo_external(self) -> bool:
         return bool(self.mongo_uri)
+
+    @property
+    def kafka_controller_listen_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
 
     @property
     def kafka_servers(self) -> str:

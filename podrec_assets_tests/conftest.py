@@ -22,6 +22,7 @@ def make_env(home: Path, **extra: str) -> dict[str, str]:
     env = {
         "PODREC_HOME": str(home),
         "PODREC_KAFKA_PORT": str(free_port()),
+        "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
         "PODREC_MONGO_PORT": str(free_port()),
         "PODREC_START_DATE": "2026-01-01",
     }
@@ -37,7 +38,7 @@ def stack_env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack_settings(stack_env) -> Settings:
-    """Settings of a running local stack: real noida-db Kafka and SecantusDB MongoDB, stopped by PID after."""
+    """Settings of a running local stack: real Apache Kafka and SecantusDB MongoDB, stopped by PID after."""
     settings = load_settings(stack_env)
     stack = LocalStack(settings)
     stack.start()

@@ -1,4 +1,4 @@
-"""user_events against a real broker (noida-db): every valid event lands once, malformed ones in dead_letters,
+"""user_events against a real broker (Apache Kafka): every valid event lands once, malformed ones in dead_letters,
 late events, exactly-once (twice and after a killed run) and the retention guard.
 
 The module runs its own broker (not the session's): the retention test deletes records from `user-events`.
@@ -236,7 +236,7 @@ def test_follow_mode_streams_now_stamped_valid_events_at_the_rate(world):
 
 
 def test_retention_guard_refuses_to_replace_a_day_with_less(world, materialized, tmp_path):
-    """Runs last: it deletes records. noida-db implements DeleteRecords, so the log start really moves."""
+    """Runs last: it deletes records (DeleteRecords), so the log start really moves."""
     from kafka import TopicPartition
 
     kafka, lake = world["resources"]["kafka"], world["resources"]["lake"]

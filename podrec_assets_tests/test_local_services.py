@@ -1,4 +1,4 @@
-"""The local stack against real processes: noida-db Kafka and SecantusDB MongoDB, stopped by PID."""
+"""The local stack against real processes: Apache Kafka and SecantusDB MongoDB, stopped by PID."""
 
 from __future__ import annotations
 
@@ -44,8 +44,11 @@ def test_cli_start_status_stop_leaves_no_process(tmp_path):
     assert f"127.0.0.1:{env['PODREC_KAFKA_PORT']}" in status.stdout
     assert f"mongodb://127.0.0.1:{env['PODREC_MONGO_PORT']}/?directConnection=true" in status.stdout
     assert status.stdout.count(" up ") == 2
+    assert "Apache Kafka 4." in status.stdout
     pids = [int(p.read_text()) for p in (tmp_path / "home" / "services").glob("*.pid")]
     assert len(pids) == 2 and all(psutil.pid_exists(pid) for pid in pids)
+    broker = psutil.Process(int((tmp_path / "home" / "services" / "kafka.pid").read_text()))
+    assert broker.name() == "java" and "kafka.Kafka" in broker.cmdline()  # a real Apache Kafka JVM
 
     stopped = _cli(env, "services", "stop")
     assert stopped.returncode == 0 and "kafka" in stopped.stdout and "mongodb" in stopped.stdout
@@ -234,14 +237,52 @@ def test_external_server_down_names_it(tmp_path):
         LocalStack(load_settings(env)).start_kafka()
 
 
-def test_broker_stops_on_sigint_with_data_saved(own_stack):
-    """The broker is stopped with SIGINT (it saves); a SIGTERM'd Mongo also exits cleanly."""
+def test_broker_survives_kill_9_with_every_acknowledged_record(own_stack):
+    """kill -9 right after acknowledged sends: the next start recovers the log, nothing acknowledged is lost,
+    and new records get new offsets (none reused)."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
     stack, _ = own_stack
+    s = stack.settings
     stack.start()
-    kafka_pid = stack.kafka.pid()
-    proc = psutil.Process(kafka_pid)
-    assert stack.kafka.stop(signal.SIGINT, timeout_s=10)
-    assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    tp = TopicPartition("episode-ids", 0)
+    producer = KafkaProducer(bootstrap_servers=s.kafka_servers, acks="all")
+    acknowledged = [producer.send(tp.topic, value=f"before-{i}".encode(), partition=0).get(timeout=20).offset
+                    for i in range(200)]
+    producer.close()
+    broker = psutil.Process(stack.kafka.pid())
+    broker.send_signal(signal.SIGKILL)
+    broker.wait(timeout=20)
+    assert stack.kafka.pid() is None  # the stale pid file is noticed
+
+    stack.start_kafka()
+    assert stack.kafka.pid() != broker.pid
+    producer = KafkaProducer(bootstrap_servers=s.kafka_servers, acks="all")
+    after = producer.send(tp.topic, value=b"after", partition=0).get(timeout=20).offset
+    producer.close()
+    assert after == acknowledged[-1] + 1
+    consumer = KafkaConsumer(bootstrap_servers=s.kafka_servers, enable_auto_commit=False)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    seen: dict[int, bytes] = {}
+    deadline = time.monotonic() + 30
+    while len(seen) < 201 and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            seen.update({r.offset: r.value for r in records})
+    consumer.close()
+    assert [seen[o] for o in acknowledged] == [f"before-{i}".encode() for i in range(200)]
+    assert seen[after] == b"after" and len(seen) == 201
+
+
+def test_broker_stops_with_a_controlled_shutdown(own_stack):
+    """SIGTERM: Kafka runs its controlled shutdown and exits on its own (no SIGKILL needed)."""
+    stack, _ = own_stack
+    stack.start_kafka()
+    proc = psutil.Process(stack.kafka.pid())
+    started = time.monotonic()
+    assert stack.stop() == ["kafka"]
+    assert time.monotonic() - started < 60 and not proc.is_running()
+    assert "shut down completely" in stack.kafka.log_tail(5)  # the last words of a controlled shutdown
 
 
 def test_project_producer_keeps_key_partition_and_timestamp(stack_settings):

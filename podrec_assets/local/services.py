@@ -1,13 +1,16 @@
-"""The embedded local stack: a Kafka broker (noida-db) and a MongoDB server (SecantusDB).
+"""The embedded local stack: an Apache Kafka broker (KRaft, one JVM) and a MongoDB server (SecantusDB).
 
 Both bind 127.0.0.1, keep data, logs and pid files under ``$PODREC_HOME/services/``, and are stopped by
-PID. When ``PODREC_KAFKA_BOOTSTRAP`` / ``PODREC_MONGO_URI`` point at external servers, nothing is started
+PID. Kafka's jars come from Maven Central at ``make setup`` (``local/kafka/pom.xml``); nothing is fetched here. When ``PODREC_KAFKA_BOOTSTRAP`` / ``PODREC_MONGO_URI`` point at external servers, nothing is started
 and ``status`` only probes them.
 """
 
 from __future__ import annotations
 
+import base64
 import signal
+import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +20,67 @@ from podrec_assets.settings import PROJECT_ROOT, Settings
 TOPICS = ("episode-metadata", "episode-ids", "user-events")
 SECANTUS_VENV = PROJECT_ROOT / ".podrec" / "secantus-venv"
 SECANTUS_VERSION = "0.7.0b3"
+KAFKA_LIBS = PROJECT_ROOT / ".podrec" / "kafka" / "libs"
+KAFKA_LOG4J = Path(__file__).resolve().parent / "kafka" / "log4j2.properties"
 
 
-def noida_binary() -> Path:
-    import noida_db
+def kafka_classpath() -> str:
+    if not any(KAFKA_LIBS.glob("kafka_2.13-*.jar")):
+        raise ServiceError(
+            f"Kafka: Apache Kafka's jars are missing in {KAFKA_LIBS}. Run `make setup` "
+            "(it copies them from Maven Central with `mvn`, see podrec_assets/local/kafka/pom.xml)."
+        )
+    return f"{KAFKA_LIBS}/*"
 
-    binary = Path(noida_db.__file__).parent / "noida-db"
-    if not binary.exists():
-        raise ServiceError(f"Kafka: the noida-db binary is missing at {binary}. Run `make setup`.")
-    return binary
+
+def kafka_version() -> str:
+    """The Apache Kafka version of the installed jars (from the jar name)."""
+    jars = sorted(KAFKA_LIBS.glob("kafka_2.13-*.jar"))
+    return jars[-1].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "not installed"
+
+
+def kafka_server_properties(settings: Settings, data_dir: Path) -> str:
+    """A single KRaft node, broker and controller in one process, on 127.0.0.1 only."""
+    port, controller = settings.kafka_port, settings.kafka_controller_listen_port
+    lines = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # records carry past event times; time-based retention is set per topic (ensure_topics)
+        "log.retention.hours": "-1",
+        "message.max.bytes": str(8 * 1024 * 1024),
+    }
+    return "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+def kafka_java(settings: Settings, main_class: str, *args: str) -> list[str]:
+    heap = settings.kafka_heap_mb
+    return ["java", f"-Xmx{heap}m", f"-Xms{min(256, heap)}m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", kafka_classpath(), main_class, *args]
+
+
+def format_kafka_storage(settings: Settings, config: Path, data_dir: Path) -> None:
+    """First start only: write the KRaft metadata (a fresh cluster id) into an empty data directory."""
+    if (data_dir / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    done = subprocess.run(kafka_java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise ServiceError(f"Kafka: formatting its storage in {data_dir} failed:\n{(done.stdout + done.stderr)[-2000:]}")
 
 
 def secantus_binary() -> Path:
@@ -134,11 +189,13 @@ class LocalStack:
                 )
         elif self.kafka.pid() is None:
             require_free_port("Kafka", "127.0.0.1", s.kafka_port, "PODREC_KAFKA_PORT")
+            require_free_port("Kafka's controller", "127.0.0.1", s.kafka_controller_listen_port, "PODREC_KAFKA_CONTROLLER_PORT")
             data_dir = s.services_dir / "kafka-data"
             data_dir.mkdir(parents=True, exist_ok=True)
-            argv = [str(noida_binary()), "start", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                    "--only", "kafka", "--kafka-port", str(s.kafka_port)]
-            self.kafka.start(argv)
+            config = s.services_dir / "kafka.properties"
+            config.write_text(kafka_server_properties(s, data_dir))
+            format_kafka_storage(s, config, data_dir)
+            self.kafka.start(kafka_java(s, "kafka.Kafka", str(config)))
             self.kafka.wait_ready(lambda: kafka_ready(s.kafka_servers), s.service_start_timeout_s, f"Kafka (127.0.0.1:{s.kafka_port})")
         ensure_topics(s)
         return self.kafka_status()
@@ -147,7 +204,8 @@ class LocalStack:
         s = self.settings
         pid = None if s.kafka_external else self.kafka.pid()
         running = (s.kafka_external or pid is not None) and kafka_ready(s.kafka_servers)
-        return ServiceStatus("kafka", s.kafka_servers, running, pid, s.kafka_external)
+        detail = "" if s.kafka_external else f"Apache Kafka {kafka_version()} (JVM)"
+        return ServiceStatus("kafka", s.kafka_servers, running, pid, s.kafka_external, detail)
 
     # -- mongodb ----------------------------------------------------------------------------------
     def start_mongo(self) -> ServiceStatus:
@@ -181,9 +239,9 @@ class LocalStack:
         return [self.start_kafka(), self.start_mongo()]
 
     def stop(self) -> list[str]:
-        """Stop what this home started: the broker with SIGINT (it saves its data), Mongo with SIGTERM."""
+        """Stop what this home started, each with SIGTERM: Kafka then shuts down in a controlled way."""
         stopped = []
-        if not self.settings.kafka_external and self.kafka.stop(signal.SIGINT):
+        if not self.settings.kafka_external and self.kafka.stop(signal.SIGTERM, timeout_s=60):
             stopped.append("kafka")
         if not self.settings.mongo_external and self.mongo.stop(signal.SIGTERM):
             stopped.append("mongodb")
@@ -194,18 +252,4 @@ class LocalStack:
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(f"== {p.log_file} ==\n{p.log_tail(lines)}" for p in (self.kafka, self.mongo))
-
-
-def require_services(settings: Settings) -> None:
-    """Fail with a message that says which server is missing, where, and how to start it."""
-    if not kafka_ready(settings.kafka_servers, 3000):
-        raise ServiceError(
-            f"Kafka is not reachable at {settings.kafka_servers}. "
-            + ("Check PODREC_KAFKA_BOOTSTRAP." if settings.kafka_external else "Start it with `podrec services start`.")
-        )
-    if not mongo_ready(settings.mongo_url, 3000):
-        raise ServiceError(
-            "MongoDB is not reachable at "
-            + ("PODREC_MONGO_URI. Check that server." if settings.mongo_external else f"{settings.mongo_url}. Start it with `podrec services start`.")
-        )
 
