@@ -46,6 +46,8 @@ def encode(payload: dict) -> bytes:
     (b'{"event_id": "e1", "ts":', "invalid_json"),
     (b"\xff\xfe", "invalid_json"),
     (b"[1, 2]", "invalid_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_json: RecursionError"),  # one poison message never fails a day
+    (b'{"event_id": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001, "invalid_json: RecursionError"),
     (encode({k: v for k, v in event().items() if k != "user_id"}), "missing_field: user_id"),
     (encode(event(event="rate", rating=None)), "missing_field: rating"),
     (encode(event(position_sec="60")), "wrong_type: position_sec"),
@@ -169,3 +171,25 @@ def test_engagement_weights_come_from_settings():
     w = weights_from_settings(load_settings({"PODREC_WEIGHT_SKIP": "-1.5", "PODREC_PLAY_HIGH_PCT": "0.9"}))
     sql = engagement_sql(w)
     assert "CAST(-1.5 AS DECIMAL(18, 6))" in sql and "played_pct > 0.9" in sql
+
+
+def test_mutated_messages_only_ever_raise_invalid_event():
+    """Fuzz: byte flips, truncations and splices of a valid event give InvalidEvent or a parsed event, nothing else."""
+    rng = random.Random(11)
+    valid = encode(event())
+    for _ in range(3000):
+        value = bytearray(valid)
+        for _ in range(rng.randint(1, 6)):
+            kind = rng.random()
+            position = rng.randrange(len(value)) if value else 0
+            if kind < 0.4 and value:
+                value[position] = rng.randrange(256)
+            elif kind < 0.7:
+                del value[position:position + rng.randint(1, 20)]
+            else:
+                value[position:position] = rng.choice([b"[", b"{", b'"', b"null", b"1e999", b"\\u0000", b"-", b"{}"]) * rng.randint(1, 50)
+        try:
+            parsed = parse_event(bytes(value))
+        except InvalidEvent:
+            continue
+        assert isinstance(parsed, dict) and isinstance(parsed["user_id"], str)

@@ -115,8 +115,8 @@ def parse_episode_records(records: Iterable[Any], day: date, topic: str = EPISOD
         try:
             try:
                 payload = json.loads(record.value.decode("utf-8")) if record.value is not None else None
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InvalidEpisode(f"bad_json: {exc}") from exc
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # too deep to decode too
+                raise InvalidEpisode(f"bad_json: {type(exc).__name__}: {str(exc)[:200]}") from None
             row = validate_episode(payload)
             key = record.key.decode("utf-8", "replace") if record.key is not None else None
             if key is not None and key != row["episode_id"]:

@@ -98,8 +98,8 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
     """Decode and check one message's payload; returns the typed fields or raises ``InvalidEvent``."""
     try:
         payload = json.loads(value) if value is not None else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent(f"invalid_json: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep to decode
+        raise InvalidEvent(f"invalid_json: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(payload, dict):
         raise InvalidEvent(f"invalid_json: expected an object, got {type(payload).__name__}")
     for name in REQUIRED_FIELDS:

@@ -29,7 +29,7 @@ def published_episode_ids(kafka) -> set[str]:
         else:
             try:
                 ids.add(json.loads(record.value)["episode_id"])
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 continue
     return ids
 

@@ -48,7 +48,7 @@ def episode_catalog(kafka: KafkaResource, lake: LakeResource, day: date) -> Cata
             payload = json.loads(record.value)
             if isinstance(payload.get("episode_id"), str) and parse_ts(str(payload["published_at"])).timestamp() * 1000 < late_ms:
                 known.add(payload["episode_id"])
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             continue  # a bad catalog message is the episodes asset's dead letter, not ours
     return Catalog(frozenset(known))
 
