@@ -195,7 +195,8 @@ def main() -> int:
         broker = stack.start_kafka()
         print(f"broker: {broker.line()}", flush=True)
         broker_rss = PeakRss(stack.kafka.pid())
-        kafka, lake = (lambda r: (r["kafka"], r["lake"]))(build_resources(settings))
+        resources = build_resources(settings)
+        kafka, lake = resources["kafka"], resources["lake"]
         publish_catalog(kafka, 120, 12, day)
         baseline = kafka_python_rate(settings.kafka_servers, args.baseline, day)
         librdkafka = librdkafka_rate(kafka, args.baseline, day)
