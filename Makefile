@@ -10,6 +10,9 @@ SECANTUS_VERSION := 0.7.0b3
 KAFKA_POM := podrec_assets/local/kafka/pom.xml
 KAFKA_LIBS := .podrec/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.installed
+SPARK_POM := podrec_assets/local/spark/pom.xml
+SPARK_JARS := .podrec/spark/jars
+SPARK_STAMP := $(SPARK_JARS)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-packages demo test bench clean
@@ -17,7 +20,7 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-setup: system-packages $(STAMP) $(SECANTUS) $(KAFKA_STAMP)  ## install everything (venv, pinned packages, Debian packages, SecantusDB, Apache Kafka)
+setup: system-packages $(STAMP) $(SECANTUS) $(KAFKA_STAMP) $(SPARK_STAMP)  ## install everything (venv, pinned packages, Debian packages, SecantusDB, Apache Kafka, Spark's Delta and Kafka jars)
 
 system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium, docker-compose) when root; else say what to install
 	@missing=""; \
@@ -55,6 +58,12 @@ $(KAFKA_STAMP): $(KAFKA_POM)
 	rm -rf $(KAFKA_LIBS)
 	mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
 	@touch $(KAFKA_STAMP)
+
+# Spark's Delta Lake and Kafka connectors for engine=spark (versions matching the pinned pyspark), copied once.
+$(SPARK_STAMP): $(SPARK_POM)
+	rm -rf $(SPARK_JARS)
+	mvn -q -B -f $(SPARK_POM) dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(SPARK_JARS)
+	@touch $(SPARK_STAMP)
 
 demo: setup  ## start the stack, make demo data, materialize the graph, serve Dagster UI + Dash (Ctrl-C stops all)
 	$(BIN)/podrec demo

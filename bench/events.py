@@ -58,9 +58,8 @@ else:
     t = time.perf_counter()
     spark = spark_resource(settings).spark_session
     out["session_start_s"] = time.perf_counter() - t
-    uris = lake.file_uris_for_days("user_events", day, day, version)
     t = time.perf_counter()
-    table = aggregate_spark(spark, uris, weights)
+    table = aggregate_spark(spark, lake.spark_read_days(spark, "user_events", day, day, version), weights).toArrow()
     out["query_s"] = time.perf_counter() - t
     spark.stop()
 out["rows"] = table.num_rows

@@ -65,6 +65,7 @@ class Settings:
     engine: str = _setting("PODREC_ENGINE", "local", "Batch engine: local (DuckDB + implicit) or spark (Spark SQL + Spark ML).")
     spark_master: str = _setting("PODREC_SPARK_MASTER", "local[2]", "spark.master URL for engine=spark.")
     spark_driver_memory: str = _setting("PODREC_SPARK_DRIVER_MEMORY", "2g", "spark.driver.memory.")
+    spark_jars_dir: str = _setting("PODREC_SPARK_JARS_DIR", "", "Folder of Spark's Delta Lake and Kafka connector jars (make setup fills it from Maven Central). Default: .podrec/spark/jars in the project.")
     spark_driver_host: str = _setting("PODREC_SPARK_DRIVER_HOST", "127.0.0.1", "spark.driver.host: the name executors reach the driver by (compose: code-location); the driver listens on all interfaces when it is not 127.0.0.1.")
 
     # --- speech recognition ------------------------------------------------------------------------
@@ -143,6 +144,10 @@ class Settings:
     @property
     def lake_storage_options_dict(self) -> dict[str, str]:
         return json.loads(self.lake_storage_options) if self.lake_storage_options else {}
+
+    @property
+    def spark_jars_path(self) -> Path:
+        return Path(self.spark_jars_dir).expanduser().resolve() if self.spark_jars_dir else PROJECT_ROOT / ".podrec" / "spark" / "jars"
 
     @property
     def services_dir(self) -> Path:

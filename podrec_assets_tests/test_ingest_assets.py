@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from podrec_assets.core.asr import DECODING, iter_audio_windows, load_whisper, transcribe_audio, word_error_rate
+from podrec_assets.core.days import day_of_ms
 from podrec_assets.core.episodes import EPISODE_METADATA_TOPIC
 from podrec_assets.core.schemas import EPISODES, to_table
 from podrec_assets.defs.ingest.assets import episodes_ingest, transcripts
@@ -201,8 +202,8 @@ def test_demo_catalog_publishes_once_and_feeds_episodes(stack_env, resources, po
     again = publish_demo_catalog(settings, days, per_day=4, seed=3)
     assert again["published"] == 0 and again["already_published"] == 8 and again["audio_reused"] == 8
 
-    read = resources["kafka"].read_day(EPISODE_METADATA_TOPIC, days[0])
-    demo = [r for r in read.records if r.key.startswith(b"demo-")]
+    _, records = resources["kafka"].read_day(EPISODE_METADATA_TOPIC, days[0])
+    demo = [r for r in records if r.key.startswith(b"demo-") and day_of_ms(r.timestamp_ms) == days[0]]
     assert len(demo) == 4
     for record in demo:
         value = json.loads(record.value)

@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from podrec_assets.defs.orchestration.kafka_days import day_start_ms, days_by_bisection, days_from_timestamps
+from podrec_assets.core.days import day_start_ms
+from podrec_assets.defs.orchestration.kafka_days import days_by_bisection, days_from_timestamps
 from podrec_assets.defs.orchestration.sensors import TopicCursor, build_topic_sensor, evaluate_topic
 from podrec_assets.defs.orchestration.topics import topic_asset_key
 from podrec_assets.local.processes import free_port

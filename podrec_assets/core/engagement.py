@@ -26,7 +26,7 @@ One row per (user_id, episode_id) that had at least one valid event on the day:
 Identical on both engines: weights are summed as DECIMAL(18,6) (exact, so the order in which the
 engines add rows does not matter) and cast to DOUBLE at the end; rows are ordered by user, episode.
 The SQL reads a relation named ``day_events``; each engine binds it to the same Delta snapshot
-(DuckDB: the table's Arrow dataset at a version; Spark: the Parquet files of that version).
+(DuckDB: the table's Arrow dataset at a version; Spark: its Delta reader at that version).
 """
 
 from __future__ import annotations
@@ -106,16 +106,9 @@ def aggregate_duckdb(day_events: Any, weights: dict[str, float], threads: int | 
     return conform(result)
 
 
-def aggregate_spark(spark: Any, parquet_uris: list[str], weights: dict[str, float]) -> pa.Table:
-    """Run the statement in Spark SQL over the Parquet files of a pinned Delta version."""
-    if not parquet_uris:
-        return USER_EPISODE_DAILY.empty_table()
-    frame = spark.read.parquet(*parquet_uris).select(*INPUT_COLUMNS)  # only data columns: no partition discovery needed
+def aggregate_spark(spark: Any, day_events: Any, weights: dict[str, float]) -> Any:
+    """The statement in Spark SQL over a DataFrame of the day's events; the result stays a DataFrame (typed as
+    USER_EPISODE_DAILY by the statement's casts), for Spark to write to Delta itself."""
     view = "day_events"
-    frame.createOrReplaceTempView(view)
-    try:
-        result = spark.sql(engagement_sql(weights, view))
-        arrow = result.toArrow()
-    finally:
-        spark.catalog.dropTempView(view)
-    return conform(arrow)
+    day_events.select(*INPUT_COLUMNS).createOrReplaceTempView(view)
+    return spark.sql(engagement_sql(weights, view))

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Protocol
 
 import pyarrow as pa
 
+from podrec_assets.core.days import day_bounds_ms, day_of_ms
 from podrec_assets.core.dead_letters import dead_letter
 from podrec_assets.core.schemas import USER_EVENTS
 
@@ -177,9 +178,7 @@ def split_day(
     range sees each such offset, so it is counted once). ``midnight``: per partition, the first offset
     stamped on the next day; the day's records at or beyond it arrived late but within the lateness.
     """
-    day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    start_ms = int(day_start.timestamp() * 1000)
-    end_ms = start_ms + 86_400_000
+    start_ms, end_ms, _ = day_bounds_ms(day)
     rows: dict[str, list] = {name: [] for name in USER_EVENTS.names}
     dead: list[dict[str, Any]] = []
     seen: dict[str, tuple[int, int]] = {}
@@ -191,7 +190,7 @@ def split_day(
         if ts_ms < start_ms:
             if record.offset >= previous_day_stop.get(record.partition, 0):
                 too_late += 1
-                event_day = (EPOCH + timedelta(milliseconds=ts_ms)).date()
+                event_day = day_of_ms(ts_ms)
                 dead.append(dead_letter(topic, record.partition, record.offset, ts_ms, record.key, record.value,
                                         f"too_late: event of {event_day} arrived after that day closed "
                                         f"(allowed lateness {lateness})"))

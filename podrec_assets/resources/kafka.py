@@ -7,20 +7,15 @@ polling. The same range on a re-run gives the same records: materializing a day 
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import date
 from typing import Any, Iterable
 
 from dagster import ConfigurableResource
 
-
-def day_bounds_ms(day: date, lateness_minutes: int = 0) -> tuple[int, int, int]:
-    """(day start, day end, day end + lateness) as epoch milliseconds, UTC."""
-    start = datetime.combine(day, dtime.min, tzinfo=timezone.utc)
-    end = start + timedelta(days=1)
-    late = end + timedelta(minutes=lateness_minutes)
-    return tuple(int(t.timestamp() * 1000) for t in (start, end, late))  # type: ignore[return-value]
+from podrec_assets.core.days import day_bounds_ms
 
 
 @dataclass
@@ -33,22 +28,49 @@ class KafkaRecord:
 
 
 @dataclass
-class DayRead:
-    """What one day's read found: records whose timestamp is on the day, and how the range was chosen."""
+class DayRange:
+    """The offsets of one day of a topic, per partition, as ``offsets_for_times`` answers (log end when none).
+
+    ``start``/``stop``: the first offset stamped at or after the day's start / after its end plus the lateness,
+    so [start, stop) is what a day's read consumes (the same range on a re-run). ``midnight``: the first offset
+    stamped on the next day (records from there to ``stop`` arrived late but within the lateness).
+    ``previous_stop``: the previous day's ``stop``. ``log_start``/``log_end``: what the broker holds now.
+    """
 
     topic: str
     day: date
-    records: list[KafkaRecord]
-    ranges: list[dict[str, int]]  # per partition: partition, start, stop (exclusive), log_start, log_end
-    outside_day: int = 0  # records inside the offset range whose timestamp is another day
-    possibly_truncated: list[int] = field(default_factory=list)  # partitions whose retained log starts inside the day
+    lateness_minutes: int
+    start: dict[int, int]
+    stop: dict[int, int]
+    midnight: dict[int, int]
+    previous_stop: dict[int, int]
+    log_start: dict[int, int]
+    log_end: dict[int, int]
 
     @property
-    def offsets_read(self) -> int:
-        return sum(r["stop"] - r["start"] for r in self.ranges)
+    def ranges(self) -> dict[int, tuple[int, int]]:
+        """Per partition, the [start, stop) offsets the day's read consumes."""
+        return {p: (a, max(a, self.stop[p])) for p, a in sorted(self.start.items())}
 
-    def range_metadata(self) -> dict[str, Any]:
-        return {f"p{r['partition']}": f"{r['start']}..{r['stop']}" for r in self.ranges}
+    @property
+    def record_count(self) -> int:
+        return sum(b - a for a, b in self.ranges.values())
+
+    @property
+    def possibly_truncated(self) -> list[int]:
+        """Partitions whose retained log starts at or after the day's start: older records may be gone."""
+        return sorted(p for p, first in self.log_start.items() if first > 0 and self.start[p] <= first)
+
+    def range_metadata(self) -> dict[str, str]:
+        return {f"p{p}": f"{a}..{b}" for p, (a, b) in self.ranges.items()}
+
+    def spark_offsets(self) -> tuple[str, str]:
+        """startingOffsets / endingOffsets for Spark's Kafka source: exactly these ranges (end exclusive)."""
+        import json
+
+        ranges = self.ranges
+        return (json.dumps({self.topic: {str(p): a for p, (a, _) in ranges.items()}}),
+                json.dumps({self.topic: {str(p): b for p, (_, b) in ranges.items()}}))
 
 
 class Producer:
@@ -219,20 +241,43 @@ class KafkaResource(ConfigurableResource):
                 result.setdefault(name, {})[tp.partition] = hit.offset if hit is not None else log_end[tp]
         return result
 
-    def read_day(self, topic: str, day: date) -> DayRead:
-        """The records of ``topic`` whose timestamp falls on ``day`` (UTC), with the offset ranges read."""
+    def day_range(self, topic: str, day: date) -> DayRange:
+        """Where ``day`` (UTC) lies in ``topic``, per partition: the one definition of a day's offsets."""
         start_ms, end_ms, late_ms = day_bounds_ms(day, self.lateness_minutes)
-        offsets = self.offsets_at_times(topic, {"start": start_ms, "stop": late_ms})
-        ranges, truncated = [], []
-        for partition, first in offsets["log_start"].items():
-            start, stop = offsets["start"][partition], offsets["stop"][partition]
-            ranges.append({"partition": partition, "start": start, "stop": max(start, stop),
-                           "log_start": first, "log_end": offsets["log_end"][partition]})
-            if first > 0 and start == first:
-                truncated.append(partition)
-        raw = self.read_range(topic, {r["partition"]: (r["start"], r["stop"]) for r in ranges})
-        on_day = [r for r in raw if start_ms <= r.timestamp_ms < end_ms]
-        return DayRead(topic, day, on_day, ranges, outside_day=len(raw) - len(on_day), possibly_truncated=truncated)
+        found = self.offsets_at_times(topic, {"start": start_ms, "midnight": end_ms, "stop": late_ms,
+                                              "previous_stop": start_ms + self.lateness_minutes * 60_000})
+        return DayRange(topic, day, self.lateness_minutes, **found)
+
+    def read_day(self, topic: str, day: date, spark: Any = None) -> tuple[DayRange, list[KafkaRecord]]:
+        """The day's range and every record in it (a record stamped on another day is the caller's to judge)."""
+        day_range = self.day_range(topic, day)
+        return day_range, self.read_records(day_range, spark)
+
+    def read_records(self, day_range: DayRange, spark: Any = None) -> list[KafkaRecord]:
+        """Every record of the range, once, in offset order per partition: by kafka-python, or with a
+        SparkSession by Spark's Kafka source (engine=spark) over exactly the same offsets."""
+        if spark is not None:
+            return self.read_range_spark(spark, day_range)
+        timeout_s = 120 + day_range.record_count / 2000  # generous: a slow disk is not an error
+        return self.read_range(day_range.topic, day_range.ranges, timeout_s=timeout_s)
+
+    def read_range_spark(self, spark: Any, day_range: DayRange) -> list[KafkaRecord]:
+        """The day's records through Spark's Kafka source (spark-sql-kafka), bounded by the exact offsets."""
+        if not day_range.record_count:
+            return []
+        starting, ending = day_range.spark_offsets()
+        frame = (spark.read.format("kafka")
+                 .option("kafka.bootstrap.servers", self.bootstrap_servers)
+                 .option("assign", json.dumps({day_range.topic: sorted(day_range.start)}))
+                 .option("startingOffsets", starting).option("endingOffsets", ending)
+                 .option("kafka.request.timeout.ms", str(max(self.request_timeout_ms, 3000) + 1000))
+                 .load()
+                 .selectExpr("partition", "offset", "unix_millis(timestamp) AS timestamp_ms", "key", "value"))
+        table = frame.toArrow()
+        columns = [table.column(name).to_pylist() for name in ("partition", "offset", "timestamp_ms", "key", "value")]
+        records = [KafkaRecord(*fields) for fields in zip(*columns)]
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return records
 
     def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes, int | None]]) -> int:
         """Send (key, value, timestamp_ms) messages and wait for every ack; returns the count."""

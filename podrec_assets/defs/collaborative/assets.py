@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
-from dagster_pyspark import LazyPySparkResource
 
 from podrec_assets.core import als, schemas
 from podrec_assets.defs.partitions import daily_partitions, partition_day
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
+from podrec_assets.resources.spark import SparkResource
 from podrec_assets.settings import Settings, get_settings
 
 GROUP = "collaborative"
@@ -54,7 +54,7 @@ def _preview(top_n: pd.DataFrame, users: int = 10) -> str:
     kinds={"python", "delta", "mongodb"},
 )
 def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource,
-              spark: LazyPySparkResource) -> dg.MaterializeResult:
+              spark: SparkResource) -> dg.MaterializeResult:
     """Top-N unseen episodes per user from implicit-feedback ALS on the window D-(W-1)..D of user_episode_daily.
 
     Engine local trains with `implicit`, engine spark with Spark ML (same confidence, see core/als.py). Before the

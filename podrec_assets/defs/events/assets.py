@@ -4,7 +4,8 @@ user_events[D] reads D's offset range of `user-events` (offsets_for_times of D's
 plus the allowed lateness), validates (core/events.py), keeps the first message per event_id and replaces
 D's Delta partition in one commit: re-running D, or re-running after a killed run, gives the same rows.
 If the broker no longer holds the start of D (retention) and D already has rows, the run fails instead
-of replacing them with less.
+of replacing them with less. With engine=spark, Spark's Kafka source reads exactly the same offset ranges
+and Spark's Delta connector reads and writes user_episode_daily; the rows are the same either way.
 """
 
 
@@ -14,14 +15,15 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
+from podrec_assets.core.days import day_bounds_ms
 from podrec_assets.core.dead_letters import DEAD_LETTERS_TABLE, dead_letter_table
 from podrec_assets.core.engagement import INPUT_COLUMNS, aggregate_duckdb, aggregate_spark, weights_from_settings
 from podrec_assets.core.events import Catalog, parse_ts, split_day
 from podrec_assets.defs.partitions import daily_partitions, partition_day
-from podrec_assets.resources.kafka import KafkaResource, day_bounds_ms
+from podrec_assets.resources.kafka import KafkaResource
 from podrec_assets.resources.lake import LakeResource
+from podrec_assets.resources.spark import SparkResource
 from podrec_assets.settings import get_settings
 
 EVENTS_TOPIC = "user-events"
@@ -53,39 +55,31 @@ def episode_catalog(kafka: KafkaResource, lake: LakeResource, day: date) -> Cata
     return Catalog(frozenset(known))
 
 
-def day_offsets(kafka: KafkaResource, topic: str, day: date) -> dict[str, dict[int, int]]:
-    """Per partition: log start/end, D's start and stop, the first offset of D+1 (midnight) and the
-    previous day's stop (D's start + lateness); absent timestamps resolve to the log end."""
-    start_ms, end_ms, late_ms = day_bounds_ms(day, kafka.lateness_minutes)
-    previous_stop_ms = start_ms + kafka.lateness_minutes * 60_000
-    return kafka.offsets_at_times(topic, {"start": start_ms, "midnight": end_ms, "stop": late_ms,
-                                          "previous_stop": previous_stop_ms})
-
-
 def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, run_id: str,
-                         write: bool = True) -> dict[str, Any]:
-    """Read, validate and (when ``write``) store one day; returns the materialization metadata."""
+                         write: bool = True, spark: Any = None) -> dict[str, Any]:
+    """Read, validate and (when ``write``) store one day; returns the materialization metadata.
+
+    ``spark``: a SparkSession to read the day's offset ranges with Spark's Kafka source (engine=spark);
+    validation and the Delta write are the same whichever reads."""
     started = time.perf_counter()
-    offsets = day_offsets(kafka, EVENTS_TOPIC, day)
-    truncated = sorted(p for p, first in offsets["log_start"].items() if first > 0 and offsets["start"][p] <= first)
+    day_range = kafka.day_range(EVENTS_TOPIC, day)
+    truncated = day_range.possibly_truncated
     existing = lake.day_row_count(USER_EVENTS, day) if truncated else 0
     if truncated and existing:
-        detail = ", ".join(f"partition {p}: log starts at offset {offsets['log_start'][p]}" for p in truncated)
+        detail = ", ".join(f"partition {p}: log starts at offset {day_range.log_start[p]}" for p in truncated)
         raise RetentionError(
             f"user_events[{day}]: the broker no longer holds the start of {day} on topic {EVENTS_TOPIC!r} ({detail}; "
             f"older records were deleted by retention), and the Delta partition already has {existing} rows "
             f"(table version {lake.version(USER_EVENTS)}). Refusing to replace them with less. The stored partition "
             "is kept as it is; re-reading this day needs a broker that still holds it.")
-    ranges = {p: (offsets["start"][p], max(offsets["start"][p], offsets["stop"][p])) for p in offsets["start"]}
-    wanted = sum(b - a for a, b in ranges.values())
-    records = kafka.read_range(EVENTS_TOPIC, ranges, timeout_s=120 + wanted / 2000)  # generous: a slow disk is not an error
+    records = kafka.read_records(day_range, spark)
     read_s = time.perf_counter() - started
     catalog = episode_catalog(kafka, lake, day)
-    split = split_day(EVENTS_TOPIC, day, records, catalog, offsets["previous_stop"], offsets["midnight"],
+    split = split_day(EVENTS_TOPIC, day, records, catalog, day_range.previous_stop, day_range.midnight,
                       timedelta(minutes=kafka.lateness_minutes), datetime.now(timezone.utc))
     metadata: dict[str, Any] = {
         "rows": split.row_count, "dead_letters": len(split.dead_letters), "offsets_read": len(records),
-        "offset_ranges": {f"p{p}": f"{a}..{b}" for p, (a, b) in sorted(ranges.items())},
+        "offset_ranges": day_range.range_metadata(), "kafka_reader": "spark" if spark is not None else "kafka-python",
         "late_events_accepted": split.late_accepted, "too_late_events": split.too_late,
         "other_day_records": split.other_days, "dead_letter_reasons": split.reasons,
         "catalog_episodes": len(catalog.episode_ids), "lateness_minutes": kafka.lateness_minutes,
@@ -103,6 +97,17 @@ def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, ru
     return metadata
 
 
+class EngineConfig(dg.Config):
+    engine: str = ""  # "local" (kafka-python / DuckDB) or "spark" (Spark's Kafka source / Spark SQL); empty: PODREC_ENGINE
+
+
+def engine_of(config: EngineConfig) -> str:
+    engine = config.engine or get_settings().engine
+    if engine not in ("local", "spark"):
+        raise dg.Failure(f"engine must be 'local' or 'spark', not {engine!r}", allow_retries=False)
+    return engine
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(USER_EVENTS, group_name="events", deps=[KAFKA_EVENTS_KEY, dg.AssetKey(["kafka", "episode_metadata"])],
@@ -115,10 +120,13 @@ def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, ru
     partitions_def=daily_partitions,
     can_subset=False,
 )
-def user_events(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: LakeResource):
+def user_events(context: dg.AssetExecutionContext, config: EngineConfig, kafka: KafkaResource, lake: LakeResource,
+                spark: SparkResource):
     day = partition_day(context)
+    engine = engine_of(config)
     try:
-        metadata = read_user_events_day(kafka, lake, day, context.run_id)
+        metadata = read_user_events_day(kafka, lake, day, context.run_id,
+                                        spark=spark.spark_session if engine == "spark" else None)
     except RetentionError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     reasons = metadata.pop("dead_letter_reasons")
@@ -135,30 +143,13 @@ def user_events(context: dg.AssetExecutionContext, kafka: KafkaResource, lake: L
     })
 
 
-class EngagementConfig(dg.Config):
-    engine: str = ""  # "local" (DuckDB) or "spark"; empty: PODREC_ENGINE
+def engagement_summary(table) -> dict[str, Any]:
+    """What a day of user_episode_daily looks like, for the materialization's metadata (columnar, no row loop)."""
+    import pyarrow.compute as pc
 
-
-def aggregate_day(lake: LakeResource, day: date, engine: str, spark_session_factory, weights: dict[str, float]):
-    """(table, input version, input rows) of user_episode_daily[day] on ``engine``, reading a pinned version."""
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    version = lake.version(USER_EVENTS)
-    if version is None:
-        raise RuntimeError(f"user_episode_daily[{day}]: the user_events table does not exist yet; materialize user_events[{day}] first")
-    if engine == "local":
-        dataset = lake.table(USER_EVENTS, version).to_pyarrow_dataset()
-        day_filter = ds.field("date") == pa.scalar(day, type=pa.date32())
-        rows = dataset.count_rows(filter=day_filter)
-        table = aggregate_duckdb(dataset.scanner(columns=INPUT_COLUMNS, filter=day_filter).to_reader(), weights)
-    elif engine == "spark":
-        uris = lake.file_uris_for_days(USER_EVENTS, day, day, version)
-        rows = None
-        table = aggregate_spark(spark_session_factory(), uris, weights)
-    else:
-        raise ValueError(f"engine must be 'local' or 'spark', not {engine!r}")
-    return table, version, rows
+    return {"users": pc.count_distinct(table["user_id"]).as_py(), "episodes": pc.count_distinct(table["episode_id"]).as_py(),
+            "completed_pairs": pc.sum(table["completed"].cast("int64")).as_py() or 0,
+            "mean_engagement": round(pc.mean(table["engagement"]).as_py() or 0.0, 4)}
 
 
 @dg.asset(
@@ -168,22 +159,37 @@ def aggregate_day(lake: LakeResource, day: date, engine: str, spark_session_fact
     kinds={"delta", "duckdb", "spark"},
     description="Per (user, episode) engagement of the day; weights from PODREC_WEIGHT_* (see core/engagement.py).",
 )
-def user_episode_daily(context: dg.AssetExecutionContext, config: EngagementConfig, lake: LakeResource,
-                       spark: LazyPySparkResource) -> dg.MaterializeResult:
+def user_episode_daily(context: dg.AssetExecutionContext, config: EngineConfig, lake: LakeResource,
+                       spark: SparkResource) -> dg.MaterializeResult:
+    """The day's events at the user_events version of this run, aggregated by DuckDB (written by delta-rs) or by
+    Spark SQL (read and written by Spark's Delta connector); either way the day is replaced in one commit."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
     settings = get_settings()
     day = partition_day(context)
-    engine = config.engine or settings.engine
+    engine = engine_of(config)
     weights = weights_from_settings(settings)
+    version = lake.version(USER_EVENTS)
+    if version is None:
+        raise dg.Failure(f"user_episode_daily[{day}]: the user_events table does not exist yet; "
+                         f"materialize user_events[{day}] first")
     started = time.perf_counter()
-    table, version, _ = aggregate_day(lake, day, engine, lambda: spark.spark_session, weights)
+    if engine == "local":
+        dataset = lake.table(USER_EVENTS, version).to_pyarrow_dataset()
+        day_filter = ds.field("date") == pa.scalar(day, type=pa.date32())
+        table = aggregate_duckdb(dataset.scanner(columns=INPUT_COLUMNS, filter=day_filter).to_reader(), weights)
+        written = lake.write_partition(USER_EPISODE_DAILY, day, table, context.run_id)
+    else:
+        session = spark.spark_session
+        frame = aggregate_spark(session, lake.spark_read_days(session, USER_EVENTS, day, day, version), weights)
+        written = lake.spark_write_partition(USER_EPISODE_DAILY, day, frame, context.run_id)
+        table = lake.read_day(USER_EPISODE_DAILY, day, columns=["user_id", "episode_id", "engagement", "completed"],
+                              version=written["delta_version"])
     seconds = time.perf_counter() - started
-    written = lake.write_partition(USER_EPISODE_DAILY, day, table, context.run_id)
-    engagement = table.column("engagement").to_pylist()
     return dg.MaterializeResult(metadata={
-        "rows": table.num_rows, "dagster/row_count": table.num_rows, "engine": engine,
+        "rows": written["rows"], "dagster/row_count": written["rows"], "engine": engine,
         "user_events_delta_version": version, "delta_version": written["delta_version"],
-        "users": len(set(table.column("user_id").to_pylist())), "episodes": len(set(table.column("episode_id").to_pylist())),
-        "completed_pairs": sum(table.column("completed").to_pylist()),
-        "mean_engagement": round(sum(engagement) / len(engagement), 4) if engagement else 0.0,
+        **engagement_summary(table),
         "weights": dg.MetadataValue.json(weights), "aggregate_seconds": round(seconds, 3),
     })

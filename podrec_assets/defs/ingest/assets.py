@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from podrec_assets.core.days import day_bounds_ms
 from podrec_assets.core.dead_letters import DEAD_LETTERS_TABLE, dead_letter_table, reasons_summary
 from podrec_assets.core.episodes import (
     EPISODE_METADATA_TOPIC,
@@ -36,13 +37,16 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
                     mongo: MongoResource):
     """Read the day's offset range of episode-metadata; valid rows to `episodes`, the rest to dead letters."""
     day = partition_day(context)
-    read = kafka.read_day(EPISODE_METADATA_TOPIC, day)
-    if read.possibly_truncated and lake.day_row_count("episodes", day) > 0:
+    day_range = kafka.day_range(EPISODE_METADATA_TOPIC, day)
+    if day_range.possibly_truncated and lake.day_row_count("episodes", day) > 0:
         raise dg.Failure(
-            f"episode-metadata no longer holds the start of {day} (partitions {read.possibly_truncated} begin inside "
-            "the day, retention); the existing episodes partition is kept rather than replaced with less data.")
-    rows, dead, duplicates = parse_episode_records(read.records, day)
-    context.log.info(f"{day}: {len(read.records)} records -> {len(rows)} episodes, {len(dead)} dead letters, "
+            f"episode-metadata no longer holds the start of {day} (partitions {day_range.possibly_truncated} begin "
+            "inside the day, retention); the existing episodes partition is kept rather than replaced with less data.")
+    start_ms, end_ms, _ = day_bounds_ms(day)
+    records = [r for r in kafka.read_records(day_range) if start_ms <= r.timestamp_ms < end_ms]
+    outside_day = day_range.record_count - len(records)
+    rows, dead, duplicates = parse_episode_records(records, day)
+    context.log.info(f"{day}: {len(records)} records -> {len(rows)} episodes, {len(dead)} dead letters, "
                      f"{duplicates} duplicates dropped")
     written = lake.write_partition("episodes", day, to_table(rows, EPISODES), context.run_id)
     dead_written = lake.write_partition(DEAD_LETTERS_TABLE, day, dead_letter_table(dead), context.run_id,
@@ -52,12 +56,12 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
     # the catalog follows the lake: a document of this day goes only when no day of `episodes` holds it any more
     held = lake.read_all("episodes", columns=["episode_id"]).column("episode_id").to_pylist()
     removed = mongo.delete_day_except("episodes", day, "episode_id", set(held))
-    ranges = read.range_metadata()
+    ranges = day_range.range_metadata()
     yield dg.MaterializeResult(
         asset_key="episodes",
         metadata={
-            "rows": len(rows), "records_read": len(read.records), "duplicates_dropped": duplicates,
-            "dead_letters": len(dead), "outside_day": read.outside_day, "offset_ranges": ranges,
+            "rows": len(rows), "records_read": len(records), "duplicates_dropped": duplicates,
+            "dead_letters": len(dead), "outside_day": outside_day, "offset_ranges": ranges,
             "delta_version": written["delta_version"], "mongo_upserted": upserted, "mongo_removed": removed,
             "shows": len({row["podcast_id"] for row in rows}),
             "dagster/row_count": len(rows),

@@ -7,16 +7,10 @@ is monotone in t, so the days touching an offset range cost O(log days + new day
 
 from __future__ import annotations
 
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Callable, Iterable
 
-
-def day_start_ms(day: date) -> int:
-    return int(datetime.combine(day, dtime.min, tzinfo=timezone.utc).timestamp() * 1000)
-
-
-def day_of_ms(timestamp_ms: int) -> date:
-    return datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc).date()
+from podrec_assets.core.days import day_of_ms
 
 
 def days_from_timestamps(timestamps_ms: Iterable[int], first_day: date, last_day: date) -> tuple[set[date], int]:

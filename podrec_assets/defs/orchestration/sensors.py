@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import dagster as dg
 
-from podrec_assets.defs.orchestration.kafka_days import day_start_ms, days_by_bisection, days_from_timestamps
+from podrec_assets.core.days import day_start_ms
+from podrec_assets.defs.orchestration.kafka_days import days_by_bisection, days_from_timestamps
 from podrec_assets.defs.orchestration.topics import topic_asset_key
 from podrec_assets.defs.partitions import daily_partitions
 from podrec_assets.resources.kafka import KafkaResource
