@@ -61,9 +61,10 @@ def world(tmp_path_factory):
         stack.stop()
 
 
-def materialize_user_events(resources, day: date) -> dg.ExecuteInProcessResult:
+def materialize_user_events(resources, day: date, engine: str = "local") -> dg.ExecuteInProcessResult:
     return dg.materialize([user_events], partition_key=day.isoformat(),
-                          resources={"kafka": resources["kafka"], "lake": resources["lake"]})
+                          resources={name: resources[name] for name in ("kafka", "lake", "spark")},
+                          run_config={"ops": {"user_events": {"config": {"engine": engine}}}})
 
 
 def day_rows(lake, day: date):
@@ -142,6 +143,40 @@ def test_materializing_a_day_twice_gives_identical_rows(world, materialized):
     assert day_rows(lake, DAYS[1]).equals(before)
     assert again["offset_ranges"].value == metadata["offset_ranges"].value
     assert day_rows(lake, DAYS[0]).num_rows > 0 and day_rows(lake, DAYS[2]).num_rows > 0  # other days untouched
+
+
+def test_spark_kafka_source_reads_the_same_day_as_the_local_engine(world, materialized):
+    """engine=spark reads the day through Spark's Kafka source over the same per-partition offset ranges; the
+    validated rows and dead letters it stores are exactly the local engine's."""
+    lake = world["resources"]["lake"]
+    day = DAYS[2]
+    local_rows, local_dead = day_rows(lake, day), dead_letters(lake, day)
+    local = materialized[day]["user_events"]
+    try:
+        result = materialize_user_events(world["resources"], day, engine="spark")
+        spark = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+                 for e in result.get_asset_materialization_events()}["user_events"]
+    finally:
+        stop_spark()
+    assert result.success
+    assert spark["kafka_reader"].value == "spark" and local["kafka_reader"].value == "kafka-python"
+    assert spark["offset_ranges"].value == local["offset_ranges"].value
+    assert spark["offsets_read"].value == local["offsets_read"].value > 5_000
+    assert spark["rows"].value == local_rows.num_rows
+    assert day_rows(lake, day).equals(local_rows)
+    def strip(rows):  # a future_timestamp reason also says when the run ran ("/ now ..."): not part of the verdict
+        return sorted((r["kafka_partition"], r["kafka_offset"], r["reason"].split(" / now ")[0], r["raw_payload"])
+                      for r in rows)
+
+    assert strip(dead_letters(lake, day)) == strip(local_dead) and local_dead
+
+
+def stop_spark() -> None:
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
 
 
 KILL_SCRIPT = """
@@ -256,7 +291,7 @@ def test_retention_guard_refuses_to_replace_a_day_with_less(world, materialized,
     with pytest.raises(RetentionError, match=r"no longer holds the start of 2026-03-02.*Refusing to replace"):
         read_user_events_day(kafka, lake, day, "after-retention")
     result = dg.materialize([user_events], partition_key=day.isoformat(), raise_on_error=False,
-                            resources={"kafka": kafka, "lake": lake})
+                            resources={"kafka": kafka, "lake": lake, "spark": world["resources"]["spark"]})
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "Refusing to replace" in str(failure.message) or "Refusing to replace" in str(failure.cause)

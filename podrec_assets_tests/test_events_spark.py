@@ -1,5 +1,6 @@
-"""engine=local (DuckDB) and engine=spark (Spark SQL via dagster-pyspark, Delta files by list) give identical
-user_episode_daily for the same day. One Spark session (local[2]) for the module."""
+"""engine=local (DuckDB, delta-rs) and engine=spark (Spark SQL with Spark's own Delta reader and writer) give
+identical user_episode_daily for the same day; Spark reads Delta at a pinned version. One Spark session (local[2])
+for the module."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from podrec_assets.core.engagement import aggregate_duckdb, aggregate_spark, weights_from_settings
+from podrec_assets.core.engagement import aggregate_duckdb, aggregate_spark, conform, weights_from_settings
 from podrec_assets.core.events import Catalog, split_day
 from podrec_assets.defs.events.assets import user_episode_daily
 from podrec_assets.resources import LakeResource
@@ -57,27 +58,59 @@ def spark():
         session.stop()
 
 
+def daily_rows(lake, day, version=None):
+    return lake.read_day("user_episode_daily", day, columns=COLUMNS, version=version).sort_by(
+        [("user_id", "ascending"), ("episode_id", "ascending")])
+
+
 def test_duckdb_and_spark_give_identical_user_episode_daily(lake, spark):
-    weights = weights_from_settings(load_settings({}))
     runs = {}
     for engine in ("local", "spark"):
+        before = lake.version("user_episode_daily")
         result = dg.materialize([user_episode_daily], partition_key=DAYS[0].isoformat(), resources={"lake": lake, "spark": spark},
                                 run_config={"ops": {"user_episode_daily": {"config": {"engine": engine}}}})
         assert result.success
         metadata = result.get_asset_materialization_events()[0].materialization.metadata
         assert metadata["engine"].value == engine
-        runs[engine] = (lake.read_day("user_episode_daily", DAYS[0], columns=COLUMNS), metadata)
+        written = metadata["delta_version"].value
+        assert written == (0 if before is None else before + 1)  # the day is one commit, whichever engine writes
+        runs[engine] = (daily_rows(lake, DAYS[0]), metadata, lake.table("user_episode_daily").history(1)[0], result.run_id)
     local, spark_rows = runs["local"][0], runs["spark"][0]
     assert local.num_rows > 500
     assert local.equals(spark_rows), "DuckDB and Spark disagree"
-    assert runs["local"][1]["user_events_delta_version"].value == runs["spark"][1]["user_events_delta_version"].value
-    # only the day's files were read, and every event of the day is counted once
+    for name in ("rows", "users", "episodes", "completed_pairs", "mean_engagement", "user_events_delta_version"):
+        assert runs["local"][1][name].value == runs["spark"][1][name].value, name
+    # Spark's write replaced the day by predicate, like delta-rs's: an overwrite with a replaceWhere on the date
+    commit = runs["spark"][2]
+    assert commit["operation"] == "WRITE" and commit["operationParameters"]["mode"] == "Overwrite"
+    assert "2026-04-01" in str(commit["operationParameters"])
+    assert set(lake.read_day("user_episode_daily", DAYS[0], columns=["run_id"]).column("run_id").to_pylist()) == {
+        runs["spark"][3]}
+    # every event of the day is counted once
     day_events = lake.read_day("user_events", DAYS[0])
     assert sum(local.column("event_count").to_pylist()) == day_events.num_rows
-    # the second day on its own, straight through core, on the pinned version's file list
-    version = lake.version("user_events")
-    uris = lake.file_uris_for_days("user_events", DAYS[1], DAYS[1], version)
-    from_spark = aggregate_spark(spark.spark_session, uris, weights)
-    from_duckdb = aggregate_duckdb(lake.read_day("user_events", DAYS[1], version=version), weights)
-    assert from_spark.equals(from_duckdb)
-    assert from_spark.num_rows > 500
+    # a later delta-rs write next to Spark's: the other day is added, Spark's day is untouched
+    assert dg.materialize([user_episode_daily], partition_key=DAYS[1].isoformat(), resources={"lake": lake, "spark": spark},
+                          run_config={"ops": {"user_episode_daily": {"config": {"engine": "local"}}}}).success
+    assert daily_rows(lake, DAYS[0]).equals(spark_rows) and daily_rows(lake, DAYS[1]).num_rows > 500
+
+
+def test_spark_reads_delta_natively_at_the_pinned_version(lake, spark):
+    """Spark's Delta reader time-travels: at the version a run recorded it sees that version's rows, not newer ones."""
+    weights = weights_from_settings(load_settings({}))
+    session = spark.spark_session
+    pinned = lake.version("user_events")
+    expected = aggregate_duckdb(lake.read_day("user_events", DAYS[1], version=pinned), weights)
+    # a later commit replaces the day with a tenth of its events
+    day = lake.read_day("user_events", DAYS[1])
+    lake.write_partition("user_events", DAYS[1], day.slice(0, day.num_rows // 10).drop_columns(["date", "run_id", "created_at"]),
+                         "shrunk")
+    assert lake.version("user_events") == pinned + 1
+    at_pinned = aggregate_spark(session, lake.spark_read_days(session, "user_events", DAYS[1], DAYS[1], pinned), weights)
+    assert conform(at_pinned.toArrow()).equals(expected) and expected.num_rows > 500
+    latest = lake.spark_read_days(session, "user_events", DAYS[1], DAYS[1], pinned + 1)
+    assert latest.count() == day.num_rows // 10
+    assert set(r["run_id"] for r in latest.select("run_id").distinct().collect()) == {"shrunk"}
+    # only the asked-for days come back
+    both = lake.spark_read_days(session, "user_events", DAYS[0], DAYS[1], pinned)
+    assert {r["date"] for r in both.select("date").distinct().collect()} == set(DAYS)
