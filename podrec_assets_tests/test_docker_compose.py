@@ -229,5 +229,17 @@ def test_spark_workers_share_the_driver_image_and_lake(compose):
     spark_config = spark_resource(load_settings({**env, "PODREC_SPARK_MASTER": "spark://spark-master:7077"})).spark_config
     assert spark_config["spark.driver.host"] == "code-location" and spark_config["spark.driver.bindAddress"] == "0.0.0.0"
     assert spark_config["spark.master"] == "spark://spark-master:7077"
+    assert spark_config["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert "hostname" not in services["spark-worker"] and "ports" not in services["spark-worker"], (
         "spark-worker must stay scalable (--scale): no fixed hostname or published port")
+
+
+def test_the_image_carries_the_spark_connectors_make_setup_installs():
+    """The image copies Spark's Delta and Kafka jars with the same pom as `make setup`, and points the setting at them."""
+    dockerfile = (DOCKER_DIR / "Dockerfile").read_text()
+    assert "COPY podrec_assets/local/spark/pom.xml /build/pom.xml" in dockerfile
+    assert "-f /build/pom.xml dependency:copy-dependencies -DincludeScope=runtime" in dockerfile
+    assert "COPY --from=spark-jars /opt/spark-jars /opt/podrec-spark-jars" in dockerfile
+    assert "PODREC_SPARK_JARS_DIR=/opt/podrec-spark-jars" in dockerfile
+    makefile = (DOCKER_DIR.parent / "Makefile").read_text()
+    assert "SPARK_POM := podrec_assets/local/spark/pom.xml" in makefile and "$(SPARK_STAMP)" in makefile
