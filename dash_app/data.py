@@ -304,7 +304,8 @@ class DataAccess:
         from pymongo.errors import PyMongoError
 
         try:
-            cursor = self.mongo.db()[collection].find(flt, {"_id": 0, "write_id": 0}).sort(sort).limit(limit)
+            served = {"$and": [flt, self.mongo.served_filter(collection)]}  # only swapped-in days, never a half-written one
+            cursor = self.mongo.db()[collection].find(served, {"_id": 0, "write_id": 0}).sort(sort).limit(limit)
             return list(cursor)
         except PyMongoError as exc:
             self._mongo_state = (time.monotonic(), f"MongoDB query failed ({type(exc).__name__})")

@@ -73,3 +73,18 @@ def artifacts_dir(request) -> Path:
 def _offline_models():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def winning_indexes(explain: dict) -> list[str]:
+    """Names of the indexes a MongoDB query plan's winning plan scans ([] for a collection scan)."""
+    names, stage = [], explain["queryPlanner"]["winningPlan"]
+    stack = [stage]
+    while stack:
+        stage = stack.pop()
+        if stage.get("stage") == "COLLSCAN":
+            return []
+        if stage.get("stage") == "IXSCAN":
+            names.append(stage["indexName"])
+        stack += [stage["inputStage"]] if "inputStage" in stage else []
+        stack += stage.get("inputStages", [])
+    return names

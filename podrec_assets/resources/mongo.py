@@ -1,17 +1,22 @@
-"""MongoDB serving copy: collections replaced one day partition at a time.
+"""MongoDB serving copy: collections replaced one day partition at a time, swapped in atomically.
 
-Writing day D inserts the new documents under a fresh ``write_id`` and then deletes D's documents that
-carry any other ``write_id``: readers see the old set or old + new for a moment, never an empty day.
+Writing day D inserts the new documents under a fresh ``write_id``, then swaps D's pointer in
+``serving_days`` (one document per collection and day: the write readers see, its run and row count) in
+one single-document update, then deletes D's documents of any other write. Readers follow the pointers
+(``served_filter``), so a failure or a kill at any point leaves them the old day or the new one, never
+both or a part; a re-run replaces whatever an interrupted write left behind.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
+
+SERVING_DAYS = "serving_days"
 
 # Indexes of ARCHITECTURE §4, created before every write (create_index is a no-op when present).
 SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
@@ -23,15 +28,15 @@ SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
     "similarities": [
         {"keys": [("new_episode_id", 1), ("model", 1), ("cosine_similarity", -1)]},
         {"keys": [("historical_episode_id", 1), ("model", 1)]},
-        {"keys": [("date", 1)]},
+        {"keys": [("date", 1), ("write_id", 1)]},
     ],
     "als_top_n": [
         {"keys": [("user_id", 1), ("date", -1), ("rank", 1)]},
-        {"keys": [("date", 1)]},
+        {"keys": [("date", 1), ("write_id", 1)]},
     ],
     "final_recommendations": [
         {"keys": [("user_id", 1), ("date", -1), ("rank", 1)]},
-        {"keys": [("date", 1)]},
+        {"keys": [("date", 1), ("write_id", 1)]},
     ],
 }
 
@@ -66,8 +71,10 @@ class MongoResource(ConfigurableResource):
             coll.create_index(spec["keys"], unique=spec.get("unique", False))
 
     def replace_day(self, collection: str, day: date, documents: Iterable[dict[str, Any]], run_id: str,
-                    model_version: str | None = None, batch_size: int = 5000) -> dict[str, int]:
-        """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version)."""
+                    model_version: str | None = None, batch_size: int = 5000,
+                    delta_version: int | None = None) -> dict[str, int]:
+        """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version),
+        swapped in for readers in one step once every document is written."""
         self.ensure_indexes(collection)
         coll = self.db()[collection]
         write_id = uuid.uuid4().hex
@@ -81,8 +88,23 @@ class MongoResource(ConfigurableResource):
                 batch = []
         if batch:
             inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
+        self.db()[SERVING_DAYS].replace_one({"_id": f"{collection}/{day_key}"}, {
+            "collection": collection, "date": day_key, "write_id": write_id, "run_id": run_id, "rows": inserted,
+            "model_version": model_version, "delta_version": delta_version,
+            "written_at": datetime.now(timezone.utc)}, upsert=True)
         deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
         return {"inserted": inserted, "deleted": deleted}
+
+    def served_days(self, collection: str) -> dict[str, dict[str, Any]]:
+        """Per day (ISO date) of ``collection``, the pointer to the write readers see."""
+        return {doc["date"]: doc for doc in self.db()[SERVING_DAYS].find({"collection": collection})}
+
+    def served_filter(self, collection: str) -> dict[str, Any]:
+        """The filter that keeps a reader on the swapped-in writes of ``collection`` (never a half-written or
+        doubled day). Days written before the pointers existed are served as they are."""
+        days = self.served_days(collection)
+        current = [doc["write_id"] for doc in days.values()]
+        return {"$or": [{"write_id": {"$in": current}}, {"date": {"$nin": list(days)}}]}
 
     def delete_day_except(self, collection: str, day: date, key_field: str, keep: Iterable[Any]) -> int:
         """Delete the documents stamped with ``day`` whose ``key_field`` is not in ``keep``.

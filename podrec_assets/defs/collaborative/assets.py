@@ -103,7 +103,7 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     factors = als.factors_frame(result).assign(model_version=result.model_version)
     factors_written = lake.write_partition("als_factors", day, pa_table(factors, schemas.ALS_FACTORS), run_id)
     served = mongo.replace_day("als_top_n", day, top_n[["user_id", "episode_id", "rank", "score"]].to_dict("records"),
-                               run_id, model_version=result.model_version)
+                               run_id, model_version=result.model_version, delta_version=written["delta_version"])
 
     ndcg = validation["ndcg"]
     return dg.MaterializeResult(metadata={

@@ -153,7 +153,8 @@ def similarities(context: dg.AssetExecutionContext, lake: LakeResource, mongo: M
     knn_seconds = time.perf_counter() - started
     rows = similarity_rows(query_ids, catalog_ids, neighbours, model)
     written = lake.write_partition("similarities", day, schemas.to_table(rows, schemas.SIMILARITIES), context.run.run_id)
-    served = mongo.replace_day("similarities", day, rows, context.run.run_id, model_version=model or None)
+    served = mongo.replace_day("similarities", day, rows, context.run.run_id, model_version=model or None,
+                              delta_version=written["delta_version"])
 
     top1 = [r["cosine_similarity"] for r in rows if r["rank"] == 1]
     preview = "\n".join(f"| {r['new_episode_id']} | {r['rank']} | {r['historical_episode_id']} | {r['cosine_similarity']:.3f} |"

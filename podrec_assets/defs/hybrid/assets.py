@@ -155,7 +155,8 @@ def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource,
         "episode_title": titles.get(row["episode_id"]),
         "because_episode_title": titles.get(row["because_episode_id"]) if row["because_episode_id"] else None,
     } for row in recs.to_dict("records")]
-    served = mongo.replace_day("final_recommendations", day, docs, context.run_id, model_version=version)
+    served = mongo.replace_day("final_recommendations", day, docs, context.run_id, model_version=version,
+                              delta_version=written["delta_version"])
 
     users = recs["user_id"].nunique() if len(recs) else 0
     cold_users = int((recs.groupby("user_id")["reason"].apply(lambda r: (r == "popular").all())).sum()) if len(recs) else 0

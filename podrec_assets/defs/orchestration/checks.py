@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from podrec_assets.core import schemas
 from podrec_assets.defs.partitions import daily_partitions
 from podrec_assets.resources.lake import COMMON_COLUMNS, LakeResource
+from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import Settings
 
 
@@ -387,6 +388,45 @@ def active_users_check(settings: Settings) -> dg.AssetChecksDefinition:
                               f"Every user with engagement in the last history_days days has recommendations for the day.", body)
 
 
+SERVED_TABLES = ("similarities", "als_top_n", "final_recommendations")  # Delta tables with a MongoDB serving copy
+
+
+def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, day: date) -> tuple[list[str], dict]:
+    """How the day's serving copy differs from its Delta day (empty when they agree): the swapped-in write must
+    come from the run that wrote the Delta day and hold as many documents as the day has rows."""
+    rows = lake.read_day(table, day, columns=["run_id"]) if lake.exists(table) else pa.table({"run_id": pa.array([], pa.string())})
+    delta_runs = sorted(set(rows.column("run_id").to_pylist())) if rows.num_columns else []
+    pointer = mongo.served_days(table).get(day.isoformat())
+    facts: dict[str, Any] = {"delta_rows": rows.num_rows, "delta_run_ids": ", ".join(delta_runs)}
+    if pointer is None:
+        return ([f"MongoDB serves no write of {day} (Delta has {rows.num_rows} rows)"] if rows.num_rows else []), facts
+    served = mongo.db()[table].count_documents({"date": day.isoformat(), "write_id": pointer["write_id"]})
+    facts.update(served_rows=served, served_run_id=pointer["run_id"], served_delta_version=pointer.get("delta_version"))
+    problems = []
+    if delta_runs != [pointer["run_id"]]:
+        problems.append(f"MongoDB serves the write of run {pointer['run_id']}, Delta holds run(s) {delta_runs or 'none'}")
+    if served != rows.num_rows or pointer["rows"] != served:
+        problems.append(f"MongoDB serves {served} documents (its write recorded {pointer['rows']}), Delta has "
+                        f"{rows.num_rows} rows")
+    return problems, facts
+
+
+def serving_copy_check(table: str) -> dg.AssetChecksDefinition:
+    """Delta is the truth and MongoDB its serving copy: a failure between the two writes must not go unnoticed."""
+
+    @dg.asset_check(asset=dg.AssetKey(table), name="serving_copy_matches_delta", partitions_def=daily_partitions,
+                    description="The MongoDB documents readers see for the day come from the same run as the Delta "
+                                "day and are as many as its rows; a re-run of the day repairs a difference.")
+    def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource, mongo: MongoResource):
+        day = date.fromisoformat(context.partition_key)
+        problems, facts = serving_copy_problems(lake, mongo, table, day)
+        return dg.AssetCheckResult(passed=not problems, metadata=facts,
+                                   description="; ".join(problems) + f" — re-materialize {table}[{day}] to repair"
+                                   if problems else None)
+
+    return _check
+
+
 def build_checks(existing: set[dg.AssetKey], kafka_fed: Iterable[dg.AssetKey], settings: Settings) -> list[dg.AssetChecksDefinition]:
     """Every check whose asset exists (and whose extra inputs exist) in this code location."""
     def has(key_string: str) -> bool:
@@ -409,4 +449,5 @@ def build_checks(existing: set[dg.AssetKey], kafka_fed: Iterable[dg.AssetKey], s
         checks.append(als_ndcg_check(settings))
     if has("final_recommendations") and has("user_episode_daily"):
         checks.append(active_users_check(settings))
+    checks += [serving_copy_check(table) for table in SERVED_TABLES if has(table)]
     return checks

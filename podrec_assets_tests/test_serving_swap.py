@@ -1,0 +1,132 @@
+"""The MongoDB serving copy never disagrees with Delta silently, and readers never see a half-written or doubled day.
+
+Faults are injected for real against the session's MongoDB server: the writing process is killed with SIGKILL at
+each step of a day's write (after the inserts, before the swap; after the swap, before the clean-up), and a write
+whose MongoDB is down leaves Delta ahead. The serving check must say so, and a re-run must repair it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from podrec_assets.defs.orchestration.checks import serving_copy_problems
+from podrec_assets.resources import LakeResource, MongoResource
+
+TABLE = "final_recommendations"
+
+WRITER = r"""
+import json, sys, time
+from datetime import date
+from pymongo import monitoring
+from podrec_assets.resources import MongoResource
+
+uri, database, day, run_id, users, stop_at = sys.argv[1:]
+
+class StopBefore(monitoring.CommandListener):
+    # called in the writing thread before the command is sent: the process hangs there until it is killed
+    def started(self, event):
+        if event.command_name == stop_at and (stop_at != "update" or event.command.get("update") == "serving_days"):
+            print("stopped before " + stop_at, flush=True)
+            time.sleep(3600)
+    def succeeded(self, event): pass
+    def failed(self, event): pass
+
+monitoring.register(StopBefore())
+mongo = MongoResource(uri=uri, database=database)
+docs = ({"user_id": f"u{u:05d}", "rank": r, "episode_id": f"ep{r}"} for u in range(int(users)) for r in range(1, 11))
+print(json.dumps(mongo.replace_day("final_recommendations", date.fromisoformat(day), docs, run_id, batch_size=500)), flush=True)
+"""
+
+
+def documents(users: int, tag: str):
+    return [{"user_id": f"u{u:05d}", "rank": r, "episode_id": f"{tag}{r}"} for u in range(users) for r in range(1, 11)]
+
+
+def served(mongo: MongoResource, day: date) -> list[dict]:
+    """What a reader gets for the day: the swapped-in write only."""
+    flt = {"$and": [{"date": day.isoformat()}, mongo.served_filter(TABLE)]}
+    return list(mongo.db()[TABLE].find(flt, {"_id": 0}))
+
+
+def write_both(lake: LakeResource, mongo: MongoResource, day: date, run_id: str, users: int, tag: str) -> None:
+    docs = documents(users, tag)
+    table = pa.table({"user_id": [d["user_id"] for d in docs], "rank": pa.array([d["rank"] for d in docs], pa.int32()),
+                      "episode_id": [d["episode_id"] for d in docs]})
+    written = lake.write_partition(TABLE, day, table, run_id)
+    mongo.replace_day(TABLE, day, docs, run_id, delta_version=written["delta_version"])
+
+
+@pytest.fixture
+def stores(resources, tmp_path):
+    mongo = MongoResource(uri=resources["mongo"].uri, database=f"swap_{os.getpid()}_{tmp_path.name[-8:]}")
+    yield LakeResource(root=str(tmp_path / "lake")), mongo
+    mongo.client().drop_database(mongo.database)
+
+
+@pytest.mark.parametrize("stop_at", ["update", "delete"])
+def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at):
+    """SIGKILL after every insert but before the swap: readers keep the old day. After the swap but before the old
+    documents are deleted: readers get the new day, not both. A re-run leaves exactly one day."""
+    lake, mongo = stores
+    day = date(2026, 5, 1)
+    write_both(lake, mongo, day, "run-old", 300, "old")
+    assert len(served(mongo, day)) == 3000
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, mongo.uri, mongo.database, day.isoformat(), "run-new",
+                               "400", stop_at], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == f"stopped before {stop_at}"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+    stored = mongo.db()[TABLE].count_documents({"date": day.isoformat()})
+    assert stored == 3000 + 4000  # both writes are in the collection: the kill left work behind
+    seen = served(mongo, day)
+    runs = {d["run_id"] for d in seen}
+    if stop_at == "update":
+        assert len(seen) == 3000 and runs == {"run-old"}
+        assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []  # Delta and MongoDB still agree (old day)
+    else:
+        assert len(seen) == 4000 and runs == {"run-new"}
+        assert sorted((d["user_id"], d["rank"]) for d in seen) == sorted((d["user_id"], d["rank"]) for d in documents(400, ""))
+        problems, _ = serving_copy_problems(lake, mongo, TABLE, day)  # Delta still holds the old run: said loudly
+        assert any("run run-new" in p and "run-old" in p for p in problems)
+    # the re-run of the day repairs everything: one write left, what Delta holds
+    write_both(lake, mongo, day, "run-rerun", 350, "re")
+    assert mongo.db()[TABLE].count_documents({"date": day.isoformat()}) == 3500
+    assert {d["run_id"] for d in served(mongo, day)} == {"run-rerun"}
+    assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
+
+
+def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
+    """A run whose MongoDB is unreachable commits Delta and fails on MongoDB: readers keep the previous write, the
+    check names both runs, and the re-run repairs it."""
+    from podrec_assets.local.processes import free_port
+
+    lake, mongo = stores
+    day = date(2026, 5, 2)
+    write_both(lake, mongo, day, "run-1", 200, "a")
+    down = MongoResource(uri=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", database=mongo.database,
+                         server_selection_timeout_ms=500)
+    with pytest.raises(Exception, match="127.0.0.1"):
+        write_both(lake, down, day, "run-2", 250, "b")
+    assert set(lake.read_day(TABLE, day, columns=["run_id"]).column("run_id").to_pylist()) == {"run-2"}
+    assert {d["run_id"] for d in served(mongo, day)} == {"run-1"} and len(served(mongo, day)) == 2000
+    problems, facts = serving_copy_problems(lake, mongo, TABLE, day)
+    assert any("run run-1" in p and "run-2" in p for p in problems)
+    assert any("2000 documents" in p and "2500 rows" in p for p in problems)
+    assert facts["delta_rows"] == 2500 and facts["served_rows"] == 2000
+    write_both(lake, mongo, day, "run-3", 250, "c")
+    assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
+    # a day Delta holds but MongoDB never served is a difference too
+    lake.write_partition(TABLE, date(2026, 5, 3), pa.table({"user_id": ["u1"]}), "run-x")
+    assert serving_copy_problems(lake, mongo, TABLE, date(2026, 5, 3))[0] == [
+        "MongoDB serves no write of 2026-05-03 (Delta has 1 rows)"]
+    assert json.dumps(facts)  # metadata is plain JSON
