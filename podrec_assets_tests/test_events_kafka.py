@@ -302,3 +302,25 @@ def test_retention_guard_refuses_to_replace_a_day_with_less(world, materialized,
     metadata = read_user_events_day(kafka, empty_lake, day, "fresh")
     assert partition in metadata["possibly_truncated_partitions"]
     assert 0 < empty_lake.day_row_count("user_events", day) < before.num_rows
+
+
+def test_a_wiped_broker_never_replaces_a_stored_day_with_less(world, materialized):
+    """Runs after the retention test: the broker is stopped, its data directory deleted and started empty (topics
+    recreated, offsets from 0). Re-reading a stored day must refuse and keep the day."""
+    import shutil
+
+    kafka, lake, settings = world["resources"]["kafka"], world["resources"]["lake"], world["settings"]
+    day = DAYS[0]
+    before, version = day_rows(lake, day), lake.version("user_events")
+    stack = LocalStack(settings)
+    stack.stop()
+    shutil.rmtree(settings.services_dir / "kafka-data")
+    stack.start_kafka()
+    publish_catalog(kafka, 3)  # a few new records: offsets restart low, below what the day was read from
+    kafka.produce("user-events", [(b"u1", b"{}", int(datetime(2026, 3, 1, 12, tzinfo=timezone.utc).timestamp() * 1000))])
+    with pytest.raises(RetentionError, match=r"holds fewer records .* wiped or the topic recreated.*Refusing"):
+        read_user_events_day(kafka, lake, day, "after-wipe")
+    result = dg.materialize([user_events], partition_key=day.isoformat(), raise_on_error=False,
+                            resources={"kafka": kafka, "lake": lake, "spark": world["resources"]["spark"]})
+    assert not result.success
+    assert lake.version("user_events") == version and day_rows(lake, day).equals(before)

@@ -321,3 +321,20 @@ def test_project_producer_reports_refused_records_and_a_missing_broker(stack_set
     with pytest.raises(RuntimeError, match=rf"not delivered to {nowhere}.*podrec services start"):
         producer.flush(timeout_s=2)
     producer.close()
+
+
+def test_kafka_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path):
+    """A random cluster id begins with "-" one time in 64; the storage tool must not take it for an option."""
+    import base64
+
+    from podrec_assets.local.services import format_kafka_storage, kafka_server_properties
+
+    settings = load_settings(make_env(tmp_path / "home"))
+    cluster_id = base64.urlsafe_b64encode(b"\xf8" + bytes(range(15))).decode().rstrip("=")
+    assert cluster_id.startswith("-")
+    data_dir = tmp_path / "kafka-data"
+    data_dir.mkdir()
+    config = tmp_path / "kafka.properties"
+    config.write_text(kafka_server_properties(settings, data_dir))
+    format_kafka_storage(settings, config, data_dir, cluster_id=cluster_id)
+    assert f"cluster.id={cluster_id}" in (data_dir / "meta.properties").read_text()

@@ -72,12 +72,14 @@ def kafka_java(settings: Settings, main_class: str, *args: str) -> list[str]:
             f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", kafka_classpath(), main_class, *args]
 
 
-def format_kafka_storage(settings: Settings, config: Path, data_dir: Path) -> None:
+def format_kafka_storage(settings: Settings, config: Path, data_dir: Path, cluster_id: str | None = None) -> None:
     """First start only: write the KRaft metadata (a fresh cluster id) into an empty data directory."""
     if (data_dir / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    done = subprocess.run(kafka_java(settings, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+    cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # one argument with "=": a random id starts with "-" one time in 64, which the tool would take for an option
+    done = subprocess.run(kafka_java(settings, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                                     f"--config={config}"),
                           capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise ServiceError(f"Kafka: formatting its storage in {data_dir} failed:\n{(done.stdout + done.stderr)[-2000:]}")

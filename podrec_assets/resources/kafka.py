@@ -61,6 +61,12 @@ class DayRange:
         """Partitions whose retained log starts at or after the day's start: older records may be gone."""
         return sorted(p for p, first in self.log_start.items() if first > 0 and self.start[p] <= first)
 
+    def lost_since(self, stored_top_offsets: dict[int, int]) -> list[str]:
+        """Partitions where the broker now ends at or below an offset a stored day was read from: its data was
+        wiped or the topic recreated, so reading again would replace the day with other, fewer records."""
+        return [f"partition {p} ends at offset {self.log_end.get(p, 0)} but the stored day holds offset {top}"
+                for p, top in sorted(stored_top_offsets.items()) if self.log_end.get(p, 0) <= top]
+
     def range_metadata(self) -> dict[str, str]:
         return {f"p{p}": f"{a}..{b}" for p, (a, b) in self.ranges.items()}
 

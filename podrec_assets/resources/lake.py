@@ -122,6 +122,14 @@ class LakeResource(ConfigurableResource):
             flt = flt & (ds.field(column) == value)
         return self.table(name).to_pyarrow_dataset().count_rows(filter=flt)
 
+    def day_top_offsets(self, name: str, day: date) -> dict[int, int]:
+        """Per Kafka partition, the highest ``kafka_offset`` among the day's rows (a Kafka-fed table)."""
+        stored = self.read_day(name, day, columns=["kafka_partition", "kafka_offset"])
+        if not stored.num_rows:
+            return {}
+        tops = stored.group_by("kafka_partition").aggregate([("kafka_offset", "max")])
+        return dict(zip(tops.column("kafka_partition").to_pylist(), tops.column("kafka_offset_max").to_pylist()))
+
     def spark_read_days(self, spark: Any, name: str, start: date, end: date, version: int):
         """The rows of a pinned table version with start <= date <= end, as a Spark DataFrame: Spark's own Delta
         reader (time travel to ``version``, the day's partitions pruned by the filter)."""

@@ -35,7 +35,8 @@ KAFKA_EVENTS_KEY = dg.AssetKey(["kafka", "user_events"])
 
 
 class RetentionError(RuntimeError):
-    """The broker lost the start of a day that already has data: re-reading would replace it with less."""
+    """The broker lost records of a day that already has data (retention, or a wiped broker): re-reading would
+    replace it with less."""
 
 
 def episode_catalog(kafka: KafkaResource, lake: LakeResource, day: date) -> Catalog:
@@ -64,7 +65,14 @@ def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, ru
     started = time.perf_counter()
     day_range = kafka.day_range(EVENTS_TOPIC, day)
     truncated = day_range.possibly_truncated
-    existing = lake.day_row_count(USER_EVENTS, day) if truncated else 0
+    existing = lake.day_row_count(USER_EVENTS, day)
+    lost = day_range.lost_since(lake.day_top_offsets(USER_EVENTS, day)) if existing else []
+    if lost:
+        raise RetentionError(
+            f"user_events[{day}]: the broker at {kafka.bootstrap_servers} holds fewer records of topic {EVENTS_TOPIC!r} "
+            f"than the stored day was read from ({'; '.join(lost)}): its data was wiped or the topic recreated. "
+            f"Refusing to replace the {existing} stored rows (table version {lake.version(USER_EVENTS)}) with less; "
+            "they are kept as they are. Restore the broker's data, or replay the day into the topic, then re-run.")
     if truncated and existing:
         detail = ", ".join(f"partition {p}: log starts at offset {day_range.log_start[p]}" for p in truncated)
         raise RetentionError(
