@@ -1,0 +1,87 @@
+"""Property-based fuzzing of every Kafka message parser: a message of any shape (any JSON value, deep nesting,
+binary, huge, wrong types) is a parsed row or a dead letter with its partition, offset and reason — never an
+exception that fails the day, and every record is accounted for exactly once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from podrec_assets.core.days import day_start_ms
+from podrec_assets.core.episodes import parse_episode_records
+from podrec_assets.core.events import Catalog, InvalidEvent, parse_event, split_day
+
+DAY = date(2026, 3, 1)
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=40)
+EVENT_FIELDS = ["event_id", "ts", "user_id", "episode_id", "event", "device", "rating", "position_sec", "from_sec",
+                "to_sec", "played_pct"]
+# objects with the contract's field names holding values of any type: the wrong-type paths, not only bad JSON
+near_events = st.fixed_dictionaries({}, optional={name: json_values for name in EVENT_FIELDS}).map(
+    lambda d: json.dumps(d).encode())
+payloads = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    near_events,
+    st.integers(1, 200_000).map(lambda n: b"[" * n + b"]" * n),  # nesting deeper than any decoder's recursion
+    st.integers(1, 50_000).map(lambda n: b'{"event_id": ' + b'{"a": ' * n + b"1" + b"}" * (n + 1)),
+    st.just(b'{"user_id": "' + b"u" * 1_000_000 + b'", "ts": ' + b"9" * 100_000 + b"}"),  # huge field and number
+    st.none(),
+)
+
+
+@dataclass
+class Record:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+def records_of(values: list[bytes | None], timestamps: list[int]) -> list[Record]:
+    return [Record(i % 3, i, ts, b"k", v) for i, (v, ts) in enumerate(zip(values, timestamps))]
+
+
+@FUZZ
+@given(payloads)
+def test_parse_event_returns_an_event_or_raises_invalid_event(value):
+    try:
+        event = parse_event(value)
+    except InvalidEvent as exc:
+        assert str(exc).split(":", 1)[0] in {"invalid_json", "missing_field", "wrong_type", "invalid_value"}
+        return
+    assert isinstance(event["user_id"], str) and isinstance(event["ts"], datetime)
+
+
+@FUZZ
+@given(st.lists(payloads, min_size=1, max_size=12), st.data())
+def test_split_day_accounts_for_every_record_and_never_raises(values, data):
+    start = day_start_ms(DAY)
+    timestamps = data.draw(st.lists(st.integers(start - 7_200_000, start + 90_000_000), min_size=len(values),
+                                    max_size=len(values)))
+    records = records_of(values, timestamps)
+    split = split_day("user-events", DAY, records, Catalog(frozenset({"ep1"})), {}, {}, timedelta(hours=1),
+                      datetime(2026, 6, 1, tzinfo=timezone.utc))
+    assert split.row_count + len(split.dead_letters) + split.other_days == len(records)
+    for dead in split.dead_letters:
+        assert dead["reason"] and dead["kafka_offset"] in {r.offset for r in records}
+        assert dead["kafka_partition"] == dead["kafka_offset"] % 3
+
+
+@FUZZ
+@given(st.lists(payloads, min_size=1, max_size=12))
+def test_episode_records_are_rows_or_dead_letters(values):
+    ts = day_start_ms(DAY) + 3_600_000
+    records = records_of(values, [ts] * len(values))
+    rows, dead, duplicates = parse_episode_records(records, DAY)
+    assert len(rows) + duplicates + len(dead) == len(records)
+    assert all(d["reason"] and d["topic"] == "episode-metadata" for d in dead)
