@@ -115,7 +115,7 @@ def parse_episode_records(records: Iterable[Any], day: date, topic: str = EPISOD
         try:
             try:
                 payload = json.loads(record.value.decode("utf-8")) if record.value is not None else None
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # too deep to decode too
+            except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number too long, nesting too deep
                 raise InvalidEpisode(f"bad_json: {type(exc).__name__}: {str(exc)[:200]}") from None
             row = validate_episode(payload)
             key = record.key.decode("utf-8", "replace") if record.key is not None else None
