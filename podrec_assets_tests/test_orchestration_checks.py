@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from podrec_assets.core import schemas
-from podrec_assets.defs.orchestration.checks import allowed_ndcg_drop, build_checks
+from podrec_assets.defs.orchestration.checks import CONTRACTS, allowed_ndcg_drop, build_checks
 from podrec_assets.defs.orchestration.wiring import apply_orchestration
 from podrec_assets.defs.partitions import daily_partitions
 from podrec_assets.resources.lake import LakeResource
@@ -42,11 +42,15 @@ def test_code_location_has_freshness_automation_sensors_and_checks():
     for name in ("kafka_episode_metadata_sensor", "kafka_episode_ids_sensor", "kafka_user_events_sensor", "podrec_automation"):
         assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
     check_keys = {c.to_user_string() for c in graph.asset_check_keys}
-    for k in keys:
-        if k.path[0] != "kafka" and k.to_user_string() in {"episodes", "transcripts", "episode_vectors", "similarities",
-                                                           "user_events", "user_episode_daily", "als_top_n",
-                                                           "final_recommendations", "recommendation_metrics"}:
-            assert f"{k.to_user_string()}:schema_matches_contract" in check_keys
+    tables = {"episodes", "dead_letters/episode_metadata", "transcripts", "episode_vectors", "similarities",
+              "user_events", "dead_letters/user_events", "user_episode_daily", "als_top_n", "final_recommendations",
+              "recommendation_metrics"}
+    assert set(CONTRACTS) == tables  # every table of the graph has a contract, and no contract names a stray table
+    assert {k.to_user_string() for k in keys if k.path[0] != "kafka"} == tables  # ... and every one is in the graph
+    for table in tables:
+        assert {f"{table}:schema_matches_contract", f"{table}:keys_unique"} <= check_keys, table
+    for table in ("similarities", "als_top_n", "final_recommendations"):  # the tables MongoDB serves
+        assert f"{table}:serving_copy_matches_delta" in check_keys, table
     if dg.AssetKey("transcripts") in keys:
         node = graph.get(dg.AssetKey("transcripts"))
         assert node.backfill_policy == dg.BackfillPolicy.multi_run(1)

@@ -223,7 +223,10 @@ def test_cancelled_backfill_leaves_earlier_partitions_intact(running):
     from podrec_assets.resources.lake import LakeResource
 
     lake = LakeResource(root=lake)
-    before = {d: lake.day_row_count("user_events", d) for d in HISTORY}
+    tables = ["episodes", "transcripts", "episode_vectors", "similarities", "user_events", "user_episode_daily",
+              "als_top_n", "final_recommendations", "recommendation_metrics"]
+    before = {(t, d): lake.day_row_count(t, d) for t in tables for d in HISTORY}
+    assert all(before.values()), before  # the earlier backfill built every table of every day
     partitions_before = {a: running.materialized(a) for a in ASSETS}
     backfill_id = running.launch_backfill(HISTORY, ASSETS)
     wait_until(lambda: running.backfill_runs(backfill_id), 120, "the backfill's first run", 1)
@@ -234,7 +237,10 @@ def test_cancelled_backfill_leaves_earlier_partitions_intact(running):
     assert status == "CANCELED" or len(running.backfill_runs(backfill_id)) < len(HISTORY)
     for asset in ASSETS:
         assert partitions_before[asset] <= running.materialized(asset), asset
-    assert {d: lake.day_row_count("user_events", d) for d in HISTORY} == before
+    # a cancelled run stops between day writes, never inside one: every table keeps every day, whole
+    assert {(t, d): lake.day_row_count(t, d) for t in tables for d in HISTORY} == before
+    unfinished = [r.run_id for r in running.backfill_runs(backfill_id) if not r.is_finished]
+    assert not unfinished, f"runs of the cancelled backfill still going: {unfinished}"
 
 
 def test_graphql_shows_lineage_daily_partitions_and_freshness(running):
