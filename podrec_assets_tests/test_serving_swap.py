@@ -19,6 +19,7 @@ import pytest
 
 from podrec_assets.defs.orchestration.checks import serving_copy_problems
 from podrec_assets.resources import LakeResource, MongoResource
+from podrec_assets.resources.unavailable import ServerUnavailable
 
 TABLE = "final_recommendations"
 
@@ -115,7 +116,7 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
     write_both(lake, mongo, day, "run-1", 200, "a")
     down = MongoResource(uri=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", database=mongo.database,
                          server_selection_timeout_ms=500)
-    with pytest.raises(Exception, match="127.0.0.1"):
+    with pytest.raises(ServerUnavailable, match=r"MongoDB: no server answers at 127\.0\.0\.1:\d+ .*podrec services start"):
         write_both(lake, down, day, "run-2", 250, "b")
     assert set(lake.read_day(TABLE, day, columns=["run_id"]).column("run_id").to_pylist()) == {"run-2"}
     assert {d["run_id"] for d in served(mongo, day)} == {"run-1"} and len(served(mongo, day)) == 2000
@@ -130,3 +131,29 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
     assert serving_copy_problems(lake, mongo, TABLE, date(2026, 5, 3))[0] == [
         "MongoDB serves no write of 2026-05-03 (Delta has 1 rows)"]
     assert json.dumps(facts)  # metadata is plain JSON
+
+
+def test_a_missing_server_is_named_with_where_and_how_to_start_it(tmp_path):
+    """Inside an asset, a server that does not answer gives the project's message, not a bare driver error."""
+    import dagster as dg
+
+    from podrec_assets.defs.events.assets import user_events
+    from podrec_assets.local.processes import free_port
+    from podrec_assets.resources import KafkaResource
+    from podrec_assets.resources.spark import spark_resource
+    from podrec_assets.settings import load_settings
+
+    port = free_port()
+    kafka = KafkaResource(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=1000)
+    result = dg.materialize([user_events], partition_key="2026-05-01", raise_on_error=False,
+                            resources={"kafka": kafka, "lake": LakeResource(root=str(tmp_path / "lake")),
+                                       "spark": spark_resource(load_settings({}))})
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    text = str(error.message) + str(error.cause.message if error.cause else "")
+    assert f"Kafka: no server answers at 127.0.0.1:{port}" in text and "podrec services start" in text
+    secret = MongoResource(uri=f"mongodb://admin:s3cret@127.0.0.1:{port}/?directConnection=true",
+                           server_selection_timeout_ms=300)
+    with pytest.raises(ServerUnavailable) as raised:
+        secret.served_days("final_recommendations")
+    assert f"127.0.0.1:{port}" in str(raised.value) and "s3cret" not in str(raised.value)

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from dagster import ConfigurableResource
 
 from podrec_assets.core.days import day_bounds_ms
+from podrec_assets.resources.unavailable import server_unavailable
 
 
 @dataclass
@@ -168,14 +169,22 @@ class KafkaResource(ConfigurableResource):
 
     def consumer(self, **overrides: Any):
         from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
 
         options = {"enable_auto_commit": False, "group_id": None, "auto_offset_reset": "earliest", **overrides}
-        return KafkaConsumer(**self._client_kwargs(), **options)
+        try:
+            return KafkaConsumer(**self._client_kwargs(), **options)
+        except KafkaError as exc:
+            raise server_unavailable("Kafka", self.bootstrap_servers, "PODREC_KAFKA_BOOTSTRAP", exc) from exc
 
     def admin(self):
         from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
 
-        return KafkaAdminClient(**self._client_kwargs())
+        try:
+            return KafkaAdminClient(**self._client_kwargs())
+        except KafkaError as exc:
+            raise server_unavailable("Kafka", self.bootstrap_servers, "PODREC_KAFKA_BOOTSTRAP", exc) from exc
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """Current end offset of every partition of ``topic`` ({} when the topic does not exist)."""

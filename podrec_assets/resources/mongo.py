@@ -9,12 +9,16 @@ both or a part; a re-run replaces whatever an interrupted write left behind.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
+
+from podrec_assets.resources.unavailable import server_unavailable
 
 SERVING_DAYS = "serving_days"
 
@@ -41,6 +45,15 @@ SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def _needs_server(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._answering():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class MongoResource(ConfigurableResource):
     """The serving database; the client is created on first use and reused within a run."""
 
@@ -60,16 +73,37 @@ class MongoResource(ConfigurableResource):
     def db(self):
         return self.client()[self.database]
 
+    def where(self) -> str:
+        """The servers of the URI, without credentials (safe to show)."""
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            return ",".join(f"{host}:{port}" for host, port in parse_uri(self.uri)["nodelist"]) or "?"
+        except Exception:  # an unparsable URI: say so, never echo it (it may hold a password)
+            return "an unparsable PODREC_MONGO_URI"
+
+    @contextmanager
+    def _answering(self):
+        """Turn 'no server answers' into the project's message (which server, where, how to start it)."""
+        from pymongo.errors import ConnectionFailure
+
+        try:
+            yield
+        except ConnectionFailure as exc:
+            raise server_unavailable("MongoDB", self.where(), "PODREC_MONGO_URI", exc) from exc
+
     def teardown_after_execution(self, context) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
+    @_needs_server
     def ensure_indexes(self, collection: str) -> None:
         coll = self.db()[collection]
         for spec in SERVING_INDEXES.get(collection, []):
             coll.create_index(spec["keys"], unique=spec.get("unique", False))
 
+    @_needs_server
     def replace_day(self, collection: str, day: date, documents: Iterable[dict[str, Any]], run_id: str,
                     model_version: str | None = None, batch_size: int = 5000,
                     delta_version: int | None = None) -> dict[str, int]:
@@ -95,10 +129,17 @@ class MongoResource(ConfigurableResource):
         deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
         return {"inserted": inserted, "deleted": deleted}
 
+    @_needs_server
     def served_days(self, collection: str) -> dict[str, dict[str, Any]]:
         """Per day (ISO date) of ``collection``, the pointer to the write readers see."""
         return {doc["date"]: doc for doc in self.db()[SERVING_DAYS].find({"collection": collection})}
 
+    @_needs_server
+    def count_day_write(self, collection: str, day: date, write_id: str) -> int:
+        """How many documents of ``day`` the write ``write_id`` holds."""
+        return self.db()[collection].count_documents({"date": day.isoformat(), "write_id": write_id})
+
+    @_needs_server
     def served_filter(self, collection: str) -> dict[str, Any]:
         """The filter that keeps a reader on the swapped-in writes of ``collection`` (never a half-written or
         doubled day). Days written before the pointers existed are served as they are."""
@@ -106,6 +147,7 @@ class MongoResource(ConfigurableResource):
         current = [doc["write_id"] for doc in days.values()]
         return {"$or": [{"write_id": {"$in": current}}, {"date": {"$nin": list(days)}}]}
 
+    @_needs_server
     def delete_day_except(self, collection: str, day: date, key_field: str, keep: Iterable[Any]) -> int:
         """Delete the documents stamped with ``day`` whose ``key_field`` is not in ``keep``.
 
@@ -116,6 +158,7 @@ class MongoResource(ConfigurableResource):
         result = self.db()[collection].delete_many({"date": day.isoformat(), key_field: {"$nin": list(keep)}})
         return result.deleted_count
 
+    @_needs_server
     def upsert_many(self, collection: str, key_fields: Sequence[str], documents: Iterable[dict[str, Any]],
                     batch_size: int = 5000) -> int:
         """Bulk upsert by key (the catalog: an episode keeps one document whatever day re-publishes it)."""

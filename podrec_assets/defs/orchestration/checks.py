@@ -400,7 +400,7 @@ def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, 
     facts: dict[str, Any] = {"delta_rows": rows.num_rows, "delta_run_ids": ", ".join(delta_runs)}
     if pointer is None:
         return ([f"MongoDB serves no write of {day} (Delta has {rows.num_rows} rows)"] if rows.num_rows else []), facts
-    served = mongo.db()[table].count_documents({"date": day.isoformat(), "write_id": pointer["write_id"]})
+    served = mongo.count_day_write(table, day, pointer["write_id"])
     facts.update(served_rows=served, served_run_id=pointer["run_id"], served_delta_version=pointer.get("delta_version"))
     problems = []
     if delta_runs != [pointer["run_id"]]:
