@@ -33,6 +33,7 @@ import pyarrow as pa
 from podrec_assets.core import schemas
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
+from podrec_assets.resources.unavailable import ServerUnavailable
 from podrec_assets.settings import Settings
 
 # Delta tables the app reads: Arrow schema (for empty tables) and the sort key of the DuckDB copy.
@@ -307,7 +308,7 @@ class DataAccess:
             served = {"$and": [flt, self.mongo.served_filter(collection)]}  # only swapped-in days, never a half-written one
             cursor = self.mongo.db()[collection].find(served, {"_id": 0, "write_id": 0}).sort(sort).limit(limit)
             return list(cursor)
-        except PyMongoError as exc:
+        except (PyMongoError, ServerUnavailable) as exc:
             self._mongo_state = (time.monotonic(), f"MongoDB query failed ({type(exc).__name__})")
             raise MongoUnavailable(self._mongo_state[1]) from exc
 

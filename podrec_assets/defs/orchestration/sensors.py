@@ -22,6 +22,7 @@ from podrec_assets.defs.orchestration.kafka_days import days_by_bisection, days_
 from podrec_assets.defs.orchestration.topics import topic_asset_key
 from podrec_assets.defs.partitions import daily_partitions
 from podrec_assets.resources.kafka import KafkaResource
+from podrec_assets.resources.unavailable import ServerUnavailable
 
 HEARTBEAT_S = 600  # an unchanged topic is still observed this often, so the lag shown is never stale
 
@@ -104,7 +105,7 @@ def evaluate_topic(context: dg.SensorEvaluationContext, kafka: KafkaResource, to
     first_day, last_day = partition_range()
     try:
         scan = scan_topic(kafka, topic, cursor.offsets if cursor else None, first_day, last_day, scan_limit)
-    except (KafkaError, OSError, TimeoutError) as exc:
+    except (KafkaError, OSError, TimeoutError, ServerUnavailable) as exc:
         kept = cursor.dump() if cursor else "none yet"
         return dg.SkipReason(f"Kafka broker at {kafka.bootstrap_servers} is unreachable ({type(exc).__name__}: {exc}); "
                              f"cursor kept ({kept}).")
