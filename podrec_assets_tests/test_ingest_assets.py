@@ -202,7 +202,8 @@ def test_demo_catalog_publishes_once_and_feeds_episodes(stack_env, resources, po
     again = publish_demo_catalog(settings, days, per_day=4, seed=3)
     assert again["published"] == 0 and again["already_published"] == 8 and again["audio_reused"] == 8
 
-    _, records = resources["kafka"].read_day(EPISODE_METADATA_TOPIC, days[0])
+    kafka = resources["kafka"]
+    records = kafka.read_records(kafka.day_range(EPISODE_METADATA_TOPIC, days[0]))
     demo = [r for r in records if r.key.startswith(b"demo-") and day_of_ms(r.timestamp_ms) == days[0]]
     assert len(demo) == 4
     for record in demo:

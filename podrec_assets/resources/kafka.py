@@ -68,13 +68,27 @@ class DayRange:
         return [f"partition {p} ends at offset {self.log_end.get(p, 0)} but the stored day holds offset {top}"
                 for p, top in sorted(stored_top_offsets.items()) if self.log_end.get(p, 0) <= top]
 
+    def why_rereading_loses(self, stored_rows: int, stored_top_offsets: dict[int, int]) -> str | None:
+        """Why reading this day again would replace its ``stored_rows`` with less (None when it would not): the
+        broker was wiped or the topic recreated, or retention deleted the start of the day."""
+        if not stored_rows:
+            return None
+        lost = self.lost_since(stored_top_offsets)
+        if lost:
+            return (f"the broker holds fewer records of topic {self.topic!r} than the stored day was read from "
+                    f"({'; '.join(lost)}): its data was wiped or the topic recreated")
+        truncated = self.possibly_truncated
+        if truncated:
+            detail = ", ".join(f"partition {p}: log starts at offset {self.log_start[p]}" for p in truncated)
+            return (f"the broker no longer holds the start of {self.day} on topic {self.topic!r} ({detail}; older "
+                    "records were deleted by retention)")
+        return None
+
     def range_metadata(self) -> dict[str, str]:
         return {f"p{p}": f"{a}..{b}" for p, (a, b) in self.ranges.items()}
 
     def spark_offsets(self) -> tuple[str, str]:
         """startingOffsets / endingOffsets for Spark's Kafka source: exactly these ranges (end exclusive)."""
-        import json
-
         ranges = self.ranges
         return (json.dumps({self.topic: {str(p): a for p, (a, _) in ranges.items()}}),
                 json.dumps({self.topic: {str(p): b for p, (_, b) in ranges.items()}}))
@@ -262,11 +276,6 @@ class KafkaResource(ConfigurableResource):
         found = self.offsets_at_times(topic, {"start": start_ms, "midnight": end_ms, "stop": late_ms,
                                               "previous_stop": start_ms + self.lateness_minutes * 60_000})
         return DayRange(topic, day, self.lateness_minutes, **found)
-
-    def read_day(self, topic: str, day: date, spark: Any = None) -> tuple[DayRange, list[KafkaRecord]]:
-        """The day's range and every record in it (a record stamped on another day is the caller's to judge)."""
-        day_range = self.day_range(topic, day)
-        return day_range, self.read_records(day_range, spark)
 
     def read_records(self, day_range: DayRange, spark: Any = None) -> list[KafkaRecord]:
         """Every record of the range, once, in offset order per partition: by kafka-python, or with a

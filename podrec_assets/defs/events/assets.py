@@ -64,22 +64,13 @@ def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, ru
     validation and the Delta write are the same whichever reads."""
     started = time.perf_counter()
     day_range = kafka.day_range(EVENTS_TOPIC, day)
-    truncated = day_range.possibly_truncated
     existing = lake.day_row_count(USER_EVENTS, day)
-    lost = day_range.lost_since(lake.day_top_offsets(USER_EVENTS, day)) if existing else []
-    if lost:
+    reason = day_range.why_rereading_loses(existing, lake.day_top_offsets(USER_EVENTS, day) if existing else {})
+    if reason:
         raise RetentionError(
-            f"user_events[{day}]: the broker at {kafka.bootstrap_servers} holds fewer records of topic {EVENTS_TOPIC!r} "
-            f"than the stored day was read from ({'; '.join(lost)}): its data was wiped or the topic recreated. "
-            f"Refusing to replace the {existing} stored rows (table version {lake.version(USER_EVENTS)}) with less; "
-            "they are kept as they are. Restore the broker's data, or replay the day into the topic, then re-run.")
-    if truncated and existing:
-        detail = ", ".join(f"partition {p}: log starts at offset {day_range.log_start[p]}" for p in truncated)
-        raise RetentionError(
-            f"user_events[{day}]: the broker no longer holds the start of {day} on topic {EVENTS_TOPIC!r} ({detail}; "
-            f"older records were deleted by retention), and the Delta partition already has {existing} rows "
-            f"(table version {lake.version(USER_EVENTS)}). Refusing to replace them with less. The stored partition "
-            "is kept as it is; re-reading this day needs a broker that still holds it.")
+            f"user_events[{day}]: {reason} (broker {kafka.bootstrap_servers}). Refusing to replace the {existing} "
+            f"stored rows (table version {lake.version(USER_EVENTS)}) with less; they are kept as they are. Restore "
+            "the broker's data, or replay the day into the topic, then re-run.")
     records = kafka.read_records(day_range, spark)
     read_s = time.perf_counter() - started
     catalog = episode_catalog(kafka, lake, day)
@@ -91,7 +82,7 @@ def read_user_events_day(kafka: KafkaResource, lake: LakeResource, day: date, ru
         "late_events_accepted": split.late_accepted, "too_late_events": split.too_late,
         "other_day_records": split.other_days, "dead_letter_reasons": split.reasons,
         "catalog_episodes": len(catalog.episode_ids), "lateness_minutes": kafka.lateness_minutes,
-        "possibly_truncated_partitions": truncated,
+        "possibly_truncated_partitions": day_range.possibly_truncated,
     }
     if write:
         written = lake.write_partition(USER_EVENTS, day, split.table(), run_id)

@@ -38,17 +38,12 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
     """Read the day's offset range of episode-metadata; valid rows to `episodes`, the rest to dead letters."""
     day = partition_day(context)
     day_range = kafka.day_range(EPISODE_METADATA_TOPIC, day)
-    lost = day_range.lost_since(lake.day_top_offsets("episodes", day))
-    if lost:
-        raise dg.Failure(
-            f"episodes[{day}]: the broker at {kafka.bootstrap_servers} holds fewer records of {EPISODE_METADATA_TOPIC!r} "
-            f"than the stored day was read from ({'; '.join(lost)}): its data was wiped or the topic recreated. The "
-            "stored episodes are kept rather than replaced with less; restore the broker's data or republish, then "
-            "re-run.", allow_retries=False)
-    if day_range.possibly_truncated and lake.day_row_count("episodes", day) > 0:
-        raise dg.Failure(
-            f"episode-metadata no longer holds the start of {day} (partitions {day_range.possibly_truncated} begin "
-            "inside the day, retention); the existing episodes partition is kept rather than replaced with less data.")
+    existing = lake.day_row_count("episodes", day)
+    reason = day_range.why_rereading_loses(existing, lake.day_top_offsets("episodes", day) if existing else {})
+    if reason:
+        raise dg.Failure(f"episodes[{day}]: {reason} (broker {kafka.bootstrap_servers}). The {existing} stored "
+                         "episodes are kept rather than replaced with less; restore the broker's data or republish, "
+                         "then re-run.", allow_retries=False)
     start_ms, end_ms, _ = day_bounds_ms(day)
     records = [r for r in kafka.read_records(day_range) if start_ms <= r.timestamp_ms < end_ms]
     outside_day = day_range.record_count - len(records)

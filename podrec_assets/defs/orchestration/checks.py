@@ -394,8 +394,8 @@ SERVED_TABLES = ("similarities", "als_top_n", "final_recommendations")  # Delta 
 def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, day: date) -> tuple[list[str], dict]:
     """How the day's serving copy differs from its Delta day (empty when they agree): the swapped-in write must
     come from the run that wrote the Delta day and hold as many documents as the day has rows."""
-    rows = lake.read_day(table, day, columns=["run_id"]) if lake.exists(table) else pa.table({"run_id": pa.array([], pa.string())})
-    delta_runs = sorted(set(rows.column("run_id").to_pylist())) if rows.num_columns else []
+    rows = lake.read_day(table, day, columns=["run_id"])  # an empty table when `table` does not exist yet
+    delta_runs = sorted(set(rows.column("run_id").to_pylist())) if rows.num_rows else []
     pointer = mongo.served_days(table).get(day.isoformat())
     facts: dict[str, Any] = {"delta_rows": rows.num_rows, "delta_run_ids": ", ".join(delta_runs)}
     if pointer is None:
