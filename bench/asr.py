@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from podrec_assets.core.asr import DECODING, load_whisper, transcribe_audio, word_error_rate  # noqa: E402
-from podrec_assets.core.audio import FetchLimits, fetched_audio  # noqa: E402
+from podrec_assets.core.audio import FetchLimits, fetched_file  # noqa: E402
 from podrec_assets.core.episodes import transcribe_episodes  # noqa: E402
 from podrec_assets.sources.demo_catalog import wav_seconds  # noqa: E402
 
@@ -87,7 +87,7 @@ def main() -> int:
                 rows = transcribe_episodes(
                     [{"episode_id": "bench", "audio_url": clip.as_uri(), "language": "en"}],
                     transcribe=lambda path: transcribe_audio(whisper, path, ["en"]),
-                    fetch=lambda url: fetched_audio(url, FetchLimits()), model_name=name, languages=["en"],
+                    fetch=lambda url: fetched_file(url, FetchLimits()), model_name=name, languages=["en"],
                     progress=lambda message: None,
                 )
                 pipe_times.append(time.perf_counter() - started)

@@ -72,10 +72,13 @@ class Settings:
     asr_model: str = _setting("PODREC_ASR_MODEL", "tiny.en", "Whisper model: tiny.en, base, or a CTranslate2 model directory.")
     asr_workers: int = _setting("PODREC_ASR_WORKERS", 1, "Episodes transcribed in parallel (each uses asr_threads cores).")
     asr_threads: int = _setting("PODREC_ASR_THREADS", 2, "CPU threads per transcription.")
+    asr_batch_size: int = _setting("PODREC_ASR_BATCH_SIZE", 8, "Speech chunks decoded together (faster-whisper's batched pipeline); 1 decodes them one by one.")
     languages: str = _setting("PODREC_LANGUAGES", "en", "Comma-separated languages to transcribe; others are skipped_language.")
     audio_max_mb: int = _setting("PODREC_AUDIO_MAX_MB", 200, "Largest audio file fetched.")
     audio_timeout_s: int = _setting("PODREC_AUDIO_TIMEOUT_S", 120, "Time limit to fetch one audio file.")
     audio_retries: int = _setting("PODREC_AUDIO_RETRIES", 3, "Attempts to fetch one audio file.")
+    transcript_max_mb: int = _setting("PODREC_TRANSCRIPT_MAX_MB", 20, "Largest publisher transcript fetched; a bigger one sends the episode to ASR.")
+    transcript_timeout_s: int = _setting("PODREC_TRANSCRIPT_TIMEOUT_S", 30, "Time limit to fetch one publisher transcript (retries as for audio).")
 
     # --- content model -----------------------------------------------------------------------------
     embed_model: str = _setting("PODREC_EMBED_MODEL", "", "sentence-transformers model directory. Default: all-MiniLM-L6-v2 from its wheel.")

@@ -6,6 +6,9 @@ Servers are started through the same code as `podrec services start` and stopped
 from __future__ import annotations
 
 import os
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,40 @@ def winning_indexes(explain: dict) -> list[str]:
         stack += [stage["inputStage"]] if "inputStage" in stage else []
         stack += stage.get("inputStages", [])
     return names
+
+
+class RouteServer:
+    """A real HTTP server on 127.0.0.1 answering from ``routes`` (path -> callable(handler) -> (status, headers, body))."""
+
+    def __init__(self, routes):
+        routes_ref = routes
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                parsed = urllib.parse.urlparse(self.path)
+                route = routes_ref.get(parsed.path)
+                status, headers, body = route(self) if route else (404, {}, b"not found")
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -4,58 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from podrec_assets.core.asr import word_error_rate
-from podrec_assets.core.audio import AudioFetchError, FetchLimits, fetched_audio
+from podrec_assets.core.audio import FetchError, FetchLimits, fetched_file
 from podrec_assets.core.episodes import InvalidEpisode, episode_message, parse_episode_records, validate_episode
 from podrec_assets.resources.kafka import KafkaRecord
 from podrec_assets.sources.demo_corpus import load_demo_documents
 from podrec_assets.sources.demo_catalog import DEMO_TOPICS, plan_catalog
 from podrec_assets.sources.podcastindex import PodcastIndexAuthError, PodcastIndexClient, recent_episodes
 from podrec_assets.sources.rss import FeedError, parse_duration, read_feed
-
-
-class _Server:
-    """A real HTTP server on 127.0.0.1 answering from ``routes`` (path -> callable(handler) -> (status, headers, body))."""
-
-    def __init__(self, routes):
-        routes_ref = routes
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                parsed = urllib.parse.urlparse(self.path)
-                route = routes_ref.get(parsed.path)
-                status, headers, body = route(self) if route else (404, {}, b"not found")
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from podrec_assets_tests.conftest import RouteServer
 
 
 # --- demo corpus and catalog ------------------------------------------------------------------------
@@ -151,7 +113,7 @@ def test_rss_feed_from_local_server_good_and_broken_items():
     routes = {"/feed.xml": lambda h: (200, {"Content-Type": "application/rss+xml"}, GOOD_FEED),
               "/broken.xml": lambda h: (200, {"Content-Type": "text/html"}, b"<html><body>not a feed"),
               "/agent.xml": lambda h: (200, {}, GOOD_FEED) if h.headers["User-Agent"] == "podrec-test" else (403, {}, b"")}
-    with _Server(routes) as server:
+    with RouteServer(routes) as server:
         read = read_feed(server.url + "/feed.xml", user_agent="podrec-test")
         again = read_feed(server.url + "/feed.xml", user_agent="podrec-test")
         other_url = read_feed(server.url + "/agent.xml", user_agent="podrec-test")
@@ -224,7 +186,7 @@ def _podcastindex_routes(calls, key="k3y", secret="s3cr3t"):
 
 def test_podcastindex_client_auth_retries_and_mapping():
     calls: list[str] = []
-    with _Server(_podcastindex_routes(calls)) as server:
+    with RouteServer(_podcastindex_routes(calls)) as server:
         client = PodcastIndexClient("k3y", "s3cr3t", base_url=server.url + "/api/1.0", backoff_s=0.01)
         episodes = recent_episodes(client, feeds=2, per_feed=3)
         with pytest.raises(PodcastIndexAuthError, match="401"):
@@ -257,20 +219,20 @@ def test_audio_fetch_limits_and_retries(tmp_path):
 
     routes = {"/flaky.wav": flaky, "/down.wav": down, "/big.wav": lambda h: (200, {}, b"\0" * 5000)}
     limits = FetchLimits(max_bytes=1000, timeout_s=10, retries=3, backoff_s=0.01)
-    with _Server(routes) as server:
-        with fetched_audio(server.url + "/flaky.wav", limits, tmp_path) as path:
+    with RouteServer(routes) as server:
+        with fetched_file(server.url + "/flaky.wav", limits, tmp_path) as path:
             assert path.read_bytes().startswith(b"RIFF")
         assert not path.exists()  # downloads are temporary
-        with pytest.raises(AudioFetchError, match="over the limit"):
-            with fetched_audio(server.url + "/big.wav", limits, tmp_path):
+        with pytest.raises(FetchError, match="over the limit"):
+            with fetched_file(server.url + "/big.wav", limits, tmp_path):
                 pass
-        with pytest.raises(AudioFetchError, match="404"):
-            with fetched_audio(server.url + "/nothing.wav", limits, tmp_path):
+        with pytest.raises(FetchError, match="404"):
+            with fetched_file(server.url + "/nothing.wav", limits, tmp_path):
                 pass
-        with pytest.raises(AudioFetchError, match="503"):
-            with fetched_audio(server.url + "/down.wav", limits, tmp_path):
+        with pytest.raises(FetchError, match="503"):
+            with fetched_file(server.url + "/down.wav", limits, tmp_path):
                 pass
     assert hits == {"flaky": 2, "down": 3}
-    with pytest.raises(AudioFetchError, match="no such file"):
-        with fetched_audio((tmp_path / "none.wav").as_uri(), limits):
+    with pytest.raises(FetchError, match="no such file"):
+        with fetched_file((tmp_path / "none.wav").as_uri(), limits):
             pass

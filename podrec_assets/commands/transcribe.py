@@ -12,14 +12,8 @@ from podrec_assets.settings import get_settings
 def _run(args: argparse.Namespace) -> int:
     from podrec_assets.resources.asr import AsrResource
 
-    settings = get_settings()
-    asr = AsrResource(
-        model=args.model or settings.asr_model, threads=args.threads or settings.asr_threads, workers=1,
-        languages=settings.languages if args.languages is None else args.languages,
-        models_dir=str(settings.home_path / "models"), audio_max_mb=settings.audio_max_mb,
-        audio_timeout_s=settings.audio_timeout_s, audio_retries=settings.audio_retries,
-        user_agent=settings.user_agent, download_dir=str(settings.home_path / "downloads"),
-    )
+    asr = AsrResource.from_settings(get_settings(), model=args.model, threads=args.threads, workers=1,
+                                    languages=args.languages, batch_size=args.batch_size)
     failures = 0
     for audio in args.audio:
         try:
@@ -44,4 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, help="tiny.en, base, or a CTranslate2 model directory (default PODREC_ASR_MODEL)")
     parser.add_argument("--languages", default=None, help="comma-separated allowed languages; '' allows all (default PODREC_LANGUAGES)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default PODREC_ASR_THREADS)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="speech chunks decoded together; 1 = one by one (default PODREC_ASR_BATCH_SIZE)")
     parser.set_defaults(handler=_run)

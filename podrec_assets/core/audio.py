@@ -1,4 +1,4 @@
-"""Fetching episode audio (http, https, file) with a size limit, a time limit and retries.
+"""Fetching an episode's files (audio, transcripts; http, https, file) with a size limit, a time limit and retries.
 
 Local files are read in place; remote ones are streamed to a temporary file (never into memory) and the
 download is abandoned as soon as it passes ``max_bytes`` or ``timeout_s``.
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 
-class AudioFetchError(RuntimeError):
-    """Audio that could not be fetched; ``retryable`` says whether another attempt could succeed."""
+class FetchError(RuntimeError):
+    """A file that could not be fetched; ``retryable`` says whether another attempt could succeed."""
 
     def __init__(self, message: str, retryable: bool = False):
         super().__init__(message)
@@ -52,40 +52,40 @@ def _download(url: str, target: Path, limits: FetchLimits) -> int:
         with urllib.request.urlopen(request, timeout=min(30.0, limits.timeout_s)) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-                raise AudioFetchError(f"{url}: {int(declared)} bytes is over the limit of {limits.max_bytes}")
+                raise FetchError(f"{url}: {int(declared)} bytes is over the limit of {limits.max_bytes}")
             size = 0
             with target.open("wb") as out:
                 while chunk := response.read(256 * 1024):
                     size += len(chunk)
                     if size > limits.max_bytes:
-                        raise AudioFetchError(f"{url}: more than {limits.max_bytes} bytes, download stopped")
+                        raise FetchError(f"{url}: more than {limits.max_bytes} bytes, download stopped")
                     if time.monotonic() > deadline:
-                        raise AudioFetchError(f"{url}: download took longer than {limits.timeout_s}s", retryable=True)
+                        raise FetchError(f"{url}: download took longer than {limits.timeout_s}s", retryable=True)
                     out.write(chunk)
             return size
     except urllib.error.HTTPError as exc:
         retryable = exc.code == 429 or exc.code >= 500
-        raise AudioFetchError(f"{url}: HTTP {exc.code} {exc.reason}", retryable=retryable) from exc
+        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}", retryable=retryable) from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise AudioFetchError(f"{url}: {getattr(exc, 'reason', exc)}", retryable=True) from exc
+        raise FetchError(f"{url}: {getattr(exc, 'reason', exc)}", retryable=True) from exc
 
 
 @contextmanager
-def fetched_audio(url: str, limits: FetchLimits, work_dir: str | Path | None = None) -> Iterator[Path]:
-    """A local path holding the audio of ``url`` for the duration of the ``with`` block."""
+def fetched_file(url: str, limits: FetchLimits, work_dir: str | Path | None = None) -> Iterator[Path]:
+    """A local path holding the file at ``url`` for the duration of the ``with`` block."""
     path = local_path(url)
     if path is not None:
         if not path.is_file():
-            raise AudioFetchError(f"{url}: no such file")
+            raise FetchError(f"{url}: no such file")
         if path.stat().st_size > limits.max_bytes:
-            raise AudioFetchError(f"{url}: {path.stat().st_size} bytes is over the limit of {limits.max_bytes}")
+            raise FetchError(f"{url}: {path.stat().st_size} bytes is over the limit of {limits.max_bytes}")
         yield path
         return
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
-        raise AudioFetchError(f"{url}: unsupported URL scheme (http, https and file are)")
+        raise FetchError(f"{url}: unsupported URL scheme (http, https and file are)")
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix="podrec-audio-", dir=work_dir)
+    handle, name = tempfile.mkstemp(prefix="podrec-fetch-", dir=work_dir)
     os.close(handle)
     target = Path(name)
     try:
@@ -93,9 +93,9 @@ def fetched_audio(url: str, limits: FetchLimits, work_dir: str | Path | None = N
             try:
                 _download(url, target, limits)
                 break
-            except AudioFetchError as exc:
+            except FetchError as exc:
                 if not exc.retryable or attempt >= limits.retries:
-                    raise AudioFetchError(f"{exc} (attempt {attempt} of {limits.retries})") from exc
+                    raise FetchError(f"{exc} (attempt {attempt} of {limits.retries})") from exc
                 time.sleep(limits.backoff_s * 2 ** (attempt - 1))
         yield target
     finally:

@@ -3,7 +3,8 @@
 Producers (PodcastIndex, RSS, demo) build messages with ``episode_message``; the ``episodes`` asset turns a
 day's records back into rows with ``parse_episode_records`` (invalid ones become dead letters with a
 reason; the latest message per episode_id wins). ``transcribe_episodes`` is the ``transcripts`` asset's
-work: one episode's failure is recorded on its row and never stops the others.
+work: the publisher's transcript when one is usable, ASR otherwise; one episode's failure is recorded on its
+row and never stops the others.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from podrec_assets.core.dead_letters import dead_letter
+from podrec_assets.core.published_transcripts import UnparsableTranscript, parse_transcript, ranked_links, transcript_links
 
 EPISODE_METADATA_TOPIC = "episode-metadata"
 EPISODE_IDS_TOPIC = "episode-ids"
@@ -76,6 +78,10 @@ def validate_episode(payload: Any) -> dict[str, Any]:
     for name in ("description", "language"):
         if payload.get(name) is not None and not isinstance(payload[name], str):
             raise InvalidEpisode(f"bad_type: {name} must be a string")
+    try:
+        transcripts = transcript_links(payload.get("transcripts"))
+    except ValueError as exc:
+        raise InvalidEpisode(str(exc)) from None
     return {
         "episode_id": payload["episode_id"],
         "podcast_id": payload["podcast_id"],
@@ -88,6 +94,7 @@ def validate_episode(payload: Any) -> dict[str, Any]:
         "duration_sec": duration,
         "categories": categories,
         "source": payload["source"],
+        "transcripts": transcripts,
     }
 
 
@@ -145,26 +152,72 @@ def catalog_document(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- transcribing a day --------------------------------------------------------------------------------
 
+PUBLISHER_MODEL = "publisher"  # the `model` of a row whose text is the publisher's own transcript
+
+
 def transcript_row(episode_id: str, status: str, model: str, error: str | None = None, **fields: Any) -> dict[str, Any]:
     return {"episode_id": episode_id, "status": status, "error": error, "language": fields.get("language"),
             "language_probability": fields.get("language_probability"), "audio_seconds": fields.get("audio_seconds"),
             "wall_seconds": fields.get("wall_seconds"), "model": model, "text": fields.get("text"),
-            "segments": fields.get("segments") or []}
+            "segments": fields.get("segments") or [], "text_source": fields.get("text_source"),
+            "asr_reason": fields.get("asr_reason"), "transcript_url": fields.get("transcript_url"),
+            "transcript_format": fields.get("transcript_format")}
+
+
+def published_transcript(episode: dict[str, Any], fetch_transcript: Callable[[str], bytes], allowed: set[str]
+                         ) -> tuple[dict[str, Any] | None, str]:
+    """The best usable publisher transcript of an episode as row fields, or None and why ASR must run.
+
+    Links are tried best first (timed formats first); one that is in a language outside ``allowed``, cannot be
+    fetched or does not parse is passed over, and every reason is kept: ``kind: detail; kind: detail``.
+    """
+    links = ranked_links(episode.get("transcripts") or [])
+    if not links:
+        return None, "none_published"
+    declared = base_language(episode.get("language"))
+    reasons = []
+    for link in links:
+        language = base_language(link.get("language")) or declared
+        if allowed and language and language not in allowed:
+            reasons.append(f"wrong_language: {link['url']} is {language!r}, allowed {', '.join(sorted(allowed))}")
+            continue
+        try:
+            body = fetch_transcript(link["url"])
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch sends the episode to ASR
+            reasons.append(f"fetch_failed: {exc}"[:500])
+            continue
+        try:
+            parsed = parse_transcript(body, link.get("type"), link["url"])
+        except UnparsableTranscript as exc:
+            reasons.append(f"unparsable: {link['url']}: {exc}"[:500])
+            continue
+        if not parsed.text.strip():
+            reasons.append(f"unparsable: {link['url']}: no text")
+            continue
+        audio_seconds = episode.get("duration_sec") or (parsed.segments[-1]["end"] if parsed.segments else None)
+        return {"language": language or None, "text": parsed.text, "segments": parsed.segments,
+                "audio_seconds": audio_seconds, "text_source": "published", "transcript_url": link["url"],
+                "transcript_format": parsed.format}, ""
+    return None, "; ".join(reasons)
 
 
 def transcribe_episodes(
     episodes: list[dict[str, Any]],
-    transcribe: Callable[[Path], Any],
+    transcribe: Callable[..., Any],
     fetch: Callable[[str], Any],
     model_name: str,
     languages: list[str],
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    fetch_transcript: Callable[[str], bytes] | None = None,
 ) -> list[dict[str, Any]]:
     """One transcript row per episode, in the input order; failures become ``failed`` rows.
 
-    ``fetch(url)`` is a context manager yielding a local path; ``transcribe(path)`` returns an
-    ``asr.Transcription``. An episode whose declared language is not allowed is skipped before any download.
+    A publisher's transcript is used when the episode lists one that can be fetched (``fetch_transcript(url)``
+    returns its bytes) and parsed; otherwise the audio is transcribed and the row says why (``asr_reason``).
+    ``fetch(url)`` is a context manager yielding a local audio path; ``transcribe(path, progress)`` returns an
+    ``asr.Transcription`` and calls ``progress(done_seconds, total_seconds)`` as it goes. An episode whose
+    declared language is not allowed is skipped before any download.
     """
     allowed = {lang.lower() for lang in languages}
     say = progress or log.info
@@ -178,20 +231,37 @@ def transcribe_episodes(
             say(f"[{index}/{total}] {episode_id}: skipped_language (declared {declared!r})")
             return transcript_row(episode_id, "skipped_language", model_name, language=declared, language_probability=None)
         started = time.perf_counter()
+        reason = "none_published"
+        if fetch_transcript is not None:
+            published, reason = published_transcript(episode, fetch_transcript, allowed)
+            if published is not None:
+                wall = round(time.perf_counter() - started, 3)
+                say(f"[{index}/{total}] {episode_id}: publisher's {published['transcript_format']} transcript, "
+                    f"{len(published['text'].split())} words in {wall}s")
+                return transcript_row(episode_id, "ok", PUBLISHER_MODEL, wall_seconds=wall, **published)
+            if reason != "none_published":
+                say(f"[{index}/{total}] {episode_id}: publisher's transcript not usable, transcribing: {reason}")
+
+        def window_done(done: float, whole: float | None) -> None:
+            share = f" ({100 * done / whole:.0f}%)" if whole else ""
+            say(f"[{index}/{total}] {episode_id}: {done:.0f}/{whole or 0:.0f} s of audio transcribed{share}, "
+                f"{time.perf_counter() - started:.0f}s so far")
+
         try:
             with fetch(episode["audio_url"]) as path:
-                result = transcribe(path)
+                result = transcribe(path, window_done)
         except Exception as exc:  # noqa: BLE001 - one episode's failure must not stop the day
             wall = round(time.perf_counter() - started, 3)
             say(f"[{index}/{total}] {episode_id}: failed after {wall}s: {type(exc).__name__}: {exc}")
             return transcript_row(episode_id, "failed", model_name, error=f"{type(exc).__name__}: {exc}"[:2000],
-                                  wall_seconds=wall)
+                                  wall_seconds=wall, text_source="asr", asr_reason=reason)
         rtf = result.wall_seconds / result.audio_seconds if result.audio_seconds else 0.0
         say(f"[{index}/{total}] {episode_id}: {result.status} ({result.language} {result.language_probability:.2f}), "
             f"{result.audio_seconds:.1f}s audio in {result.wall_seconds:.1f}s (RTF {rtf:.3f})")
         return transcript_row(episode_id, result.status, result.model, language=result.language,
                               language_probability=result.language_probability, audio_seconds=result.audio_seconds,
-                              wall_seconds=result.wall_seconds, text=result.text, segments=result.segments)
+                              wall_seconds=result.wall_seconds, text=result.text, segments=result.segments,
+                              text_source="asr", asr_reason=reason)
 
     items = list(enumerate(episodes, 1))
     if workers <= 1:

@@ -14,6 +14,9 @@ import pyarrow as pa
 TS = pa.timestamp("us", tz="UTC")
 
 SEGMENT = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string())])
+# a publisher's transcript link (Podcasting 2.0 <podcast:transcript>, PodcastIndex `transcripts`)
+TRANSCRIPT_LINK = pa.struct([("url", pa.string()), ("type", pa.string()), ("language", pa.string()),
+                             ("rel", pa.string())])
 
 EPISODES = pa.schema([
     ("episode_id", pa.string()),
@@ -27,6 +30,7 @@ EPISODES = pa.schema([
     ("duration_sec", pa.float64()),
     ("categories", pa.list_(pa.string())),
     ("source", pa.string()),
+    ("transcripts", pa.list_(TRANSCRIPT_LINK)),
     ("kafka_partition", pa.int32()),
     ("kafka_offset", pa.int64()),
 ])
@@ -42,6 +46,10 @@ TRANSCRIPTS = pa.schema([
     ("model", pa.string()),
     ("text", pa.string()),
     ("segments", pa.list_(SEGMENT)),
+    ("text_source", pa.string()),  # published | asr (null: skipped before either was tried)
+    ("asr_reason", pa.string()),  # why ASR ran: none_published | fetch_failed | unparsable | wrong_language: ...
+    ("transcript_url", pa.string()),  # the publisher's transcript used (text_source = published)
+    ("transcript_format", pa.string()),  # json | vtt | srt | html | text
 ])
 
 USER_EVENTS = pa.schema([

@@ -17,13 +17,7 @@ def build_resources(settings: Settings) -> dict:
         "mongo": MongoResource(uri=settings.mongo_url, database=settings.mongo_db),
         "lake": LakeResource(root=settings.lake_root, storage_options_json=settings.lake_storage_options),
         "spark": spark_resource(settings),
-        "asr": AsrResource(
-            model=settings.asr_model, threads=settings.asr_threads, workers=settings.asr_workers,
-            languages=settings.languages, models_dir=str(settings.home_path / "models"),
-            audio_max_mb=settings.audio_max_mb, audio_timeout_s=settings.audio_timeout_s,
-            audio_retries=settings.audio_retries, user_agent=settings.user_agent,
-            download_dir=str(settings.home_path / "downloads"),
-        ),
+        "asr": AsrResource.from_settings(settings),
         "embedder": EmbedderResource(
             model_path=settings.embed_model, chunk_overlap=settings.embed_chunk_overlap, batch_size=settings.embed_batch_size,
         ),

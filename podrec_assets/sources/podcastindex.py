@@ -102,6 +102,10 @@ def episode_from_item(item: dict[str, Any], feed: dict[str, Any]) -> dict[str, A
         "duration_sec": float(item["duration"]) if isinstance(item.get("duration"), (int, float)) else None,
         "categories": [str(v) for v in (categories.values() if isinstance(categories, dict) else categories)],
         "source": "podcastindex",
+        "transcripts": [{"url": t["url"], "type": str(t.get("type") or ""), "language": str(t.get("language") or ""),
+                         "rel": str(t.get("rel") or "")}
+                        for t in item.get("transcripts") or []
+                        if isinstance(t, dict) and isinstance(t.get("url"), str) and t["url"].startswith(("http://", "https://"))],
     }
 
 

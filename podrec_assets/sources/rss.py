@@ -2,7 +2,9 @@
 
 episode_id is derived from the feed URL and the item's guid (or enclosure URL when there is no guid), so
 re-reading a feed yields the same ids. Items without an enclosure or with an unreadable date are reported
-as problems and left out; a feed that cannot be parsed at all is an error.
+as problems and left out; a feed that cannot be parsed at all is an error. Publishers' transcripts
+(Podcasting 2.0 ``<podcast:transcript url type language rel>``, any number per item) are read from the XML
+itself: feedparser keeps only the last tag of an item.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import urllib.request
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -60,6 +63,24 @@ def _enclosure(entry: Any) -> str | None:
     return None
 
 
+def _is_podcast_namespace(tag: str, name: str) -> bool:
+    return tag.endswith("}" + name) and "podcastindex.org/namespace" in tag
+
+
+def transcript_tags(body: bytes) -> list[list[dict[str, str]]] | None:
+    """The ``podcast:transcript`` links of each item (RSS) or entry (Atom), in document order; None when the
+    XML is too broken for a strict parser (feedparser may still read the items)."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return None
+    items = [element for element in root.iter() if element.tag in ("item", "{http://www.w3.org/2005/Atom}entry")]
+    return [[{"url": tag.get("url", ""), "type": tag.get("type", ""), "language": tag.get("language", ""),
+              "rel": tag.get("rel", "")}
+             for tag in item if _is_podcast_namespace(tag.tag, "transcript") and tag.get("url")]
+            for item in items]
+
+
 def fetch_feed(url: str, user_agent: str = "podrec/0.1", timeout_s: float = 30.0, max_bytes: int = 20 * 1024 * 1024) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": user_agent})
     try:
@@ -85,6 +106,11 @@ def parse_feed(url: str, body: bytes) -> FeedRead:
     feed_language = feed.get("language") or ""
     feed_categories = [t["term"] for t in feed.get("tags", []) or [] if t.get("term")]
     read = FeedRead(url=url, title=title)
+    transcripts = transcript_tags(body)
+    if transcripts is None or len(transcripts) != len(parsed.entries):
+        if b"podcastindex.org/namespace" in body:
+            read.problems.append("podcast:transcript tags not read: the feed is not well-formed XML")
+        transcripts = [[] for _ in parsed.entries]
     for index, entry in enumerate(parsed.entries):
         label = entry.get("title") or f"item {index}"
         audio = _enclosure(entry)
@@ -110,6 +136,7 @@ def parse_feed(url: str, body: bytes) -> FeedRead:
             "duration_sec": parse_duration(entry.get("itunes_duration")),
             "categories": categories,
             "source": "rss",
+            "transcripts": [link for link in transcripts[index] if link["url"].startswith(("http://", "https://"))],
         })
     return read
 

@@ -1,4 +1,4 @@
-"""Ingest assets: ``episodes`` (+ its dead letters) from Kafka, and ``transcripts`` by faster-whisper."""
+"""Ingest assets: ``episodes`` (+ its dead letters) from Kafka, and ``transcripts`` (publisher's or faster-whisper)."""
 
 import dagster as dg
 
@@ -77,12 +77,22 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
 
 
 def _status_table(rows: list[dict]) -> str:
-    lines = ["| episode | status | language | audio s | wall s | error |", "|---|---|---|---|---|---|"]
+    lines = ["| episode | status | text from | language | audio s | wall s | why ASR / error |", "|---|---|---|---|---|---|---|"]
     for row in rows[:50]:
-        error = (row["error"] or "").replace("|", "/")[:80]
-        lines.append(f"| {row['episode_id']} | {row['status']} | {row['language'] or ''} | "
-                     f"{row['audio_seconds'] or 0:.1f} | {row['wall_seconds'] or 0:.1f} | {error} |")
+        why = (row["error"] or (row["asr_reason"] if row["asr_reason"] != "none_published" else "") or "")
+        lines.append(f"| {row['episode_id']} | {row['status']} | {row['text_source'] or ''} | {row['language'] or ''} | "
+                     f"{row['audio_seconds'] or 0:.1f} | {row['wall_seconds'] or 0:.1f} | {why.replace('|', '/')[:120]} |")
     return "\n".join(lines)
+
+
+def _asr_reason_counts(rows: list[dict]) -> dict[str, int]:
+    """How many episodes went to ASR for each first reason (none_published, fetch_failed, unparsable, ...)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row["text_source"] == "asr":
+            kind = (row["asr_reason"] or "").split(":")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 @dg.asset(
@@ -92,11 +102,13 @@ def _status_table(rows: list[dict]) -> str:
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     op_tags=HEAVY_ASR,
     tags={"podrec/heavy": "asr"},
-    description="One row per episode of the day: faster-whisper transcript (int8, VAD) with segments, detected "
-                "language and status ok / failed / skipped_language.",
+    description="One row per episode of the day: the publisher's transcript (Podcasting 2.0 podcast:transcript: "
+                "JSON, WebVTT, SRT, HTML, text) when one is usable, else a faster-whisper transcript (int8, VAD, "
+                "batched); with segments, language, where the text came from and why ASR ran, and status "
+                "ok / failed / skipped_language.",
 )
 def transcripts(context: dg.AssetExecutionContext, lake: LakeResource, asr: AsrResource) -> dg.MaterializeResult:
-    """Transcribe the day's episodes; one failure marks that episode failed, all failing fails the day."""
+    """Text for the day's episodes; one failure marks that episode failed, all failing fails the day."""
     import time
 
     day = partition_day(context)
@@ -104,7 +116,7 @@ def transcripts(context: dg.AssetExecutionContext, lake: LakeResource, asr: AsrR
     started = time.perf_counter()
     rows = transcribe_episodes(
         episodes, transcribe=asr.transcribe, fetch=asr.fetch, model_name=asr.model, languages=asr.language_list,
-        workers=asr.workers, progress=context.log.info,
+        workers=asr.workers, progress=context.log.info, fetch_transcript=asr.fetch_transcript,
     )
     wall = time.perf_counter() - started
     counts = status_counts(rows)
@@ -112,13 +124,19 @@ def transcripts(context: dg.AssetExecutionContext, lake: LakeResource, asr: AsrR
         raise dg.Failure(f"every episode of {day} failed to transcribe", metadata={
             "errors": dg.MetadataValue.md(_status_table(rows))})
     written = lake.write_partition("transcripts", day, to_table(rows, TRANSCRIPTS), context.run_id)
-    audio_seconds = sum(row["audio_seconds"] or 0.0 for row in rows if row["status"] == "ok")
-    asr_seconds = sum(row["wall_seconds"] or 0.0 for row in rows if row["status"] == "ok")
+    transcribed = [row for row in rows if row["status"] == "ok" and row["text_source"] == "asr"]
+    published = [row for row in rows if row["status"] == "ok" and row["text_source"] == "published"]
+    audio_seconds = sum(row["audio_seconds"] or 0.0 for row in transcribed)
+    asr_seconds = sum(row["wall_seconds"] or 0.0 for row in transcribed)
     return dg.MaterializeResult(metadata={
         "rows": len(rows), **{f"count_{status}": n for status, n in counts.items()},
+        "published_transcripts": len(published), "asr_transcripts": len(transcribed),
+        "asr_reasons": dg.MetadataValue.json(_asr_reason_counts(rows)),
+        "published_seconds": round(sum(row["wall_seconds"] or 0.0 for row in published), 2),
         "audio_seconds": round(audio_seconds, 1), "wall_seconds": round(wall, 1),
         "real_time_factor": round(asr_seconds / audio_seconds, 4) if audio_seconds else 0.0,
-        "model": asr.model, "languages": ",".join(asr.language_list), "workers": asr.workers,
-        "delta_version": written["delta_version"], "episodes": dg.MetadataValue.md(_status_table(rows)),
-        "dagster/row_count": len(rows),
+        "asr_audio_seconds_per_second": round(audio_seconds / asr_seconds, 1) if asr_seconds else 0.0,
+        "model": asr.model, "batch_size": asr.batch_size, "languages": ",".join(asr.language_list),
+        "workers": asr.workers, "delta_version": written["delta_version"],
+        "episodes": dg.MetadataValue.md(_status_table(rows)), "dagster/row_count": len(rows),
     })
