@@ -13,8 +13,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from faster_whisper import BatchedInferencePipeline
 
-from podrec_assets.core.asr import DECODING, iter_audio_windows, load_whisper, transcribe_audio, word_error_rate
+from podrec_assets.core.asr import BATCHED_DECODING, iter_audio_windows, load_whisper, transcribe_audio, word_error_rate
 from podrec_assets.core.days import day_of_ms
 from podrec_assets.core.episodes import EPISODE_METADATA_TOPIC
 from podrec_assets.core.schemas import EPISODES, to_table
@@ -286,11 +287,11 @@ def test_a_hard_clip_transcribes_the_same_every_time(stack_settings, tmp_path):
     texts = {transcribe_audio(whisper, clip, ["en"]).text for _ in range(3)}
     assert len(texts) == 1
     text = texts.pop()
-    # the WER itself depends on the CPU; what must hold anywhere: the pipeline gives what a plain faster-whisper
-    # call with the same decoding options gives on this machine, and it does not loop on a phrase
+    # the WER itself depends on the CPU; what must hold anywhere: the pipeline gives what a plain call of
+    # faster-whisper's batched pipeline with the same decoding options gives on this machine, and it does not loop
+    # on a phrase (how it compares with the sequential call is bench/asr.py's to say: that depends on the CPU)
     (_, samples), = list(iter_audio_windows(clip))  # a 40 s clip is one window
-    pieces, _ = whisper.model.transcribe(samples, beam_size=5, **DECODING)
+    pieces, _ = BatchedInferencePipeline(whisper.model).transcribe(samples, beam_size=5, batch_size=8, **BATCHED_DECODING)
     plain = " ".join(piece.text.strip() for piece in pieces if piece.text.strip())
     assert text == plain
-    assert word_error_rate(planned["description"], text) == word_error_rate(planned["description"], plain)
     assert len(text.split()) <= 1.5 * len(planned["description"].split())
