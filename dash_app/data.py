@@ -420,7 +420,7 @@ class DataAccess:
 
     def transcript(self, episode_id: str) -> dict | None:
         frame = self.query(
-            "SELECT status, error, language, language_probability, audio_seconds, model, text, segments "
+            "SELECT * EXCLUDE (date, run_id, created_at) "  # older lakes lack the text_source columns: no names here
             "FROM transcripts WHERE episode_id = ? ORDER BY date DESC, created_at DESC LIMIT 1",
             [episode_id], tables=("transcripts",), lookup=True)
         if frame.empty:
@@ -428,6 +428,8 @@ class DataAccess:
         row = frame.iloc[0].to_dict()
         segments = row.get("segments")
         row["segments"] = [dict(s) for s in segments] if segments is not None else []
+        if not row["segments"] and row.get("text"):  # an HTML or plain-text publisher transcript has no times
+            row["segments"] = [{"start": None, "end": None, "text": row["text"]}]
         return row
 
     def neighbours(self, episode_id: str) -> pd.DataFrame:

@@ -75,9 +75,15 @@ def transcript_view(transcript: dict | None, episode_id: str) -> html.Div:
     if transcript is None:
         return empty_state("No transcript yet", "The transcripts asset has not processed this episode's day.")
     status = transcript.get("status")
-    head = html.Div([badge(status or "?"), html.Span(
-        f"{transcript.get('model') or ''} · language {transcript.get('language') or '?'}"
-        f" ({fmt(transcript.get('language_probability'), 2)})", className="muted")], className="meta-row")
+    if transcript.get("text_source") == "published":
+        origin = f"publisher's {transcript.get('transcript_format') or ''} transcript · language {transcript.get('language') or '?'}"
+    else:
+        origin = (f"{transcript.get('model') or ''} · language {transcript.get('language') or '?'}"
+                  f" ({fmt(transcript.get('language_probability'), 2)})")
+    why = transcript.get("asr_reason")
+    head = html.Div([badge(status or "?"), html.Span(origin, className="muted", id="transcript-origin")]
+                    + ([html.Span(f"speech recognition ran: {why}", className="muted small")]
+                       if why and why != "none_published" else []), className="meta-row")
     if status != "ok":
         return html.Div([head, notice(transcript.get("error") or "Not transcribed (language not enabled).", kind="warn")])
     return html.Div([
@@ -102,7 +108,8 @@ def segments_view(segments: list[dict], text: str) -> list:
             body = [words[:i], html.Mark(words[i:i + len(text)]), words[i + len(text):]]
         else:
             body = [words]
-        out.append(html.Div([html.Span(f"{mmss(s.get('start'))}–{mmss(s.get('end'))}", className="seg-time"),
+        when = f"{mmss(s.get('start'))}–{mmss(s.get('end'))}" if s.get("start") is not None else ""
+        out.append(html.Div([html.Span(when, className="seg-time"),
                              html.Span(body, className="seg-text")], className="segment"))
     return out
 

@@ -201,7 +201,9 @@ def _joined_word_segments(segments: list[dict[str, Any]], max_chars: int = 300, 
 
 
 class _TextOfHtml(html.parser.HTMLParser):
-    SKIP = {"script", "style", "head", "title", "noscript", "template"}
+    # <cite> (speaker) and <time> (timestamp) label the Podcasting 2.0 HTML format's paragraphs: left out, so the
+    # text reads like what was said, as an ASR transcript does
+    SKIP = {"script", "style", "head", "title", "noscript", "template", "cite", "time"}
     BLOCKS = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "cite", "time"}
 
     def __init__(self):

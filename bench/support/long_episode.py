@@ -4,7 +4,7 @@ between the words (pauses, a long silence, music beds), encoded as MP3 like a fe
 Text: posts of the demo corpus (20 Newsgroups, cleaned for speech) in corpus order, so the reference is fixed.
 Music: chords of harmonic tones with a beat, synthesised here (no third-party audio); VAD should skip it.
 
-    .venv/bin/python bench/long_episode.py OUT.mp3 [--minutes 30]   # prints the reference text's word count
+    .venv/bin/python bench/support/long_episode.py OUT.mp3 [--minutes 30]   # prints the reference text's word count
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from podrec_assets.sources.demo_catalog import VOICES, WORDS_PER_MINUTE  # noqa: E402
 from podrec_assets.sources.demo_corpus import load_demo_documents  # noqa: E402
