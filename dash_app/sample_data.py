@@ -75,11 +75,19 @@ def build_transcripts(spec: SampleSpec, d_index: int) -> pa.Table:
         segments = [{"start": 6.0 * s, "end": 6.0 * s + 5.5,
                      "text": f"Segment {s} of {episode_id}: today we talk about {topic} and the {WORDS[(s + k) % len(WORDS)]}."}
                     for s in range(8)]
+        published = k == 1  # the day's second episode comes with its publisher's HTML transcript (no times)
         rows.append({
             "episode_id": episode_id, "status": "failed" if failed else "ok",
-            "error": "audio could not be decoded" if failed else None, "language": "en", "language_probability": 0.98,
-            "audio_seconds": 48.0, "wall_seconds": 2.1, "model": "tiny.en",
-            "text": None if failed else " ".join(s["text"] for s in segments), "segments": [] if failed else segments,
+            "error": "audio could not be decoded" if failed else None, "language": "en",
+            "language_probability": None if published else 0.98, "audio_seconds": 48.0, "wall_seconds": 2.1,
+            "model": "publisher" if published else "tiny.en",
+            "text": None if failed else " ".join(s["text"] for s in segments),
+            "segments": [] if failed or published else segments,
+            "text_source": "published" if published else "asr",
+            "asr_reason": None if published else ("unparsable: https://cdn.example/t.vtt: WebVTT must start with 'WEBVTT'"
+                                                  if k == 2 else "none_published"),
+            "transcript_url": f"https://cdn.example/{episode_id}.html" if published else None,
+            "transcript_format": "html" if published else None,
         })
     return schemas.to_table(rows, schemas.TRANSCRIPTS)
 

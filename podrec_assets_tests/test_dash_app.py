@@ -99,6 +99,20 @@ def test_mongo_down_reads_the_same_lists_from_delta(dash_env, access):
         fallback.close()
 
 
+def test_transcript_says_where_its_text_came_from(access):
+    from dash_app.pages import episodes
+
+    day0 = [f"ep{j:05d}" for j in range(SPEC.episodes_per_day)]
+    published, unparsable, plain = (access.transcript(day0[1]), access.transcript(day0[2]), access.transcript(day0[0]))
+    assert published["text_source"] == "published" and published["transcript_format"] == "html"
+    assert published["segments"] == [{"start": None, "end": None, "text": published["text"]}]  # untimed: one block
+    shown = str(episodes.transcript_view(published, day0[1]))
+    assert "publisher's html transcript" in shown and "00:00" not in shown and "Segment 0" in shown
+    assert "speech recognition ran: unparsable: https://cdn.example/t.vtt" in str(episodes.transcript_view(unparsable, day0[2]))
+    shown = str(episodes.transcript_view(plain, day0[0]))
+    assert "tiny.en · language en (0.98)" in shown and "speech recognition ran" not in shown and "00:06–00:11" in shown
+
+
 def test_queries_are_parameterised(access):
     assert access.search_episodes("%' OR 1=1 --").empty
     assert access.search_episodes("100%").empty

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from podrec_assets.core.asr import word_error_rate
 from podrec_assets.core.episodes import PUBLISHER_MODEL, InvalidEpisode, validate_episode
@@ -111,6 +113,31 @@ def test_each_format_gives_text_and_timed_segments():
 def test_garbage_is_unparsable_with_a_reason(body, mime, why):
     with pytest.raises(UnparsableTranscript, match=why):
         parse_transcript(body, mime)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(st.binary(max_size=3000), st.text(max_size=3000).map(str.encode),
+                      st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                                   lambda inner: st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.sampled_from(["segments", "body", "startTime", "endTime", "x"]),
+                                                     inner, max_size=4), max_leaves=30)
+                      .map(lambda v: json.dumps({"segments": v}).encode()),
+                      st.builds(lambda a, b, t: f"WEBVTT\n\n{a} --> {b}\n{t}\n".encode(),
+                                st.text(max_size=14), st.text(max_size=14), st.text(max_size=40))),
+       mime=st.sampled_from(["text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain", ""]))
+def test_any_body_parses_or_is_unparsable_never_crashes(body, mime):
+    try:
+        parsed = parse_transcript(body, mime)
+    except UnparsableTranscript:
+        return
+    assert isinstance(parsed.text, str) and parsed.format in ("srt", "vtt", "json", "html", "text")
+    assert all(s["text"] and 0 <= s["start"] and s["start"] <= s["end"] < float("inf") for s in parsed.segments)
+
+
+def test_json_with_huge_or_odd_numbers_is_unparsable():
+    for value in ("1e999", "1" + "0" * 400, "-3", '"12"', "true"):
+        with pytest.raises(UnparsableTranscript, match="numeric"):
+            parse_transcript(f'{{"segments": [{{"startTime": {value}, "endTime": 2, "body": "x"}}]}}'.encode(), "application/json")
 
 
 def test_links_ranked_timed_formats_first_and_validated():

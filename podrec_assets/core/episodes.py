@@ -191,6 +191,9 @@ def published_transcript(episode: dict[str, Any], fetch_transcript: Callable[[st
         except UnparsableTranscript as exc:
             reasons.append(f"unparsable: {link['url']}: {exc}"[:500])
             continue
+        except Exception as exc:  # noqa: BLE001 - a parser bug on a publisher's odd file must not fail the day
+            reasons.append(f"unparsable: {link['url']}: {type(exc).__name__}: {exc}"[:500])
+            continue
         if not parsed.text.strip():
             reasons.append(f"unparsable: {link['url']}: no text")
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import html.parser
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,7 @@ def ranked_links(links: list[dict[str, str]]) -> list[dict[str, str]]:
 def decode_text(body: bytes) -> str:
     """UTF-8 (a BOM allowed) or UTF-16 with a BOM, else Windows-1252; binary content is refused."""
     if body.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = body.decode("utf-16")
+        text = body.decode("utf-16", errors="replace")
     else:
         try:
             text = body.decode("utf-8-sig")
@@ -159,6 +160,17 @@ def parse_vtt(text: str) -> ParsedTranscript:
     return ParsedTranscript("vtt", " ".join(s["text"] for s in segments), segments)
 
 
+def _finite_seconds(value: Any) -> float | None:
+    """A JSON number as seconds; None for anything else (strings, booleans, 1e999, a 400-digit integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def parse_json(text: str) -> ParsedTranscript:
     """The Podcasting 2.0 JSON format: ``{"version", "segments": [{"startTime", "endTime", "body", "speaker"}]}``."""
     try:
@@ -172,12 +184,12 @@ def parse_json(text: str) -> ParsedTranscript:
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("body"), str):
             raise UnparsableTranscript("a JSON segment without a 'body' string")
-        start, end = item.get("startTime"), item.get("endTime")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end)):
+        start, end = _finite_seconds(item.get("startTime")), _finite_seconds(item.get("endTime"))
+        if start is None or end is None:
             raise UnparsableTranscript("a JSON segment without numeric startTime/endTime")
         body = " ".join(item["body"].split())
         if body:
-            segments.append({"start": round(float(start), 3), "end": round(float(end), 3), "text": body})
+            segments.append({"start": round(start, 3), "end": round(end, 3), "text": body})
     if not segments:
         raise UnparsableTranscript("JSON transcript with no text")
     segments = _joined_word_segments(segments)
@@ -254,7 +266,7 @@ def sniff_format(text: str) -> str:
     head = text.lstrip("\ufeff \t\r\n")[:5000]
     if head.startswith("WEBVTT"):
         return "vtt"
-    if head.startswith(("{", "[")):
+    if head.startswith("{"):
         return "json"
     if _ANY_CUE_TIMING.search(head):
         return "srt"
