@@ -189,6 +189,28 @@ def test_rss_and_podcastindex_carry_every_transcript_link():
     assert validate_episode(episode)["transcripts"] == episode["transcripts"]
 
 
+def test_transcript_fetch_keeps_to_its_size_and_time_limits(tmp_path):
+    import time
+
+    from podrec_assets.core.audio import FetchError
+
+    def slow(handler):
+        time.sleep(3)
+        return 200, {"Content-Type": "text/vtt"}, vtt_body()
+
+    asr = AsrResource(transcript_max_mb=1, transcript_timeout_s=1, audio_retries=1, download_dir=str(tmp_path))
+    with RouteServer({"/slow.vtt": slow, "/ok.vtt": lambda h: (200, {}, vtt_body()),
+                      "/big.txt": lambda h: (200, {}, b"word " * 300000)}) as server:
+        assert asr.fetch_transcript(server.url + "/ok.vtt") == vtt_body()
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            asr.fetch_transcript(server.url + "/slow.vtt")
+        assert time.monotonic() - started < 2.5
+        with pytest.raises(FetchError, match="over the limit"):
+            asr.fetch_transcript(server.url + "/big.txt")
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
 # --- the transcripts asset, end to end -----------------------------------------------------------------
 
 SPOKEN = "Podcasts about space exploration are becoming popular with listeners around the world."
