@@ -124,6 +124,22 @@ def test_episodes_asset_dedups_dead_letters_and_is_idempotent(resources, podrec_
     assert mongo.db()["episodes"].count_documents({"episode_id": {"$in": ["ep-a", "ep-b"]}}) == 2
 
 
+def test_a_back_catalogue_published_newest_first_reaches_every_day(resources, podrec_env):
+    """Feeds list their newest items first and stamp each with its publication time, so in the log a record of
+    day D follows records of later days (and a day's episode can arrive after everything else)."""
+    days = [date(2026, 2, 12), date(2026, 2, 11), date(2026, 2, 10)]
+    kafka = resources["kafka"]
+    publish_episodes(kafka, [episode(f"back-{d.day}-{n}", d, f"file:///tmp/back-{d.day}-{n}.wav", hour=20 - n)
+                             for d in days for n in range(2)])
+    assert materialize([episodes_ingest], days[0], resources).success
+    publish_episodes(kafka, [episode("back-11-late", days[1], "file:///tmp/back-11-late.wav", hour=23)])
+    for day in days:
+        assert materialize([episodes_ingest], day, resources).success
+        ids = {row["episode_id"] for row in lake_rows(resources["lake"], "episodes", day)}
+        expected = {f"back-{day.day}-{n}" for n in range(2)} | ({"back-11-late"} if day == days[1] else set())
+        assert ids == expected, day
+
+
 def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(resources, podrec_env, stack_settings, clips,
                                                                        audio_server):
     day = date(2026, 3, 3)

@@ -270,11 +270,20 @@ class KafkaResource(ConfigurableResource):
                 result.setdefault(name, {})[tp.partition] = hit.offset if hit is not None else log_end[tp]
         return result
 
-    def day_range(self, topic: str, day: date) -> DayRange:
-        """Where ``day`` (UTC) lies in ``topic``, per partition: the one definition of a day's offsets."""
+    def day_range(self, topic: str, day: date, through_log_end: bool = False) -> DayRange:
+        """Where ``day`` (UTC) lies in ``topic``, per partition: the one definition of a day's offsets.
+
+        ``through_log_end``: the day's read runs to the end of the log instead of stopping at the first record
+        stamped after the day plus the lateness. For topics whose records may be stamped long before they
+        arrive (``episode-metadata``: a feed's back catalogue is stamped with each episode's publication time,
+        and feeds list the newest first), a record of day D can follow records of later days; the start stays
+        exact (the first offset stamped at or after D's start: nothing of D lies before it).
+        """
         start_ms, end_ms, late_ms = day_bounds_ms(day, self.lateness_minutes)
         found = self.offsets_at_times(topic, {"start": start_ms, "midnight": end_ms, "stop": late_ms,
                                               "previous_stop": start_ms + self.lateness_minutes * 60_000})
+        if through_log_end:
+            found["stop"] = dict(found["log_end"])
         return DayRange(topic, day, self.lateness_minutes, **found)
 
     def read_records(self, day_range: DayRange, spark: Any = None) -> list[KafkaRecord]:

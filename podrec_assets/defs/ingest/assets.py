@@ -37,7 +37,7 @@ def episodes_ingest(context: dg.AssetExecutionContext, kafka: KafkaResource, lak
                     mongo: MongoResource):
     """Read the day's offset range of episode-metadata; valid rows to `episodes`, the rest to dead letters."""
     day = partition_day(context)
-    day_range = kafka.day_range(EPISODE_METADATA_TOPIC, day)
+    day_range = kafka.day_range(EPISODE_METADATA_TOPIC, day, through_log_end=True)  # back catalogues arrive late
     existing = lake.day_row_count("episodes", day)
     reason = day_range.why_rereading_loses(existing, lake.day_top_offsets("episodes", day) if existing else {})
     if reason:
