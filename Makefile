@@ -68,7 +68,9 @@ $(SPARK_STAMP): $(SPARK_POM)
 demo: setup  ## start the stack, make demo data, materialize the graph, serve Dagster UI + Dash (Ctrl-C stops all)
 	$(BIN)/podrec demo
 
-test: setup  ## the whole test suite against real servers and models
+test: setup  ## lint and format check (ruff), then the whole test suite against real servers and models
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup  ## every benchmark in bench/ (prints side-by-side figures)

@@ -42,8 +42,9 @@ def synthetic(users: int, episodes: int, interactions: int, seed: int) -> pd.Dat
     anywhere = rng.zipf(1.1, interactions) % episodes
     episode_of = np.where(in_cluster, local, anywhere) % episodes
     engagement = rng.choice([0.2, 0.5, 1.0, 2.0, 3.0, 5.0], interactions, p=[0.1, 0.15, 0.3, 0.2, 0.15, 0.1])
-    return pd.DataFrame({"user_id": user_of.astype(np.int64), "episode_id": episode_of.astype(np.int64),
-                         "engagement": engagement})
+    return pd.DataFrame(
+        {"user_id": user_of.astype(np.int64), "episode_id": episode_of.astype(np.int64), "engagement": engagement}
+    )
 
 
 class PeakMemory:
@@ -109,12 +110,20 @@ def main() -> int:
     t0 = time.perf_counter()
     data = Interactions.from_frame(frame)
     index_seconds = time.perf_counter() - t0
-    params = AlsParams(factors=args.factors, regularization=1.0, iterations=args.iterations, alpha=5.0,
-                       seed=args.seed, threads=args.threads)
+    params = AlsParams(
+        factors=args.factors,
+        regularization=1.0,
+        iterations=args.iterations,
+        alpha=5.0,
+        seed=args.seed,
+        threads=args.threads,
+    )
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    log(f"synthetic: {n:,} interactions -> {data.n_users:,} users x {data.n_items:,} episodes, "
+    log(
+        f"synthetic: {n:,} interactions -> {data.n_users:,} users x {data.n_items:,} episodes, "
         f"{data.nnz:,} distinct pairs (indexed in {index_seconds:.1f}s); factors {args.factors}, "
-        f"{args.iterations} iterations, top-{args.top_n}")
+        f"{args.iterations} iterations, top-{args.top_n}"
+    )
 
     results = {}
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -126,16 +135,24 @@ def main() -> int:
             t0 = time.perf_counter()
             spark = spark_resource(get_settings()).spark_session
             spark.sparkContext.setLogLevel("ERROR")
-            log(f"spark session ({get_settings().spark_master}, driver {get_settings().spark_driver_memory}) "
-                f"started in {time.perf_counter() - t0:.1f}s (not counted)")
+            log(
+                f"spark session ({get_settings().spark_master}, driver {get_settings().spark_driver_memory}) "
+                f"started in {time.perf_counter() - t0:.1f}s (not counted)"
+            )
         with PeakMemory() as mem:
             result = fit_recommend(data, params, args.top_n, backend=backend, spark=spark)
-        results[backend] = {"fit_seconds": result.fit_seconds, "top_n_seconds": result.recommend_seconds,
-                            "total_seconds": result.fit_seconds + result.recommend_seconds,
-                            "peak_rss_mb": mem.peak_mb, "peak_above_start_mb": mem.above_base_mb,
-                            "rows": len(result.top_n)}
-        log(f"{backend}: fit {result.fit_seconds:.1f}s, top-N {result.recommend_seconds:.1f}s, "
-            f"peak +{mem.above_base_mb:.0f} MiB")
+        results[backend] = {
+            "fit_seconds": result.fit_seconds,
+            "top_n_seconds": result.recommend_seconds,
+            "total_seconds": result.fit_seconds + result.recommend_seconds,
+            "peak_rss_mb": mem.peak_mb,
+            "peak_above_start_mb": mem.above_base_mb,
+            "rows": len(result.top_n),
+        }
+        log(
+            f"{backend}: fit {result.fit_seconds:.1f}s, top-N {result.recommend_seconds:.1f}s, "
+            f"peak +{mem.above_base_mb:.0f} MiB"
+        )
         if spark is not None:
             spark.stop()
 
@@ -144,12 +161,16 @@ def main() -> int:
         return 0
     print(f"\n{'backend':<10}{'fit s':>10}{'top-N s':>10}{'total s':>10}{'peak RSS MiB':>14}{'+ over start':>14}")
     for backend, r in results.items():
-        print(f"{backend:<10}{r['fit_seconds']:>10.1f}{r['top_n_seconds']:>10.1f}{r['total_seconds']:>10.1f}"
-              f"{r['peak_rss_mb']:>14.0f}{r['peak_above_start_mb']:>14.0f}")
+        print(
+            f"{backend:<10}{r['fit_seconds']:>10.1f}{r['top_n_seconds']:>10.1f}{r['total_seconds']:>10.1f}"
+            f"{r['peak_rss_mb']:>14.0f}{r['peak_above_start_mb']:>14.0f}"
+        )
     if {"implicit", "spark"} <= results.keys():
         i, s = results["implicit"], results["spark"]
-        print(f"{'ratio':<10}{s['fit_seconds'] / i['fit_seconds']:>10.1f}{s['top_n_seconds'] / i['top_n_seconds']:>10.1f}"
-              f"{s['total_seconds'] / i['total_seconds']:>10.1f}   (Spark / implicit)")
+        print(
+            f"{'ratio':<10}{s['fit_seconds'] / i['fit_seconds']:>10.1f}{s['top_n_seconds'] / i['top_n_seconds']:>10.1f}"
+            f"{s['total_seconds'] / i['total_seconds']:>10.1f}   (Spark / implicit)"
+        )
     print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 

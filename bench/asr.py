@@ -35,7 +35,6 @@ from podrec_assets.core.audio import FetchLimits, fetched_file  # noqa: E402
 from podrec_assets.core.episodes import transcribe_episodes  # noqa: E402
 from podrec_assets.sources.demo_catalog import wav_seconds  # noqa: E402
 
-
 print = functools.partial(print, flush=True)  # noqa: A001 - progress shows while models run
 
 
@@ -62,7 +61,9 @@ def make_clip(folder: Path, min_seconds: float) -> tuple[Path, str]:
     path = folder / "clip.wav"
     text = PASSAGE
     while True:
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True, capture_output=True
+        )
         if wav_seconds(path) >= min_seconds:
             return path, text
         text = f"{text} {PASSAGE}"
@@ -72,9 +73,14 @@ def run_short(args) -> None:
     with tempfile.TemporaryDirectory(prefix="podrec-bench-asr-") as tmp:
         clip, reference = make_clip(Path(tmp), max(60.0, args.seconds))
         audio_seconds = wav_seconds(clip)
-        print(f"clip: {audio_seconds:.1f} s of espeak-ng speech, {len(reference.split())} words, {args.threads} threads, "
-              f"{args.repeats} alternating runs (median)")
-        header = f"{'model':8} {'plain s':>8} {'pipe s':>8} {'RTF plain':>9} {'RTF pipe':>9} {'WER plain':>9} {'WER pipe':>9} {'pipe/plain':>10}"
+        print(
+            f"clip: {audio_seconds:.1f} s of espeak-ng speech, {len(reference.split())} words, {args.threads} threads, "
+            f"{args.repeats} alternating runs (median)"
+        )
+        header = (
+            f"{'model':8} {'plain s':>8} {'pipe s':>8} {'RTF plain':>9} {'RTF pipe':>9} {'WER plain':>9} "
+            f"{'WER pipe':>9} {'pipe/plain':>10}"
+        )
         print(header)
         print("-" * len(header))
         for name in args.models:
@@ -90,20 +96,27 @@ def run_short(args) -> None:
                 started = time.perf_counter()
                 rows = transcribe_episodes(
                     [{"episode_id": "bench", "audio_url": clip.as_uri(), "language": "en"}],
-                    transcribe=lambda path, progress=None: transcribe_audio(whisper, path, ["en"], progress=progress),
-                    fetch=lambda url: fetched_file(url, FetchLimits()), model_name=name, languages=["en"],
+                    transcribe=lambda path, progress=None, w=whisper: transcribe_audio(
+                        w, path, ["en"], progress=progress
+                    ),
+                    fetch=lambda url: fetched_file(url, FetchLimits()),
+                    model_name=name,
+                    languages=["en"],
                     progress=lambda message: None,
                 )
                 pipe_times.append(time.perf_counter() - started)
                 assert rows[0]["status"] == "ok", rows[0]["error"]
                 pipe_text = rows[0]["text"]
             plain, pipe = statistics.median(plain_times), statistics.median(pipe_times)
-            print(f"{name:8} {plain:8.2f} {pipe:8.2f} {plain / audio_seconds:9.4f} {pipe / audio_seconds:9.4f} "
-                  f"{word_error_rate(reference, plain_text):9.3f} {word_error_rate(reference, pipe_text):9.3f} "
-                  f"{pipe / plain:9.3f}x")
-        print("RTF = wall seconds / audio seconds (lower is faster; 1/RTF = times real time). "
-              "The pipeline should cost <= 1.1x the plain call.")
-
+            print(
+                f"{name:8} {plain:8.2f} {pipe:8.2f} {plain / audio_seconds:9.4f} {pipe / audio_seconds:9.4f} "
+                f"{word_error_rate(reference, plain_text):9.3f} {word_error_rate(reference, pipe_text):9.3f} "
+                f"{pipe / plain:9.3f}x"
+            )
+        print(
+            "RTF = wall seconds / audio seconds (lower is faster; 1/RTF = times real time). "
+            "The pipeline should cost <= 1.1x the plain call."
+        )
 
 
 # --- long: one 30-minute episode, three ways, one process each ------------------------------------------
@@ -124,7 +137,8 @@ def transcribe_one_way(way: str, audio: Path, model: str, threads: int, batch_si
         from podrec_assets.core.asr import BATCHED_DECODING
 
         segments, _ = BatchedInferencePipeline(whisper.model).transcribe(
-            str(audio), beam_size=5, batch_size=batch_size, **BATCHED_DECODING)
+            str(audio), beam_size=5, batch_size=batch_size, **BATCHED_DECODING
+        )
         text = " ".join(s.text.strip() for s in segments)
     else:
         from podrec_assets.resources.asr import AsrResource
@@ -132,15 +146,24 @@ def transcribe_one_way(way: str, audio: Path, model: str, threads: int, batch_si
         asr = AsrResource(model=model, threads=threads, batch_size=batch_size, languages="en", models_dir=models_dir)
         asr._loaded = whisper
         lines: list[str] = []
-        rows = transcribe_episodes([{"episode_id": "long", "audio_url": audio.as_uri(), "language": "en"}],
-                                   transcribe=asr.transcribe, fetch=asr.fetch, model_name=model, languages=["en"],
-                                   progress=lines.append)
+        rows = transcribe_episodes(
+            [{"episode_id": "long", "audio_url": audio.as_uri(), "language": "en"}],
+            transcribe=asr.transcribe,
+            fetch=asr.fetch,
+            model_name=model,
+            languages=["en"],
+            progress=lines.append,
+        )
         assert rows[0]["status"] == "ok", rows[0]["error"]
         text = rows[0]["text"]
         print("\n".join(f"    {line}" for line in lines))
     wall = time.perf_counter() - started
-    return {"way": way, "wall_s": wall, "text": text,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "way": way,
+        "wall_s": wall,
+        "text": text,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_long(args) -> dict:
@@ -152,13 +175,32 @@ def run_long(args) -> dict:
         audio = Path(tmp) / "episode.mp3"
         reference = build(audio, args.minutes)
         seconds = audio_duration(audio) or 0.0
-        print(f"long: {seconds / 60:.1f} min episode (MP3, {audio.stat().st_size / 1e6:.0f} MB), "
-              f"{len(reference.split())} spoken words, {args.model}, {args.threads} threads, batch {args.batch_size}")
+        print(
+            f"long: {seconds / 60:.1f} min episode (MP3, {audio.stat().st_size / 1e6:.0f} MB), "
+            f"{len(reference.split())} spoken words, {args.model}, {args.threads} threads, batch {args.batch_size}"
+        )
         results = {}
         for way in LONG_WAYS:
-            done = subprocess.run([sys.executable, __file__, "--one-way", way, "--audio", str(audio), "--model", args.model,
-                                   "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                                   "--models-dir", args.models_dir], capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one-way",
+                    way,
+                    "--audio",
+                    str(audio),
+                    "--model",
+                    args.model,
+                    "--threads",
+                    str(args.threads),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--models-dir",
+                    args.models_dir,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 raise SystemExit(f"{way} failed:\n{done.stderr[-3000:]}")
             *progress, last = done.stdout.rstrip().splitlines()
@@ -169,21 +211,28 @@ def run_long(args) -> dict:
             results[way] = result
             print(f"  {way:9} done in {result['wall_s']:.0f}s")
     plain = results["plain"]
-    header = (f"{'way':9} {'wall s':>7} {'RTF':>7} {'x real time':>11} {'speed/plain':>11} {'WER':>6} "
-              f"{'WER/plain':>9} {'peak RSS MB':>11}")
+    header = (
+        f"{'way':9} {'wall s':>7} {'RTF':>7} {'x real time':>11} {'speed/plain':>11} {'WER':>6} "
+        f"{'WER/plain':>9} {'peak RSS MB':>11}"
+    )
     print(header)
     print("-" * len(header))
     for way, r in results.items():
-        print(f"{way:9} {r['wall_s']:7.1f} {r['wall_s'] / seconds:7.4f} {seconds / r['wall_s']:11.1f} "
-              f"{plain['wall_s'] / r['wall_s']:10.2f}x {r['wer']:6.3f} {r['wer'] / plain['wer']:9.2f} "
-              f"{r['peak_rss_mb']:11.0f}")
+        print(
+            f"{way:9} {r['wall_s']:7.1f} {r['wall_s'] / seconds:7.4f} {seconds / r['wall_s']:11.1f} "
+            f"{plain['wall_s'] / r['wall_s']:10.2f}x {r['wer']:6.3f} {r['wer'] / plain['wer']:9.2f} "
+            f"{r['peak_rss_mb']:11.0f}"
+        )
     pipe = results["pipeline"]
-    print(f"targets: pipeline throughput >= 2x plain: {plain['wall_s'] / pipe['wall_s']:.2f}x; "
-          f"WER <= 1.1x plain: {pipe['wer'] / plain['wer']:.2f}x; peak RSS <= 1.5 GB: {pipe['peak_rss_mb'] / 1024:.2f} GB")
+    print(
+        f"targets: pipeline throughput >= 2x plain: {plain['wall_s'] / pipe['wall_s']:.2f}x; "
+        f"WER <= 1.1x plain: {pipe['wer'] / plain['wer']:.2f}x; peak RSS <= 1.5 GB: {pipe['peak_rss_mb'] / 1024:.2f} GB"
+    )
     return {"audio_seconds": seconds, "words": len(reference.split()), **results}
 
 
 # --- published: a day whose episodes all publish transcripts ---------------------------------------------
+
 
 def run_published(args) -> dict:
     import threading
@@ -210,19 +259,37 @@ def run_published(args) -> dict:
             while len(words) < args.words:  # an hour of speech at 150 words a minute
                 words += documents[position % len(documents)].text.split()
                 position += 1
-            words = words[:args.words]
+            words = words[: args.words]
             words_per_episode = len(words)
             fmt = formats[n % len(formats)]
             body = transcript_file(fmt, words)
             total_bytes += len(body)
             (folder / f"ep{n}.{fmt}").write_bytes(body)
-            mime = {"srt": "application/x-subrip", "vtt": "text/vtt", "json": "application/json", "html": "text/html",
-                    "text": "text/plain"}[fmt]
-            episodes.append({"episode_id": f"pub-{n:04d}", "podcast_id": "bench", "podcast_title": "Bench",
-                             "episode_title": f"Episode {n}", "description": "", "audio_url": "file:///nonexistent.mp3",
-                             "language": "en", "published_at": datetime(2026, 6, 1, 8, tzinfo=timezone.utc),
-                             "duration_sec": 3600.0, "categories": ["bench"], "source": "rss",
-                             "transcripts": [{"url": "", "type": mime, "language": "en", "rel": ""}], "fmt": fmt})
+            mime = {
+                "srt": "application/x-subrip",
+                "vtt": "text/vtt",
+                "json": "application/json",
+                "html": "text/html",
+                "text": "text/plain",
+            }[fmt]
+            episodes.append(
+                {
+                    "episode_id": f"pub-{n:04d}",
+                    "podcast_id": "bench",
+                    "podcast_title": "Bench",
+                    "episode_title": f"Episode {n}",
+                    "description": "",
+                    "audio_url": "file:///nonexistent.mp3",
+                    "language": "en",
+                    "published_at": datetime(2026, 6, 1, 8, tzinfo=timezone.utc),
+                    "duration_sec": 3600.0,
+                    "categories": ["bench"],
+                    "source": "rss",
+                    "transcripts": [{"url": "", "type": mime, "language": "en", "rel": ""}],
+                    "fmt": fmt,
+                }
+            )
+
         class Quiet(SimpleHTTPRequestHandler):
             def log_message(self, *args):
                 pass
@@ -238,48 +305,74 @@ def run_published(args) -> dict:
         lake.write_partition("episodes", day, to_table(rows, EPISODES), "bench")
         asr = AsrResource(model=args.model, threads=args.threads, languages="en", models_dir=args.models_dir)
         started = time.perf_counter()
-        result = dg.materialize([transcripts], partition_key=day.isoformat(), resources={"lake": lake, "asr": asr},
-                                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        result = dg.materialize(
+            [transcripts],
+            partition_key=day.isoformat(),
+            resources={"lake": lake, "asr": asr},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
         wall = time.perf_counter() - started
         httpd.shutdown()
         httpd.server_close()
         written = lake.read_day("transcripts", day, columns=["text_source", "transcript_format"]).to_pylist()
     assert result.success and len(written) == args.episodes
     published = sum(1 for row in written if row["text_source"] == "published")
-    print(f"published: {args.episodes} episodes of {words_per_episode} words ({total_bytes / args.episodes / 1e3:.0f} kB "
-          f"each, formats {', '.join(formats)} in turn), fetched over HTTP from 127.0.0.1")
-    print(f"  transcripts asset (materialize, lake write included): {wall:.2f}s = {wall / args.episodes:.3f} s per episode; "
-          f"{published}/{args.episodes} used the publisher's text, the ASR model was "
-          f"{'never loaded' if asr._loaded is None else 'loaded'}")
+    print(
+        f"published: {args.episodes} episodes of {words_per_episode} words ({total_bytes / args.episodes / 1e3:.0f} kB "
+        f"each, formats {', '.join(formats)} in turn), fetched over HTTP from 127.0.0.1"
+    )
+    print(
+        f"  transcripts asset (materialize, lake write included): {wall:.2f}s = {wall / args.episodes:.3f} s per "
+        "episode; "
+        f"{published}/{args.episodes} used the publisher's text, the ASR model was "
+        f"{'never loaded' if asr._loaded is None else 'loaded'}"
+    )
     print(f"  target < 1 s per episode: {'met' if wall / args.episodes < 1 else 'missed'}")
     return {"episodes": args.episodes, "wall_s": wall, "s_per_episode": wall / args.episodes, "published": published}
 
 
 def transcript_file(fmt: str, words: list[str]) -> bytes:
     """A publisher's transcript of ``words`` at 150 words a minute, in sentences of 12 words."""
-    sentences = [" ".join(words[i:i + 12]) + "." for i in range(0, len(words), 12)]
+    sentences = [" ".join(words[i : i + 12]) + "." for i in range(0, len(words), 12)]
     times = [(i * 4.8, i * 4.8 + 4.8) for i in range(len(sentences))]
 
     def clock(t: float, sep: str) -> str:
         return f"{int(t // 3600):02d}:{int(t % 3600 // 60):02d}:{int(t % 60):02d}{sep}{int(t * 1000) % 1000:03d}"
+
     if fmt == "srt":
-        return "\n\n".join(f"{n}\n{clock(a, ',')} --> {clock(b, ',')}\n{t}"
-                            for n, ((a, b), t) in enumerate(zip(times, sentences), 1)).encode()
+        return "\n\n".join(
+            f"{n}\n{clock(a, ',')} --> {clock(b, ',')}\n{t}" for n, ((a, b), t) in enumerate(zip(times, sentences), 1)
+        ).encode()
     if fmt == "vtt":
-        return ("WEBVTT\n\n" + "\n\n".join(f"{clock(a, '.')} --> {clock(b, '.')}\n<v Host>{t}"
-                                            for (a, b), t in zip(times, sentences))).encode()
+        return (
+            "WEBVTT\n\n"
+            + "\n\n".join(f"{clock(a, '.')} --> {clock(b, '.')}\n<v Host>{t}" for (a, b), t in zip(times, sentences))
+        ).encode()
     if fmt == "json":
-        return json.dumps({"version": "1.0.0", "segments": [
-            {"speaker": "Host", "startTime": a, "endTime": b, "body": t} for (a, b), t in zip(times, sentences)]}).encode()
+        return json.dumps(
+            {
+                "version": "1.0.0",
+                "segments": [
+                    {"speaker": "Host", "startTime": a, "endTime": b, "body": t} for (a, b), t in zip(times, sentences)
+                ],
+            }
+        ).encode()
     if fmt == "html":
-        return ("<html><body>" + "".join(f"<cite>Host:</cite><time>{clock(a, ',')}</time><p>{t}</p>"
-                                         for (a, _), t in zip(times, sentences)) + "</body></html>").encode()
+        return (
+            "<html><body>"
+            + "".join(
+                f"<cite>Host:</cite><time>{clock(a, ',')}</time><p>{t}</p>" for (a, _), t in zip(times, sentences)
+            )
+            + "</body></html>"
+        ).encode()
     return " ".join(sentences).encode()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=["short", "long", "published"], choices=["short", "long", "published"])
+    parser.add_argument(
+        "--cases", nargs="+", default=["short", "long", "published"], choices=["short", "long", "published"]
+    )
     parser.add_argument("--seconds", type=float, default=75.0, help="short: minimum clip length (>= 60)")
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], help="short: models compared")
     parser.add_argument("--repeats", type=int, default=3, help="short: alternating plain/pipeline pairs per model")
@@ -295,8 +388,11 @@ def main() -> int:
     parser.add_argument("--audio", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_way:
-        print(json.dumps(transcribe_one_way(args.one_way, args.audio, args.model, args.threads, args.batch_size,
-                                            args.models_dir)))
+        print(
+            json.dumps(
+                transcribe_one_way(args.one_way, args.audio, args.model, args.threads, args.batch_size, args.models_dir)
+            )
+        )
         return 0
     figures = {}
     if "short" in args.cases:

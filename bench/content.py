@@ -54,8 +54,10 @@ def bench_quality(args) -> None:
     docs = sample_documents(args.docs_per_topic, args.seed)
     labels = [d.topic for d in docs]
     texts = [d.text for d in docs]
-    print(f"== embeddings vs TF-IDF: {len(docs)} demo documents, {len(set(labels))} topics "
-          f"({args.docs_per_topic} per topic), same-topic precision@{K}")
+    print(
+        f"== embeddings vs TF-IDF: {len(docs)} demo documents, {len(set(labels))} topics "
+        f"({args.docs_per_topic} per topic), same-topic precision@{K}"
+    )
     started = time.perf_counter()
     model = load_sentence_model(args.model)
     load_s = time.perf_counter() - started
@@ -78,13 +80,17 @@ def bench_quality(args) -> None:
 
     p_emb = same_topic_precision(emb_nn.indices, labels)
     p_tfidf = same_topic_precision(tfidf_nn, labels)
-    print(f"model {model.name}: loaded in {load_s:.1f}s; chunks of <= {model.max_chunk_tokens}+"
-          f"{model.max_seq_length - model.max_chunk_tokens} tokens, overlap {args.overlap}, batch {args.batch_size}")
+    print(
+        f"model {model.name}: loaded in {load_s:.1f}s; chunks of <= {model.max_chunk_tokens}+"
+        f"{model.max_seq_length - model.max_chunk_tokens} tokens, overlap {args.overlap}, batch {args.batch_size}"
+    )
     print(f"{'':28}{'embeddings':>14}{'TF-IDF':>14}{'ratio':>10}")
     print(f"{'precision@10 (same topic)':28}{p_emb:>14.3f}{p_tfidf:>14.3f}{p_emb / p_tfidf:>9.2f}x")
     print(f"{'vectorise time (s)':28}{embed_s:>14.1f}{tfidf_s:>14.2f}{embed_s / tfidf_s:>9.0f}x")
-    print(f"embedding throughput: {chunks / embed_s:.1f} chunks/s, {tokens / embed_s:.0f} tokens/s, "
-          f"{len(docs) / embed_s:.1f} docs/s ({chunks} chunks, {tokens} tokens, {chunks / len(docs):.2f} chunks/doc)")
+    print(
+        f"embedding throughput: {chunks / embed_s:.1f} chunks/s, {tokens / embed_s:.0f} tokens/s, "
+        f"{len(docs) / embed_s:.1f} docs/s ({chunks} chunks, {tokens} tokens, {chunks / len(docs):.2f} chunks/doc)"
+    )
     print("embeddings beat TF-IDF" if p_emb > p_tfidf else "WARNING: TF-IDF beats the embeddings")
     print()
 
@@ -109,32 +115,42 @@ def fmt_bytes(n: float) -> str:
 
 def knn_case(name: str, catalog: np.ndarray, queries_at: np.ndarray, args, reference_limit_bytes: float) -> None:
     queries = catalog[queries_at]
-    fast, fast_s, fast_peak = measure(lambda: top_k_cosine(
-        queries, catalog, K, self_index=queries_at, catalog_block=args.catalog_block, query_block=args.query_block))
+    fast, fast_s, fast_peak = measure(
+        lambda: top_k_cosine(
+            queries, catalog, K, self_index=queries_at, catalog_block=args.catalog_block, query_block=args.query_block
+        )
+    )
     full_bytes = 4.0 * len(queries_at) * len(catalog)
     line = f"{name:34}{fast_s:>10.2f}s{fmt_bytes(fast_peak):>11}"
     if full_bytes <= reference_limit_bytes:
         slow, slow_s, slow_peak = measure(lambda: top_k_cosine_reference(queries, catalog, K, self_index=queries_at))
         same = float((fast.indices == slow.indices).mean())
-        print(f"{line}{slow_s:>10.2f}s{fmt_bytes(slow_peak):>11}{slow_s / fast_s:>8.2f}x"
-              f"{slow_peak / fast_peak:>8.1f}x  same neighbours: {same:.4%}")
+        print(
+            f"{line}{slow_s:>10.2f}s{fmt_bytes(slow_peak):>11}{slow_s / fast_s:>8.2f}x"
+            f"{slow_peak / fast_peak:>8.1f}x  same neighbours: {same:.4%}"
+        )
         return
     # too big: run the reference on a subsample of the queries and extrapolate its time; memory is 4*Q*N
     sub = queries_at[:: max(1, len(queries_at) // args.reference_sample)][: args.reference_sample]
     slow, slow_s, slow_peak = measure(lambda: top_k_cosine_reference(catalog[sub], catalog, K, self_index=sub))
-    check = top_k_cosine(catalog[sub], catalog, K, self_index=sub, catalog_block=args.catalog_block,
-                         query_block=args.query_block)
+    check = top_k_cosine(
+        catalog[sub], catalog, K, self_index=sub, catalog_block=args.catalog_block, query_block=args.query_block
+    )
     same = float((check.indices == slow.indices).mean())
     est_s = slow_s * len(queries_at) / len(sub)
-    print(f"{line}{'~' + format(est_s, '.0f'):>10}s{'~' + fmt_bytes(full_bytes):>11}{est_s / fast_s:>8.1f}x"
-          f"{full_bytes / fast_peak:>8.0f}x  reference NOT FEASIBLE here ({fmt_bytes(full_bytes)} matrix): "
-          f"ran on {len(sub)} queries in {slow_s:.1f}s (peak {fmt_bytes(slow_peak)}) and extrapolated; "
-          f"same neighbours on those: {same:.4%}")
+    print(
+        f"{line}{'~' + format(est_s, '.0f'):>10}s{'~' + fmt_bytes(full_bytes):>11}{est_s / fast_s:>8.1f}x"
+        f"{full_bytes / fast_peak:>8.0f}x  reference NOT FEASIBLE here ({fmt_bytes(full_bytes)} matrix): "
+        f"ran on {len(sub)} queries in {slow_s:.1f}s (peak {fmt_bytes(slow_peak)}) and extrapolated; "
+        f"same neighbours on those: {same:.4%}"
+    )
 
 
 def bench_knn(args) -> None:
-    print(f"== exact top-{K} cosine, dim {args.dim}: blocked (catalog block {args.catalog_block}, query block "
-          f"{args.query_block}) vs full-matrix numpy reference; peak = traced numpy/Python allocations beyond inputs")
+    print(
+        f"== exact top-{K} cosine, dim {args.dim}: blocked (catalog block {args.catalog_block}, query block "
+        f"{args.query_block}) vs full-matrix numpy reference; peak = traced numpy/Python allocations beyond inputs"
+    )
     print(f"{'case':34}{'blocked':>11}{'peak':>11}{'reference':>11}{'peak':>11}{'time':>9}{'memory':>9}")
     limit = args.reference_max_gb * 1024**3
     rng = np.random.default_rng(args.seed)
@@ -145,8 +161,10 @@ def bench_knn(args) -> None:
         if n <= args.all_vs_all_max or args.full_100k:
             knn_case(f"{n:,} all-vs-all", catalog, np.arange(n), args, limit)
         else:
-            print(f"{n:,} all-vs-all: skipped (pass --full-100k; blocked needs minutes here, the reference "
-                  f"{fmt_bytes(4.0 * n * n)})")
+            print(
+                f"{n:,} all-vs-all: skipped (pass --full-100k; blocked needs minutes here, the reference "
+                f"{fmt_bytes(4.0 * n * n)})"
+            )
         del catalog
     print()
 
@@ -165,8 +183,12 @@ def main(argv=None) -> int:
     parser.add_argument("--query-block", type=int, default=1024)
     parser.add_argument("--all-vs-all-max", type=int, default=20_000, help="largest catalog run all-vs-all by default")
     parser.add_argument("--full-100k", action="store_true", help="run all-vs-all for every size (100k: minutes)")
-    parser.add_argument("--reference-max-gb", type=float, default=2.0,
-                        help="largest full score matrix the reference may build (else subsample + extrapolate)")
+    parser.add_argument(
+        "--reference-max-gb",
+        type=float,
+        default=2.0,
+        help="largest full score matrix the reference may build (else subsample + extrapolate)",
+    )
     parser.add_argument("--reference-sample", type=int, default=1000, help="queries the reference runs when too big")
     parser.add_argument("--skip-quality", action="store_true", help="only the KNN part")
     parser.add_argument("--skip-knn", action="store_true", help="only the embedding part")

@@ -73,19 +73,40 @@ def publish_catalog(kafka, episodes: int, topics: int, first_day: date) -> None:
     start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc) - timedelta(days=10)
     for i in range(episodes):
         published = start + timedelta(hours=4 * i)
-        value = {"episode_id": f"bench-ep{i:04d}", "podcast_id": f"show{i % topics}", "podcast_title": f"topic {i % topics}",
-                 "episode_title": f"episode {i}", "description": "", "audio_url": "file:///dev/null", "language": "en",
-                 "published_at": published.isoformat().replace("+00:00", "Z"), "duration_sec": 1200.0 + 30 * i,
-                 "categories": [f"topic {i % topics}"], "source": "demo"}
+        value = {
+            "episode_id": f"bench-ep{i:04d}",
+            "podcast_id": f"show{i % topics}",
+            "podcast_title": f"topic {i % topics}",
+            "episode_title": f"episode {i}",
+            "description": "",
+            "audio_url": "file:///dev/null",
+            "language": "en",
+            "published_at": published.isoformat().replace("+00:00", "Z"),
+            "duration_sec": 1200.0 + 30 * i,
+            "categories": [f"topic {i % topics}"],
+            "source": "demo",
+        }
         messages.append((value["episode_id"].encode(), json.dumps(value).encode(), int(published.timestamp() * 1000)))
     kafka.produce("episode-metadata", messages)
 
 
 def raw_send_rate(send, flush, count: int, day: date) -> float:
     """Baseline: one constant ~300-byte message sent ``count`` times to ``episode-ids`` (messages/s)."""
-    value = json.dumps({"event_id": "00000000-0000-4000-8000-000000000000", "ts": "2026-01-01T00:00:00.000Z",
-                        "user_id": "u000000", "episode_id": "bench-ep0000", "event": "play", "device": "ios",
-                        "rating": None, "position_sec": 12.5, "from_sec": 0.0, "to_sec": 12.5, "played_pct": 0.01}).encode()
+    value = json.dumps(
+        {
+            "event_id": "00000000-0000-4000-8000-000000000000",
+            "ts": "2026-01-01T00:00:00.000Z",
+            "user_id": "u000000",
+            "episode_id": "bench-ep0000",
+            "event": "play",
+            "device": "ios",
+            "rating": None,
+            "position_sec": 12.5,
+            "from_sec": 0.0,
+            "to_sec": 12.5,
+            "played_pct": 0.01,
+        }
+    ).encode()
     ts = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000) - 86_400_000 * 30
     started = time.perf_counter()
     for _ in range(count):
@@ -97,11 +118,20 @@ def raw_send_rate(send, flush, count: int, day: date) -> float:
 def kafka_python_rate(bootstrap: str, count: int, day: date) -> float:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks=1, linger_ms=50, batch_size=1024 * 1024,
-                             max_request_size=8 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks=1,
+        linger_ms=50,
+        batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+    )
     try:
-        return raw_send_rate(lambda v, ts: producer.send("episode-ids", key=b"k", value=v, timestamp_ms=ts, partition=0),
-                             producer.flush, count, day)
+        return raw_send_rate(
+            lambda v, ts: producer.send("episode-ids", key=b"k", value=v, timestamp_ms=ts, partition=0),
+            producer.flush,
+            count,
+            day,
+        )
     finally:
         producer.close()
 
@@ -110,7 +140,9 @@ def librdkafka_rate(kafka, count: int, day: date) -> float:
     """The project's producer (librdkafka) with the simulator's settings, sending the same constant message."""
     producer = kafka.producer(acks="1", linger_ms=50)
     try:
-        return raw_send_rate(lambda v, ts: producer.send("episode-ids", v, b"k", ts, partition=0), producer.flush, count, day)
+        return raw_send_rate(
+            lambda v, ts: producer.send("episode-ids", v, b"k", ts, partition=0), producer.flush, count, day
+        )
     finally:
         producer.close()
 
@@ -154,7 +186,7 @@ def run_measured(argv: list[str], env: dict[str, str]) -> dict:
     lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
         raise RuntimeError(f"{argv[3]} aggregation failed (exit {process.returncode}): {output[-2000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     result.update(process_wall_s=wall, peak_rss_mb=peak / 2**20)
     return result
 
@@ -167,8 +199,12 @@ def topic_bytes_on_disk(data_dir: Path, topic: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=10_000_000, help="events to simulate, all on one day (default 10M)")
-    parser.add_argument("--events-per-user-day", type=float, default=10.0, help="simulator K (users = events / (0.6 K))")
+    parser.add_argument(
+        "--events", type=int, default=10_000_000, help="events to simulate, all on one day (default 10M)"
+    )
+    parser.add_argument(
+        "--events-per-user-day", type=float, default=10.0, help="simulator K (users = events / (0.6 K))"
+    )
     parser.add_argument("--baseline", type=int, default=200_000, help="messages for the raw-producer baselines")
     parser.add_argument("--no-spark", action="store_true", help="skip the Spark aggregation")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (lake, broker data)")
@@ -182,8 +218,13 @@ def main() -> int:
     from podrec_assets.sources.simulator import simulate_history
 
     home = Path(tempfile.mkdtemp(prefix="podrec-bench-events-"))
-    env = {"PODREC_HOME": str(home), "PODREC_KAFKA_PORT": str(free_port()), "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
-           "PODREC_MONGO_PORT": str(free_port()), "PODREC_MALFORMED_SHARE": "0.005"}
+    env = {
+        "PODREC_HOME": str(home),
+        "PODREC_KAFKA_PORT": str(free_port()),
+        "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_MALFORMED_SHARE": "0.005",
+    }
     settings = load_settings(env)
     stack = LocalStack(settings)
     day = date(2026, 2, 1)
@@ -201,13 +242,21 @@ def main() -> int:
         librdkafka = librdkafka_rate(kafka, args.baseline, day)
         print(f"raw send: kafka-python {baseline:,.0f} msg/s, librdkafka {librdkafka:,.0f} msg/s", flush=True)
 
-        simulated = simulate_history(settings, [day], users, args.events_per_user_day, seed=1, late_share=0.0, progress=True)
+        simulated = simulate_history(
+            settings, [day], users, args.events_per_user_day, seed=1, late_share=0.0, progress=True
+        )
         produced = sum(kafka.end_offsets("user-events").values())
-        print(f"{day}: simulated {simulated['messages']:,} messages ({produced:,} in the topic) "
-              f"in {simulated['seconds']:.1f} s", flush=True)
+        print(
+            f"{day}: simulated {simulated['messages']:,} messages ({produced:,} in the topic) "
+            f"in {simulated['seconds']:.1f} s",
+            flush=True,
+        )
         metadata = read_user_events_day(kafka, lake, day, "bench")
-        print(f"{day}: read back {metadata['offsets_read']:,} records in {metadata['seconds']:.1f} s "
-              f"(Kafka read {metadata['read_seconds']:.1f} s)", flush=True)
+        print(
+            f"{day}: read back {metadata['offsets_read']:,} records in {metadata['seconds']:.1f} s "
+            f"(Kafka read {metadata['read_seconds']:.1f} s)",
+            flush=True,
+        )
         peak_broker = broker_rss.stop()
         on_disk = topic_bytes_on_disk(settings.services_dir / "kafka-data", "user-events")
 
@@ -215,43 +264,81 @@ def main() -> int:
         # a dead letter or a record of another day; the rows are exactly the valid events the simulator made for D
         ranges = [tuple(map(int, r.split(".."))) for r in metadata["offset_ranges"].values()]
         in_ranges = sum(stop - start for start, stop in ranges)
-        accounted = metadata["rows"] + metadata["dead_letters"] + metadata["other_day_records"] + metadata["too_late_events"]
+        accounted = (
+            metadata["rows"] + metadata["dead_letters"] + metadata["other_day_records"] + metadata["too_late_events"]
+        )
         expected_rows = simulated["valid_by_day"][day.isoformat()]
         stored = lake.day_row_count("user_events", day)
-        if not (all(start == 0 for start, _ in ranges) and in_ranges == metadata["offsets_read"] == accounted
-                and metadata["rows"] == expected_rows == stored):
-            raise RuntimeError(f"records lost or doubled: ranges {metadata['offset_ranges']} ({in_ranges:,}), read "
-                               f"{metadata['offsets_read']:,}, accounted {accounted:,}, rows {metadata['rows']:,}, "
-                               f"simulated valid {expected_rows:,}, stored {stored:,}")
+        if not (
+            all(start == 0 for start, _ in ranges)
+            and in_ranges == metadata["offsets_read"] == accounted
+            and metadata["rows"] == expected_rows == stored
+        ):
+            raise RuntimeError(
+                f"records lost or doubled: ranges {metadata['offset_ranges']} ({in_ranges:,}), read "
+                f"{metadata['offsets_read']:,}, accounted {accounted:,}, rows {metadata['rows']:,}, "
+                f"simulated valid {expected_rows:,}, stored {stored:,}"
+            )
         sim_rate = simulated["messages"] / simulated["seconds"]
         read_rate = metadata["offsets_read"] / metadata["seconds"]
         kafka_read_rate = metadata["offsets_read"] / metadata["read_seconds"]
         rows.append(("produce: raw kafka-python send (baseline)", f"{baseline:,.0f} msg/s", "1.00"))
         rows.append(("produce: raw librdkafka send", f"{librdkafka:,.0f} msg/s", f"{librdkafka / baseline:.2f}"))
-        rows.append((f"produce: simulator ({simulated['messages']:,} messages, {users:,} users)",
-                     f"{sim_rate:,.0f} events/s", f"{sim_rate / baseline:.2f}"))
-        rows.append((f"read back: user_events, Kafka -> Delta ({metadata['offsets_read']:,} records, "
-                     f"{metadata['rows']:,} rows, {metadata['dead_letters']:,} dead letters)",
-                     f"{read_rate:,.0f} events/s", f"{read_rate / baseline:.2f}"))
-        rows.append(("  of which the Kafka read", f"{kafka_read_rate:,.0f} events/s", f"{kafka_read_rate / baseline:.2f}"))
-        rows.append((f"records lost or read twice ({metadata['other_day_records']:,} of the range fall on the next day)", "0", ""))
+        rows.append(
+            (
+                f"produce: simulator ({simulated['messages']:,} messages, {users:,} users)",
+                f"{sim_rate:,.0f} events/s",
+                f"{sim_rate / baseline:.2f}",
+            )
+        )
+        rows.append(
+            (
+                f"read back: user_events, Kafka -> Delta ({metadata['offsets_read']:,} records, "
+                f"{metadata['rows']:,} rows, {metadata['dead_letters']:,} dead letters)",
+                f"{read_rate:,.0f} events/s",
+                f"{read_rate / baseline:.2f}",
+            )
+        )
+        rows.append(
+            ("  of which the Kafka read", f"{kafka_read_rate:,.0f} events/s", f"{kafka_read_rate / baseline:.2f}")
+        )
+        rows.append(
+            (
+                f"records lost or read twice ({metadata['other_day_records']:,} of the range fall on the next day)",
+                "0",
+                "",
+            )
+        )
         rows.append(("broker: bytes on disk per user-events record", f"{on_disk / produced:,.0f} B", ""))
         rows.append(("broker: peak RSS", f"{peak_broker / 2**20:,.0f} MB", ""))
 
         child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         engines = ["duckdb"] + ([] if args.no_spark else ["spark"])
-        measured = {e: run_measured([sys.executable, "-c", AGGREGATE_CHILD, e, lake.root, day.isoformat()], child_env)
-                    for e in engines}
+        measured = {
+            e: run_measured([sys.executable, "-c", AGGREGATE_CHILD, e, lake.root, day.isoformat()], child_env)
+            for e in engines
+        }
         duck = measured["duckdb"]
         rows.append((f"aggregate: DuckDB ({duck['rows']:,} pairs)", f"{duck['query_s']:.2f} s", "1.00"))
         rows.append(("  DuckDB peak RSS (process)", f"{duck['peak_rss_mb']:,.0f} MB", "1.00"))
         if "spark" in measured:
             spark = measured["spark"]
             if spark["rows"] != duck["rows"] or spark["checksum"] != duck["checksum"]:
-                raise RuntimeError(f"engines disagree: duckdb {duck['rows']}/{duck['checksum']} vs spark {spark['rows']}/{spark['checksum']}")
-            rows.append(("aggregate: Spark SQL", f"{spark['query_s']:.2f} s", f"{spark['query_s'] / duck['query_s']:.1f}"))
+                raise RuntimeError(
+                    f"engines disagree: duckdb {duck['rows']}/{duck['checksum']} vs spark "
+                    f"{spark['rows']}/{spark['checksum']}"
+                )
+            rows.append(
+                ("aggregate: Spark SQL", f"{spark['query_s']:.2f} s", f"{spark['query_s'] / duck['query_s']:.1f}")
+            )
             rows.append(("  Spark session start", f"{spark['session_start_s']:.1f} s", ""))
-            rows.append(("  Spark peak RSS (driver + JVM)", f"{spark['peak_rss_mb']:,.0f} MB", f"{spark['peak_rss_mb'] / duck['peak_rss_mb']:.1f}"))
+            rows.append(
+                (
+                    "  Spark peak RSS (driver + JVM)",
+                    f"{spark['peak_rss_mb']:,.0f} MB",
+                    f"{spark['peak_rss_mb'] / duck['peak_rss_mb']:.1f}",
+                )
+            )
     finally:
         stack.stop()
         if not args.keep:

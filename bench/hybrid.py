@@ -28,13 +28,21 @@ sys.path.insert(0, str(ROOT))
 def run_demo(home: Path) -> None:
     from podrec_assets.local.processes import free_port
 
-    env = {**os.environ, "PODREC_HOME": str(home), "PODREC_KAFKA_PORT": str(free_port()),
-           "PODREC_MONGO_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "PODREC_HOME": str(home),
+        "PODREC_KAFKA_PORT": str(free_port()),
+        "PODREC_MONGO_PORT": str(free_port()),
+    }
     print(f"running the demo in {home} (podrec demo --no-serve) ...", flush=True)
     log = home / "demo.log"
     with open(log, "w") as out:
-        done = subprocess.run([str(Path(sys.executable).with_name("podrec")), "demo", "--no-serve"], env=env,
-                              stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("podrec")), "demo", "--no-serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     if done.returncode != 0:
         raise SystemExit(f"the demo failed (exit {done.returncode}); see {log}")
 
@@ -52,21 +60,31 @@ def quality_table(home: Path, k: int = 10):
     metrics = metrics[metrics["value"].notna()]
     wide = metrics.pivot_table(index="date", columns=["metric", "model"], values="value")
     recs = lake.read_all("final_recommendations", columns=["date", "model_version"]).to_pandas()
-    curves = {pd.Timestamp(d).date(): re.sub(r".*\|", "", v).rstrip("]")
-              for d, v in recs.drop_duplicates("date").set_index("date")["model_version"].items()}
+    curves = {
+        pd.Timestamp(d).date(): re.sub(r".*\|", "", v).rstrip("]")
+        for d, v in recs.drop_duplicates("date").set_index("date")["model_version"].items()
+    }
     rows = []
     for day, row in wide.iterrows():
-        def value(metric: str, model: str) -> float:
+
+        def value(metric: str, model: str, row=row) -> float:
             return float(row.get((metric, model), float("nan")))
 
         als, content, hybrid = (value(f"ndcg@{k}", m) for m in ("als", "content", "hybrid"))
-        rows.append({
-            "day": pd.Timestamp(day).date(), "popularity": value(f"ndcg@{k}", "popularity"), "als": als,
-            "content": content, "hybrid": hybrid, "stderr": value(f"ndcg@{k}_stderr", "hybrid"),
-            "ratio": hybrid / max(als, content), "new_als": value(f"ndcg@{k}/new", "als"),
-            "new_content": value(f"ndcg@{k}/new", "content"),
-            "curve": curves.get(pd.Timestamp(day).date() - pd.Timedelta(days=1), "?"),
-        })
+        rows.append(
+            {
+                "day": pd.Timestamp(day).date(),
+                "popularity": value(f"ndcg@{k}", "popularity"),
+                "als": als,
+                "content": content,
+                "hybrid": hybrid,
+                "stderr": value(f"ndcg@{k}_stderr", "hybrid"),
+                "ratio": hybrid / max(als, content),
+                "new_als": value(f"ndcg@{k}/new", "als"),
+                "new_content": value(f"ndcg@{k}/new", "content"),
+                "curve": curves.get(pd.Timestamp(day).date() - pd.Timedelta(days=1), "?"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -84,17 +102,26 @@ def main() -> int:
     finally:
         if not args.home and not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    print(f"\nnDCG@10 of the lists made for D-1, judged on day D ({'demo in a temporary home' if not args.home else home})")
-    print(f"{'day':<12}{'popularity':>11}{'ALS':>8}{'content':>9}{'hybrid':>8}{'±se':>7}{'hyb/best':>9}"
-          f"{'new: ALS':>10}{'content':>9}  α curve of D-1")
+    print(
+        "\nnDCG@10 of the lists made for D-1, judged on day D "
+        f"({'demo in a temporary home' if not args.home else home})"
+    )
+    print(
+        f"{'day':<12}{'popularity':>11}{'ALS':>8}{'content':>9}{'hybrid':>8}{'±se':>7}{'hyb/best':>9}"
+        f"{'new: ALS':>10}{'content':>9}  α curve of D-1"
+    )
     for r in table.itertuples():
-        print(f"{r.day!s:<12}{r.popularity:>11.4f}{r.als:>8.4f}{r.content:>9.4f}{r.hybrid:>8.4f}{r.stderr:>7.4f}"
-              f"{r.ratio:>9.3f}{r.new_als:>10.4f}{r.new_content:>9.4f}  {r.curve}")
+        print(
+            f"{r.day!s:<12}{r.popularity:>11.4f}{r.als:>8.4f}{r.content:>9.4f}{r.hybrid:>8.4f}{r.stderr:>7.4f}"
+            f"{r.ratio:>9.3f}{r.new_als:>10.4f}{r.new_content:>9.4f}  {r.curve}"
+        )
     wins = int((table["ratio"] >= 1.0).sum())
     new_wins = int((table["new_content"] > table["new_als"]).sum())
     within = int((table["hybrid"] >= table[["als", "content"]].max(axis=1) - table["stderr"]).sum())
-    print(f"\nhybrid >= the better of ALS and content on {wins} of {len(table)} days "
-          f"({within} within one standard error); content > ALS on new episodes on {new_wins} of {len(table)} days")
+    print(
+        f"\nhybrid >= the better of ALS and content on {wins} of {len(table)} days "
+        f"({within} within one standard error); content > ALS on new episodes on {new_wins} of {len(table)} days"
+    )
     return 0
 
 

@@ -28,8 +28,14 @@ def _nav(pathname: str) -> list:
     links = []
     for path, title, _ in PAGES:
         active = pathname == path or (path != "/" and pathname.startswith(path))
-        links.append(dcc.Link(title, href=path, className="nav-link active" if active else "nav-link",
-                              id=f"nav-{title.split()[0].lower()}"))
+        links.append(
+            dcc.Link(
+                title,
+                href=path,
+                className="nav-link active" if active else "nav-link",
+                id=f"nav-{title.split()[0].lower()}",
+            )
+        )
     return links
 
 
@@ -46,9 +52,17 @@ def render(pathname: str | None, search: str | None) -> tuple[list, list, str]:
     banner = []
     error = access.mongo_error()
     if error:
-        banner = [common.notice([html.B("Serving database unavailable. "), error,
-                                 ". Recommendations are read from the Delta lake instead; other pages are unaffected."],
-                                kind="error", id="mongo-banner")]
+        banner = [
+            common.notice(
+                [
+                    html.B("Serving database unavailable. "),
+                    error,
+                    ". Recommendations are read from the Delta lake instead; other pages are unaffected.",
+                ],
+                kind="error",
+                id="mongo-banner",
+            )
+        ]
     return banner, content, _nav(pathname)
 
 
@@ -56,22 +70,39 @@ def create_app(settings: Settings, **data_kwargs) -> Dash:
     """Build the Dash app for ``settings`` (opens no connection until a page is requested)."""
     data.configure(settings, **data_kwargs)
     app = Dash(
-        __name__, title="podrec", suppress_callback_exceptions=True, update_title=None,
+        __name__,
+        title="podrec",
+        suppress_callback_exceptions=True,
+        update_title=None,
         assets_folder=str(Path(__file__).parent / "assets"),
     )
-    app.layout = html.Div([
-        dcc.Location(id="url"),
-        html.Header([
-            html.Div([html.Span("▶", className="logo-mark"), html.Span("podrec", className="logo-text")], className="logo"),
-            html.Nav(_nav("/"), id="nav", className="nav"),
-        ], className="topbar"),
-        html.Div(id="banner"),
-        dcc.Loading(html.Main(id="page-content", className="page"), type="dot", color="#4f46e5", delay_show=400),
-        html.Footer(f"podrec · lake {settings.lake_root} · serving {settings.mongo_db}", className="footer"),
-    ], className="shell")
+    app.layout = html.Div(
+        [
+            dcc.Location(id="url"),
+            html.Header(
+                [
+                    html.Div(
+                        [html.Span("▶", className="logo-mark"), html.Span("podrec", className="logo-text")],
+                        className="logo",
+                    ),
+                    html.Nav(_nav("/"), id="nav", className="nav"),
+                ],
+                className="topbar",
+            ),
+            html.Div(id="banner"),
+            dcc.Loading(html.Main(id="page-content", className="page"), type="dot", color="#4f46e5", delay_show=400),
+            html.Footer(f"podrec · lake {settings.lake_root} · serving {settings.mongo_db}", className="footer"),
+        ],
+        className="shell",
+    )
 
-    @app.callback(Output("banner", "children"), Output("page-content", "children"), Output("nav", "children"),
-                  Input("url", "pathname"), Input("url", "search"))
+    @app.callback(
+        Output("banner", "children"),
+        Output("page-content", "children"),
+        Output("nav", "children"),
+        Input("url", "pathname"),
+        Input("url", "search"),
+    )
     def _route(pathname, search):
         return render(pathname, search)
 

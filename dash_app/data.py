@@ -50,8 +50,16 @@ TABLES: dict[str, tuple[pa.Schema, str]] = {
 
 # Assets shown on the pipeline-health page when Dagster cannot be asked (lake tables of the graph).
 GRAPH_TABLES = [
-    "episodes", "transcripts", "user_events", "user_episode_daily", "episode_vectors",
-    "similarities", "als_top_n", "final_recommendations", "recommendation_metrics", "dead_letters",
+    "episodes",
+    "transcripts",
+    "user_events",
+    "user_episode_daily",
+    "episode_vectors",
+    "similarities",
+    "als_top_n",
+    "final_recommendations",
+    "recommendation_metrics",
+    "dead_letters",
 ]
 
 # Engagement windows: label -> (length, time bucket)
@@ -67,8 +75,11 @@ WINDOWS: dict[str, tuple[timedelta | None, str]] = {
 
 
 def _common_columns(schema: pa.Schema) -> pa.Schema:
-    return schema.append(pa.field("date", pa.date32())).append(pa.field("run_id", pa.string())).append(
-        pa.field("created_at", schemas.TS))
+    return (
+        schema.append(pa.field("date", pa.date32()))
+        .append(pa.field("run_id", pa.string()))
+        .append(pa.field("created_at", schemas.TS))
+    )
 
 
 class MongoUnavailable(RuntimeError):
@@ -120,13 +131,21 @@ _MISSING = object()
 class DataAccess:
     """Everything the pages read. Thread-safe: Dash serves callbacks from several threads."""
 
-    def __init__(self, settings: Settings, lake: LakeResource | None = None, mongo: MongoResource | None = None,
-                 version_check_s: float = 2.0, mongo_timeout_ms: int = 1000, dagster_timeout_s: float = 1.5,
-                 background_refresh: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        lake: LakeResource | None = None,
+        mongo: MongoResource | None = None,
+        version_check_s: float = 2.0,
+        mongo_timeout_ms: int = 1000,
+        dagster_timeout_s: float = 1.5,
+        background_refresh: bool = True,
+    ):
         self.settings = settings
         self.lake = lake or LakeResource(root=settings.lake_root, storage_options_json=settings.lake_storage_options)
-        self.mongo = mongo or MongoResource(uri=settings.mongo_url, database=settings.mongo_db,
-                                            server_selection_timeout_ms=mongo_timeout_ms)
+        self.mongo = mongo or MongoResource(
+            uri=settings.mongo_url, database=settings.mongo_db, server_selection_timeout_ms=mongo_timeout_ms
+        )
         self.version_check_s = version_check_s
         self.dagster_timeout_s = dagster_timeout_s
         self.background_refresh = background_refresh
@@ -232,7 +251,9 @@ class DataAccess:
         self.metrics()
         self.alpha_summary()
 
-    def query(self, sql: str, params: list | tuple = (), tables: tuple[str, ...] = (), lookup: bool = False) -> pd.DataFrame:
+    def query(
+        self, sql: str, params: list | tuple = (), tables: tuple[str, ...] = (), lookup: bool = False
+    ) -> pd.DataFrame:
         """Run parameterised SQL over the named tables; memoised per (sql, params, table versions).
 
         ``lookup=True`` marks a per-user/per-episode point query: those go to their own LRU so that browsing
@@ -305,7 +326,9 @@ class DataAccess:
         from pymongo.errors import PyMongoError
 
         try:
-            served = {"$and": [flt, self.mongo.served_filter(collection)]}  # only swapped-in days, never a half-written one
+            served = {
+                "$and": [flt, self.mongo.served_filter(collection)]
+            }  # only swapped-in days, never a half-written one
             cursor = self.mongo.db()[collection].find(served, {"_id": 0, "write_id": 0}).sort(sort).limit(limit)
             return list(cursor)
         except (PyMongoError, ServerUnavailable) as exc:
@@ -316,8 +339,10 @@ class DataAccess:
     def _user_index(self) -> list[str]:
         def build() -> list[str]:
             frame = self.query(
-                "SELECT DISTINCT user_id FROM final_recommendations UNION SELECT DISTINCT user_id FROM user_episode_daily",
-                tables=("final_recommendations", "user_episode_daily"))
+                "SELECT DISTINCT user_id FROM final_recommendations UNION SELECT DISTINCT user_id FROM "
+                "user_episode_daily",
+                tables=("final_recommendations", "user_episode_daily"),
+            )
             return sorted(frame["user_id"].dropna().tolist())
 
         return self.memoised("user_index", ("final_recommendations", "user_episode_daily"), build)
@@ -330,7 +355,7 @@ class DataAccess:
         index = self._user_index()
         start = bisect.bisect_left(index, prefix)
         found = []
-        for user_id in index[start:start + limit]:
+        for user_id in index[start : start + limit]:
             if not user_id.startswith(prefix):
                 break
             found.append(user_id)
@@ -365,16 +390,25 @@ class DataAccess:
             rows = self.query(
                 "SELECT * EXCLUDE (run_id, created_at) FROM final_recommendations WHERE user_id = ? "
                 "AND date >= (SELECT max(date) FROM final_recommendations WHERE user_id = ?) - ?::INTEGER "
-                "ORDER BY date DESC, rank", [user_id, user_id, days - 1], tables=("final_recommendations",), lookup=True)
+                "ORDER BY date DESC, rank",
+                [user_id, user_id, days - 1],
+                tables=("final_recommendations",),
+                lookup=True,
+            )
             rows = rows.assign(date=rows["date"].astype(str)) if not rows.empty else rows
-            return Recommendations(user_id, self._with_titles(rows, "episode_id", "because_episode_id"), "delta", str(exc))
+            return Recommendations(
+                user_id, self._with_titles(rows, "episode_id", "because_episode_id"), "delta", str(exc)
+            )
 
     def listening_history(self, user_id: str, limit: int = 50) -> pd.DataFrame:
         """The user's engagement per (day, episode), newest first, with titles."""
         rows = self.query(
             "SELECT date, episode_id, engagement, event_count, max_played_pct, completed, last_event_at "
             "FROM user_episode_daily WHERE user_id = ? ORDER BY date DESC, engagement DESC LIMIT ?",
-            [user_id, limit], tables=("user_episode_daily",), lookup=True)
+            [user_id, limit],
+            tables=("user_episode_daily",),
+            lookup=True,
+        )
         return self._with_titles(rows, "episode_id")
 
     # ------------------------------------------------------------------ episodes
@@ -382,7 +416,9 @@ class DataAccess:
         def build() -> dict[str, tuple[str, str]]:
             frame = self.query(
                 "SELECT episode_id, arg_max(episode_title, date) AS title, arg_max(podcast_title, date) AS show "
-                "FROM episodes GROUP BY episode_id", tables=("episodes",))
+                "FROM episodes GROUP BY episode_id",
+                tables=("episodes",),
+            )
             return {r.episode_id: (r.title or r.episode_id, r.show or "") for r in frame.itertuples(index=False)}
 
         return self.memoised("titles", ("episodes",), build)
@@ -396,8 +432,12 @@ class DataAccess:
             if column not in frame.columns:
                 continue
             prefix = column.removesuffix("_id")
-            frame[f"{prefix}_title"] = [titles.get(v, (v, ""))[0] if isinstance(v, str) and v else None for v in frame[column]]
-            frame[f"{prefix}_show"] = [titles.get(v, (v, ""))[1] if isinstance(v, str) and v else None for v in frame[column]]
+            frame[f"{prefix}_title"] = [
+                titles.get(v, (v, ""))[0] if isinstance(v, str) and v else None for v in frame[column]
+            ]
+            frame[f"{prefix}_show"] = [
+                titles.get(v, (v, ""))[1] if isinstance(v, str) and v else None for v in frame[column]
+            ]
         return frame
 
     def search_episodes(self, text: str, limit: int = 25) -> pd.DataFrame:
@@ -406,23 +446,34 @@ class DataAccess:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
         return self.query(
-            "SELECT episode_id, arg_max(episode_title, date) AS episode_title, arg_max(podcast_title, date) AS podcast_title, "
+            "SELECT episode_id, arg_max(episode_title, date) AS episode_title, arg_max(podcast_title, date) AS "
+            "podcast_title, "
             "max(published_at) AS published_at FROM episodes "
             "WHERE episode_title ILIKE ? ESCAPE '\\' OR podcast_title ILIKE ? ESCAPE '\\' OR episode_id = ? "
             "GROUP BY episode_id ORDER BY published_at DESC LIMIT ?",
-            [pattern, pattern, text, limit], tables=("episodes",), lookup=True)
+            [pattern, pattern, text, limit],
+            tables=("episodes",),
+            lookup=True,
+        )
 
     def episode(self, episode_id: str) -> dict | None:
         frame = self.query(
-            "SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM episodes WHERE episode_id = ? ORDER BY date DESC LIMIT 1",
-            [episode_id], tables=("episodes",), lookup=True)
+            "SELECT * EXCLUDE (kafka_partition, kafka_offset) FROM episodes WHERE episode_id = ? ORDER BY date "
+            "DESC LIMIT 1",
+            [episode_id],
+            tables=("episodes",),
+            lookup=True,
+        )
         return None if frame.empty else frame.iloc[0].to_dict()
 
     def transcript(self, episode_id: str) -> dict | None:
         frame = self.query(
             "SELECT * EXCLUDE (date, run_id, created_at) "  # older lakes lack the text_source columns: no names here
             "FROM transcripts WHERE episode_id = ? ORDER BY date DESC, created_at DESC LIMIT 1",
-            [episode_id], tables=("transcripts",), lookup=True)
+            [episode_id],
+            tables=("transcripts",),
+            lookup=True,
+        )
         if frame.empty:
             return None
         row = frame.iloc[0].to_dict()
@@ -437,7 +488,11 @@ class DataAccess:
         rows = self.query(
             "SELECT historical_episode_id AS episode_id, rank, cosine_similarity, model, date FROM similarities "
             "WHERE new_episode_id = ? AND date = (SELECT max(date) FROM similarities WHERE new_episode_id = ?) "
-            "ORDER BY rank", [episode_id, episode_id], tables=("similarities",), lookup=True)
+            "ORDER BY rank",
+            [episode_id, episode_id],
+            tables=("similarities",),
+            lookup=True,
+        )
         return self._with_titles(rows, "episode_id")
 
     def similar_later(self, episode_id: str, limit: int = 10) -> pd.DataFrame:
@@ -445,20 +500,28 @@ class DataAccess:
         rows = self.query(
             "SELECT new_episode_id AS episode_id, max(cosine_similarity) AS cosine_similarity FROM similarities "
             "WHERE historical_episode_id = ? GROUP BY new_episode_id ORDER BY cosine_similarity DESC LIMIT ?",
-            [episode_id, limit], tables=("similarities",), lookup=True)
+            [episode_id, limit],
+            tables=("similarities",),
+            lookup=True,
+        )
         return self._with_titles(rows, "episode_id")
 
     def episode_audience(self, episode_id: str) -> dict:
         """Listeners, engagement and completion rate of one episode (one GROUP BY per table version)."""
+
         def build() -> dict[str, dict]:
             frame = self.query(
                 "SELECT episode_id, count(DISTINCT user_id) AS listeners, sum(engagement) AS engagement, "
-                "avg(CASE WHEN completed THEN 1.0 ELSE 0.0 END) AS completion_rate FROM user_episode_daily GROUP BY episode_id",
-                tables=("user_episode_daily",))
+                "avg(CASE WHEN completed THEN 1.0 ELSE 0.0 END) AS completion_rate FROM user_episode_daily GROUP "
+                "BY episode_id",
+                tables=("user_episode_daily",),
+            )
             return {r["episode_id"]: r for r in frame.to_dict("records")}
 
         found = self.memoised("audience", ("user_episode_daily",), build)
-        return found.get(episode_id, {"episode_id": episode_id, "listeners": 0, "engagement": 0.0, "completion_rate": 0.0})
+        return found.get(
+            episode_id, {"episode_id": episode_id, "listeners": 0, "engagement": 0.0, "completion_rate": 0.0}
+        )
 
     def recent_episodes(self, limit: int = 12) -> pd.DataFrame:
         return self.search_episodes("", limit)
@@ -484,45 +547,79 @@ class DataAccess:
         span = [start, end]
         over_time = self.query(
             f"SELECT time_bucket(INTERVAL '{bucket}', ts) AS bucket, event, count(*) AS events FROM user_events "
-            f"WHERE {between} GROUP BY ALL ORDER BY bucket", span, tables=t)
-        mix = self.query(f"SELECT event, count(*) AS events FROM user_events WHERE {between} GROUP BY ALL ORDER BY events DESC", span, tables=t)
+            f"WHERE {between} GROUP BY ALL ORDER BY bucket",
+            span,
+            tables=t,
+        )
+        mix = self.query(
+            f"SELECT event, count(*) AS events FROM user_events WHERE {between} GROUP BY ALL ORDER BY events DESC",
+            span,
+            tables=t,
+        )
         devices = self.query(
             f"SELECT coalesce(device, 'unknown') AS device, count(*) AS events, count(DISTINCT user_id) AS users "
-            f"FROM user_events WHERE {between} GROUP BY ALL ORDER BY events DESC", span, tables=t)
+            f"FROM user_events WHERE {between} GROUP BY ALL ORDER BY events DESC",
+            span,
+            tables=t,
+        )
         top = self.query(
             f"SELECT episode_id, count(*) AS events, count(DISTINCT user_id) AS listeners, "
             f"count(*) FILTER (WHERE event = 'complete') AS completes, count(*) FILTER (WHERE event = 'like') AS likes "
-            f"FROM user_events WHERE {between} GROUP BY ALL ORDER BY listeners DESC, events DESC LIMIT 10", span, tables=t)
+            f"FROM user_events WHERE {between} GROUP BY ALL ORDER BY listeners DESC, events DESC LIMIT 10",
+            span,
+            tables=t,
+        )
         totals = self.query(
             f"SELECT count(*) AS events, count(DISTINCT user_id) AS users, count(DISTINCT episode_id) AS episodes "
-            f"FROM user_events WHERE {between}", span, tables=t)
+            f"FROM user_events WHERE {between}",
+            span,
+            tables=t,
+        )
         self._first_days()
         new_returning = self.query(
             f"WITH active AS (SELECT DISTINCT CAST(ts AS DATE) AS day, user_id FROM user_events WHERE {between}) "
             "SELECT a.day, count(*) FILTER (WHERE f.first_day = a.day) AS new_users, "
             "count(*) FILTER (WHERE f.first_day < a.day) AS returning_users "
-            "FROM active a JOIN user_first_day f USING (user_id) GROUP BY a.day ORDER BY a.day", span, tables=t)
+            "FROM active a JOIN user_first_day f USING (user_id) GROUP BY a.day ORDER BY a.day",
+            span,
+            tables=t,
+        )
         dead = self.query(
             "WITH ev AS (SELECT date, count(*) AS n FROM user_events GROUP BY date), "
             "dl AS (SELECT date, topic, count(*) AS n FROM dead_letters GROUP BY date, topic) "
-            "SELECT coalesce(dl.date, ev.date) AS date, coalesce(dl.topic, 'user-events') AS topic, coalesce(dl.n, 0) AS dead_letters, "
-            "coalesce(ev.n, 0) AS events, coalesce(dl.n, 0) / greatest(coalesce(ev.n, 0) + coalesce(dl.n, 0), 1) AS rate "
+            "SELECT coalesce(dl.date, ev.date) AS date, coalesce(dl.topic, 'user-events') AS topic, "
+            "coalesce(dl.n, 0) AS dead_letters, "
+            "coalesce(ev.n, 0) AS events, coalesce(dl.n, 0) / greatest(coalesce(ev.n, 0) + coalesce(dl.n, 0), 1) "
+            "AS rate "
             "FROM dl FULL OUTER JOIN ev ON dl.date = ev.date ORDER BY date",
-            tables=("user_events", "dead_letters"))
+            tables=("user_events", "dead_letters"),
+        )
         reasons = self.query(
-            "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC LIMIT 8", tables=("dead_letters",))
+            "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC LIMIT 8",
+            tables=("dead_letters",),
+        )
         return {
-            "start": start, "end": end, "bucket": bucket, "over_time": over_time, "mix": mix, "devices": devices,
-            "top": self._with_titles(top, "episode_id"), "totals": totals.iloc[0].to_dict(),
-            "new_returning": new_returning, "dead_letters": dead, "dead_letter_reasons": reasons,
+            "start": start,
+            "end": end,
+            "bucket": bucket,
+            "over_time": over_time,
+            "mix": mix,
+            "devices": devices,
+            "top": self._with_titles(top, "episode_id"),
+            "totals": totals.iloc[0].to_dict(),
+            "new_returning": new_returning,
+            "dead_letters": dead,
+            "dead_letter_reasons": reasons,
         }
 
     def _first_days(self) -> None:
         """DuckDB table user_first_day (each user's first event day), rebuilt once per user_events version."""
+
         def build() -> bool:
             self._connection().execute(
                 "CREATE OR REPLACE TABLE user_first_day AS SELECT user_id, min(CAST(ts AS DATE)) AS first_day "
-                "FROM user_events GROUP BY user_id")
+                "FROM user_events GROUP BY user_id"
+            )
             return True
 
         self.memoised("user_first_day", ("user_events",), build)
@@ -535,17 +632,22 @@ class DataAccess:
     # ------------------------------------------------------------------ model quality
     def metrics(self) -> pd.DataFrame:
         return self.query(
-            "SELECT date, model, metric, k, value, users_evaluated FROM recommendation_metrics ORDER BY date, model, metric",
-            tables=("recommendation_metrics",))
+            "SELECT date, model, metric, k, value, users_evaluated FROM recommendation_metrics ORDER BY date, "
+            "model, metric",
+            tables=("recommendation_metrics",),
+        )
 
     def alpha_summary(self) -> pd.DataFrame:
         """Per day: mean alpha used by fusion and the share of each reason among recommendations."""
         return self.query(
             "SELECT date, avg(alpha) AS mean_alpha, min(alpha) AS min_alpha, max(alpha) AS max_alpha, "
-            "avg(CASE WHEN reason = 'hybrid' THEN 1.0 ELSE 0 END) AS hybrid, avg(CASE WHEN reason = 'als' THEN 1.0 ELSE 0 END) AS als, "
-            "avg(CASE WHEN reason = 'content' THEN 1.0 ELSE 0 END) AS content, avg(CASE WHEN reason = 'popular' THEN 1.0 ELSE 0 END) AS popular, "
+            "avg(CASE WHEN reason = 'hybrid' THEN 1.0 ELSE 0 END) AS hybrid, avg(CASE WHEN reason = 'als' THEN "
+            "1.0 ELSE 0 END) AS als, "
+            "avg(CASE WHEN reason = 'content' THEN 1.0 ELSE 0 END) AS content, avg(CASE WHEN reason = 'popular' "
+            "THEN 1.0 ELSE 0 END) AS popular, "
             "count(*) AS rows, count(DISTINCT user_id) AS users FROM final_recommendations GROUP BY date ORDER BY date",
-            tables=("final_recommendations",))
+            tables=("final_recommendations",),
+        )
 
     # ------------------------------------------------------------------ pipeline health
     def pipeline_health(self, ttl_s: float = 10.0) -> dict:
@@ -557,7 +659,10 @@ class DataAccess:
             health = self._health_from_dagster()
         except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
             health = self._health_from_lake()
-            health["dagster_error"] = f"Dagster at {self.dagster_url} did not answer ({type(exc).__name__}); showing the lake's own timestamps."
+            health["dagster_error"] = (
+                f"Dagster at {self.dagster_url} did not answer ({type(exc).__name__}); showing the lake's own "
+                "timestamps."
+            )
         self._health = (time.monotonic(), health)
         return health
 
@@ -615,8 +720,10 @@ class DataAccess:
             last = (node.get("assetMaterializations") or [None])[0]
             observation = (node.get("assetObservations") or [None])[0]
             entry = {
-                "asset": key, "group": node.get("groupName"),
-                "materialized": sorted(materialized), "failed": sorted(failed),
+                "asset": key,
+                "group": node.get("groupName"),
+                "materialized": sorted(materialized),
+                "failed": sorted(failed),
                 "last_update": _from_millis(last["timestamp"]) if last else None,
                 "last_partition": last.get("partition") if last else None,
                 "freshness": (node.get("freshnessStatusInfo") or {}).get("freshnessStatus"),
@@ -626,8 +733,13 @@ class DataAccess:
                 values = {}
                 for m in (observation or {}).get("metadataEntries", []):
                     values[m["label"]] = m.get("intRepr") or m.get("floatRepr") or m.get("text") or m.get("jsonString")
-                kafka.append({"asset": key, "observed_at": _from_millis(observation["timestamp"]) if observation else None,
-                              "metadata": values})
+                kafka.append(
+                    {
+                        "asset": key,
+                        "observed_at": _from_millis(observation["timestamp"]) if observation else None,
+                        "metadata": values,
+                    }
+                )
             else:
                 assets.append(entry)
         return {"source": "dagster", "assets": assets, "kafka": kafka, "checked_at": datetime.now(timezone.utc)}
@@ -636,15 +748,28 @@ class DataAccess:
         assets = []
         for name in GRAPH_TABLES:
             version = self.table_version(name)
-            entry = {"asset": name, "group": None, "materialized": [], "failed": [], "last_update": None,
-                     "last_partition": None, "freshness": None, "stats": None, "delta_version": version}
+            entry = {
+                "asset": name,
+                "group": None,
+                "materialized": [],
+                "failed": [],
+                "last_update": None,
+                "last_partition": None,
+                "freshness": None,
+                "stats": None,
+                "delta_version": version,
+            }
             if version is not None:
+
                 def build(name=name, version=version) -> tuple[list[str], Any]:
                     dataset = self.lake.table(name, version).to_pyarrow_dataset()
                     self._connection().register("_health", dataset)
                     try:
-                        frame = self._connection().execute(
-                            "SELECT DISTINCT date, max(created_at) OVER () AS last FROM _health").df()
+                        frame = (
+                            self._connection()
+                            .execute("SELECT DISTINCT date, max(created_at) OVER () AS last FROM _health")
+                            .df()
+                        )
                     finally:
                         self._connection().unregister("_health")
                     days = sorted(str(d)[:10] for d in frame["date"])

@@ -7,7 +7,7 @@ seconds; written through LakeResource / MongoResource exactly like the assets wr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +18,28 @@ from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 
 TOPICS = ["Space", "Cooking", "History", "Startups", "Jazz", "Climate", "Chess", "Medicine"]
-WORDS = ["orbit", "rocket", "bread", "spice", "empire", "river", "founder", "market", "swing", "piano", "storm",
-         "glacier", "opening", "endgame", "vaccine", "sleep", "signal", "story", "future", "garden"]
+WORDS = [
+    "orbit",
+    "rocket",
+    "bread",
+    "spice",
+    "empire",
+    "river",
+    "founder",
+    "market",
+    "swing",
+    "piano",
+    "storm",
+    "glacier",
+    "opening",
+    "endgame",
+    "vaccine",
+    "sleep",
+    "signal",
+    "story",
+    "future",
+    "garden",
+]
 EVENTS = np.array(["play", "pause", "like", "skip", "rate", "complete"])
 EVENT_P = np.array([0.45, 0.15, 0.08, 0.12, 0.05, 0.15])
 DEVICES = np.array(["ios", "android", "web", "smart_speaker", "car"])
@@ -51,15 +71,23 @@ def build_episodes(spec: SampleSpec) -> pa.Table:
             i = d_index * spec.episodes_per_day + j
             topic = TOPICS[i % len(TOPICS)]
             words = rng.choice(WORDS, 2, replace=False)
-            rows.append({
-                "episode_id": f"ep{i:05d}", "podcast_id": f"show-{topic.lower()}", "podcast_title": f"The {topic} Hour",
-                "episode_title": f"{words[0].title()} and {words[1]}: {topic.lower()} talk #{i}",
-                "description": f"A conversation about {topic.lower()}, {words[0]} and {words[1]}.",
-                "audio_url": f"file:///tmp/ep{i:05d}.wav", "language": "en",
-                "published_at": datetime(day.year, day.month, day.day, 6 + j % 12, tzinfo=timezone.utc),
-                "duration_sec": float(600 + 60 * (i % 30)), "categories": [topic, "Demo"], "source": "demo",
-                "kafka_partition": 0, "kafka_offset": i,
-            })
+            rows.append(
+                {
+                    "episode_id": f"ep{i:05d}",
+                    "podcast_id": f"show-{topic.lower()}",
+                    "podcast_title": f"The {topic} Hour",
+                    "episode_title": f"{words[0].title()} and {words[1]}: {topic.lower()} talk #{i}",
+                    "description": f"A conversation about {topic.lower()}, {words[0]} and {words[1]}.",
+                    "audio_url": f"file:///tmp/ep{i:05d}.wav",
+                    "language": "en",
+                    "published_at": datetime(day.year, day.month, day.day, 6 + j % 12, tzinfo=timezone.utc),
+                    "duration_sec": float(600 + 60 * (i % 30)),
+                    "categories": [topic, "Demo"],
+                    "source": "demo",
+                    "kafka_partition": 0,
+                    "kafka_offset": i,
+                }
+            )
     return schemas.to_table(rows, schemas.EPISODES)
 
 
@@ -72,23 +100,40 @@ def build_transcripts(spec: SampleSpec, d_index: int) -> pa.Table:
     for k, episode_id in enumerate(episodes_of_day(spec, d_index)):
         topic = TOPICS[int(episode_id[2:]) % len(TOPICS)].lower()
         failed = k == spec.episodes_per_day - 1 and spec.episodes_per_day > 2
-        segments = [{"start": 6.0 * s, "end": 6.0 * s + 5.5,
-                     "text": f"Segment {s} of {episode_id}: today we talk about {topic} and the {WORDS[(s + k) % len(WORDS)]}."}
-                    for s in range(8)]
+        segments = [
+            {
+                "start": 6.0 * s,
+                "end": 6.0 * s + 5.5,
+                "text": f"Segment {s} of {episode_id}: today we talk about {topic} and the "
+                f"{WORDS[(s + k) % len(WORDS)]}.",
+            }
+            for s in range(8)
+        ]
         published = k == 1  # the day's second episode comes with its publisher's HTML transcript (no times)
-        rows.append({
-            "episode_id": episode_id, "status": "failed" if failed else "ok",
-            "error": "audio could not be decoded" if failed else None, "language": "en",
-            "language_probability": None if published else 0.98, "audio_seconds": 48.0, "wall_seconds": 2.1,
-            "model": "publisher" if published else "tiny.en",
-            "text": None if failed else " ".join(s["text"] for s in segments),
-            "segments": [] if failed or published else segments,
-            "text_source": "published" if published else "asr",
-            "asr_reason": None if published else ("unparsable: https://cdn.example/t.vtt: WebVTT must start with 'WEBVTT'"
-                                                  if k == 2 else "none_published"),
-            "transcript_url": f"https://cdn.example/{episode_id}.html" if published else None,
-            "transcript_format": "html" if published else None,
-        })
+        rows.append(
+            {
+                "episode_id": episode_id,
+                "status": "failed" if failed else "ok",
+                "error": "audio could not be decoded" if failed else None,
+                "language": "en",
+                "language_probability": None if published else 0.98,
+                "audio_seconds": 48.0,
+                "wall_seconds": 2.1,
+                "model": "publisher" if published else "tiny.en",
+                "text": None if failed else " ".join(s["text"] for s in segments),
+                "segments": [] if failed or published else segments,
+                "text_source": "published" if published else "asr",
+                "asr_reason": None
+                if published
+                else (
+                    "unparsable: https://cdn.example/t.vtt: WebVTT must start with 'WEBVTT'"
+                    if k == 2
+                    else "none_published"
+                ),
+                "transcript_url": f"https://cdn.example/{episode_id}.html" if published else None,
+                "transcript_format": "html" if published else None,
+            }
+        )
     return schemas.to_table(rows, schemas.TRANSCRIPTS)
 
 
@@ -101,8 +146,16 @@ def build_similarities(spec: SampleSpec, d_index: int) -> pa.Table:
         picks = rng.choice(others, min(spec.neighbours, len(others)), replace=False)
         cosines = np.sort(rng.uniform(0.35, 0.92, len(picks)))[::-1]
         for rank, (other, cos) in enumerate(zip(picks, cosines), start=1):
-            rows.append({"new_episode_id": episode_id, "historical_episode_id": str(other), "rank": rank,
-                         "cosine_similarity": float(cos), "distance": float(1 - cos), "model": "all-MiniLM-L6-v2"})
+            rows.append(
+                {
+                    "new_episode_id": episode_id,
+                    "historical_episode_id": str(other),
+                    "rank": rank,
+                    "cosine_similarity": float(cos),
+                    "distance": float(1 - cos),
+                    "model": "all-MiniLM-L6-v2",
+                }
+            )
     return schemas.to_table(rows, schemas.SIMILARITIES)
 
 
@@ -118,12 +171,18 @@ def build_daily(spec: SampleSpec, d_index: int) -> pa.Table:
     completed = played > 0.85
     base = np.datetime64(datetime(day.year, day.month, day.day))
     last_event = (base + rng.integers(0, 86_400, n).astype("timedelta64[s]")).astype("datetime64[us]")
-    return pa.table({
-        "user_id": users, "episode_id": np.char.add("ep", np.char.zfill(episode_index.astype(str), 5)),
-        "engagement": np.round(played * 3 + completed * 3, 2), "event_count": rng.integers(1, 6, n),
-        "max_played_pct": played, "completed": completed,
-        "last_event_at": pa.array(last_event).cast(pa.timestamp("us", tz="UTC")),
-    }, schema=schemas.USER_EPISODE_DAILY)
+    return pa.table(
+        {
+            "user_id": users,
+            "episode_id": np.char.add("ep", np.char.zfill(episode_index.astype(str), 5)),
+            "engagement": np.round(played * 3 + completed * 3, 2),
+            "event_count": rng.integers(1, 6, n),
+            "max_played_pct": played,
+            "completed": completed,
+            "last_event_at": pa.array(last_event).cast(pa.timestamp("us", tz="UTC")),
+        },
+        schema=schemas.USER_EPISODE_DAILY,
+    )
 
 
 def build_events(spec: SampleSpec, d_index: int) -> pa.Table:
@@ -139,16 +198,24 @@ def build_events(spec: SampleSpec, d_index: int) -> pa.Table:
     base = np.datetime64(datetime(day.year, day.month, day.day))
     ts = (base + seconds.astype("timedelta64[s]")).astype("datetime64[us]")
     played = rng.uniform(0, 1, n)
-    return pa.table({
-        "event_id": np.char.add(f"e{d_index}-", np.arange(n).astype(str)),
-        "ts": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
-        "user_id": np.char.add("u", np.char.zfill(users.astype(str), 5)),
-        "episode_id": np.char.add("ep", np.char.zfill(rng.integers(0, catalog_size, n).astype(str), 5)),
-        "event": events, "device": rng.choice(DEVICES, n, p=[0.35, 0.3, 0.2, 0.1, 0.05]),
-        "rating": pa.array(rng.integers(1, 6, n), pa.int32(), mask=events != "rate"),
-        "position_sec": played * 1200, "from_sec": played * 600, "to_sec": played * 1200, "played_pct": played,
-        "kafka_partition": (users % 3).astype(np.int32), "kafka_offset": np.arange(n, dtype=np.int64),
-    }, schema=schemas.USER_EVENTS)
+    return pa.table(
+        {
+            "event_id": np.char.add(f"e{d_index}-", np.arange(n).astype(str)),
+            "ts": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
+            "user_id": np.char.add("u", np.char.zfill(users.astype(str), 5)),
+            "episode_id": np.char.add("ep", np.char.zfill(rng.integers(0, catalog_size, n).astype(str), 5)),
+            "event": events,
+            "device": rng.choice(DEVICES, n, p=[0.35, 0.3, 0.2, 0.1, 0.05]),
+            "rating": pa.array(rng.integers(1, 6, n), pa.int32(), mask=events != "rate"),
+            "position_sec": played * 1200,
+            "from_sec": played * 600,
+            "to_sec": played * 1200,
+            "played_pct": played,
+            "kafka_partition": (users % 3).astype(np.int32),
+            "kafka_offset": np.arange(n, dtype=np.int64),
+        },
+        schema=schemas.USER_EVENTS,
+    )
 
 
 def build_recommendations(spec: SampleSpec, d_index: int) -> pa.Table:
@@ -167,14 +234,24 @@ def build_recommendations(spec: SampleSpec, d_index: int) -> pa.Table:
     reason = np.where(alpha < 0.5, "content", np.where(content > 0.6, "hybrid", "als"))
     reason[np.repeat(np.arange(n_users) % 17 == 16, k)] = "popular"
     because_index = (episode_index + 5) % catalog_size
-    because = np.where(np.isin(reason, ["content", "hybrid"]),
-                       np.char.add("ep", np.char.zfill(because_index.astype(str), 5)), None)
-    return pa.table({
-        "user_id": users, "episode_id": np.char.add("ep", np.char.zfill(episode_index.astype(str), 5)),
-        "rank": ranks, "final_score": final, "als_score": als, "content_score": content, "alpha": alpha,
-        "reason": reason, "because_episode_id": pa.array(because, pa.string()),
-        "model_version": np.full(n, f"als-{spec.days[d_index].isoformat()}-f64"),
-    }, schema=schemas.FINAL_RECOMMENDATIONS)
+    because = np.where(
+        np.isin(reason, ["content", "hybrid"]), np.char.add("ep", np.char.zfill(because_index.astype(str), 5)), None
+    )
+    return pa.table(
+        {
+            "user_id": users,
+            "episode_id": np.char.add("ep", np.char.zfill(episode_index.astype(str), 5)),
+            "rank": ranks,
+            "final_score": final,
+            "als_score": als,
+            "content_score": content,
+            "alpha": alpha,
+            "reason": reason,
+            "because_episode_id": pa.array(because, pa.string()),
+            "model_version": np.full(n, f"als-{spec.days[d_index].isoformat()}-f64"),
+        },
+        schema=schemas.FINAL_RECOMMENDATIONS,
+    )
 
 
 def build_metrics(spec: SampleSpec, d_index: int) -> pa.Table:
@@ -183,21 +260,49 @@ def build_metrics(spec: SampleSpec, d_index: int) -> pa.Table:
     rows = []
     for model in MODELS:
         for metric in ("precision@10", "recall@10", "ndcg@10", "map@10"):
-            rows.append({"model": model, "metric": metric, "k": 10, "value": float(base[model] * rng.uniform(0.85, 1.15)),
-                         "users_evaluated": spec.users})
-        rows.append({"model": model, "metric": "ndcg@10_stderr", "k": 10, "value": float(base[model] * 0.05),
-                     "users_evaluated": spec.users})
-        for metric, value in (("coverage", rng.uniform(0.2, 0.9)), ("novelty", rng.uniform(2, 6)), ("diversity", rng.uniform(0.3, 0.7))):
-            rows.append({"model": model, "metric": metric, "k": 10, "value": float(value), "users_evaluated": spec.users})
+            rows.append(
+                {
+                    "model": model,
+                    "metric": metric,
+                    "k": 10,
+                    "value": float(base[model] * rng.uniform(0.85, 1.15)),
+                    "users_evaluated": spec.users,
+                }
+            )
+        rows.append(
+            {
+                "model": model,
+                "metric": "ndcg@10_stderr",
+                "k": 10,
+                "value": float(base[model] * 0.05),
+                "users_evaluated": spec.users,
+            }
+        )
+        for metric, value in (
+            ("coverage", rng.uniform(0.2, 0.9)),
+            ("novelty", rng.uniform(2, 6)),
+            ("diversity", rng.uniform(0.3, 0.7)),
+        ):
+            rows.append(
+                {"model": model, "metric": metric, "k": 10, "value": float(value), "users_evaluated": spec.users}
+            )
     return schemas.to_table(rows, schemas.RECOMMENDATION_METRICS)
 
 
 def build_dead_letters(spec: SampleSpec, d_index: int) -> pa.Table:
     day = spec.days[d_index]
-    rows = [{"topic": "user-events", "kafka_partition": i % 3, "kafka_offset": 10_000 + i,
-             "kafka_timestamp": datetime(day.year, day.month, day.day, 12, i % 60, tzinfo=timezone.utc), "key": f"u{i:05d}",
-             "raw_payload": "{not json" if i % 2 else '{"event": "teleport"}',
-             "reason": "invalid JSON" if i % 2 else "unknown event type 'teleport'"} for i in range(3 + d_index)]
+    rows = [
+        {
+            "topic": "user-events",
+            "kafka_partition": i % 3,
+            "kafka_offset": 10_000 + i,
+            "kafka_timestamp": datetime(day.year, day.month, day.day, 12, i % 60, tzinfo=timezone.utc),
+            "key": f"u{i:05d}",
+            "raw_payload": "{not json" if i % 2 else '{"event": "teleport"}',
+            "reason": "invalid JSON" if i % 2 else "unknown event type 'teleport'",
+        }
+        for i in range(3 + d_index)
+    ]
     return schemas.to_table(rows, schemas.DEAD_LETTERS)
 
 
@@ -209,9 +314,12 @@ def write_sample(lake: LakeResource, mongo: MongoResource | None, spec: SampleSp
     for d_index, day in enumerate(spec.days):
         day_episodes = episodes.filter(pc.is_in(episodes["episode_id"], pa.array(episodes_of_day(spec, d_index))))
         tables = {
-            "episodes": day_episodes, "transcripts": build_transcripts(spec, d_index),
-            "similarities": build_similarities(spec, d_index), "user_episode_daily": build_daily(spec, d_index),
-            "user_events": build_events(spec, d_index), "final_recommendations": build_recommendations(spec, d_index),
+            "episodes": day_episodes,
+            "transcripts": build_transcripts(spec, d_index),
+            "similarities": build_similarities(spec, d_index),
+            "user_episode_daily": build_daily(spec, d_index),
+            "user_events": build_events(spec, d_index),
+            "final_recommendations": build_recommendations(spec, d_index),
             "dead_letters": build_dead_letters(spec, d_index),
         }
         if d_index > 0:
@@ -222,10 +330,20 @@ def write_sample(lake: LakeResource, mongo: MongoResource | None, spec: SampleSp
         if mongo is not None:
             recs = tables["final_recommendations"]
             keep = recs.filter(pc.is_in(recs["user_id"], pa.array(sorted(mongo_users))))
-            mongo.replace_day("final_recommendations", day, keep.drop_columns(["model_version"]).to_pylist(), run_id,
-                              model_version=f"als-{day.isoformat()}-f64")
-            mongo.replace_day("similarities", day, tables["similarities"].to_pylist(), run_id, model_version="all-MiniLM-L6-v2")
-            catalog = [{**row, "date": day.isoformat(), "run_id": run_id, "model_version": None} for row in day_episodes.to_pylist()]
+            mongo.replace_day(
+                "final_recommendations",
+                day,
+                keep.drop_columns(["model_version"]).to_pylist(),
+                run_id,
+                model_version=f"als-{day.isoformat()}-f64",
+            )
+            mongo.replace_day(
+                "similarities", day, tables["similarities"].to_pylist(), run_id, model_version="all-MiniLM-L6-v2"
+            )
+            catalog = [
+                {**row, "date": day.isoformat(), "run_id": run_id, "model_version": None}
+                for row in day_episodes.to_pylist()
+            ]
             mongo.upsert_many("episodes", ["episode_id"], catalog)
             counts["mongo_final_recommendations"] = counts.get("mongo_final_recommendations", 0) + keep.num_rows
     return counts

@@ -94,7 +94,7 @@ def winning_indexes(explain: dict) -> list[str]:
 
 
 class RouteServer:
-    """A real HTTP server on 127.0.0.1 answering from ``routes`` (path -> callable(handler) -> (status, headers, body))."""
+    """A real HTTP server on 127.0.0.1 answering from ``routes`` (path -> handler -> (status, headers, body))."""
 
     def __init__(self, routes):
         routes_ref = routes

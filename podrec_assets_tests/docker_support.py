@@ -37,9 +37,22 @@ def docker_compose(*args: str, env_file: Path = ENV_EXAMPLE) -> subprocess.Compl
     tool = require_tool("docker-compose", "`make system-packages` (Debian package docker-compose)")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run(
-        [tool, "--project-directory", str(DOCKER_DIR), "-f", str(COMPOSE_FILE), "--env-file", str(env_file),
-         "--profile", "spark", *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            tool,
+            "--project-directory",
+            str(DOCKER_DIR),
+            "-f",
+            str(COMPOSE_FILE),
+            "--env-file",
+            str(env_file),
+            "--profile",
+            "spark",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 

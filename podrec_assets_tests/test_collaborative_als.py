@@ -11,7 +11,9 @@ import pytest
 from podrec_assets.core import als
 
 
-def taste_groups(seed: int = 0, users_per_group: int = 30, items_per_group: int = 10, seen_per_user: int = 6) -> pd.DataFrame:
+def taste_groups(
+    seed: int = 0, users_per_group: int = 30, items_per_group: int = 10, seen_per_user: int = 6
+) -> pd.DataFrame:
     """Two disjoint tastes: group a listens only to a-episodes, group b only to b-episodes."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -57,9 +59,13 @@ def test_seen_items_never_recommended_even_without_positive_engagement():
 
 def test_implicit_top_n_matches_the_numpy_reference_on_its_own_factors():
     rng = np.random.default_rng(5)
-    frame = pd.DataFrame({"user_id": [f"u{i}" for i in rng.integers(0, 80, 1500)],
-                          "episode_id": [f"e{i}" for i in rng.zipf(1.6, 1500) % 120],
-                          "engagement": rng.uniform(0.2, 6, 1500)})
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 80, 1500)],
+            "episode_id": [f"e{i}" for i in rng.zipf(1.6, 1500) % 120],
+            "engagement": rng.uniform(0.2, 6, 1500),
+        }
+    )
     data = als.Interactions.from_frame(frame)
     result = als.fit_recommend(data, PARAMS, n=10)
     items, scores = als.recommend_reference(result.user_factors, result.item_factors, data.seen, 10)
@@ -93,11 +99,16 @@ def test_empty_or_all_negative_input_is_a_clear_error():
 def test_same_input_same_model_and_version():
     frame = taste_groups()
     one = als.fit_recommend(als.Interactions.from_frame(frame), PARAMS, 5, data_version="v1")
-    two = als.fit_recommend(als.Interactions.from_frame(frame.sample(frac=1, random_state=1)), PARAMS, 5, data_version="v1")
+    two = als.fit_recommend(
+        als.Interactions.from_frame(frame.sample(frac=1, random_state=1)), PARAMS, 5, data_version="v1"
+    )
     pd.testing.assert_frame_equal(one.top_n, two.top_n)
     assert one.model_version == two.model_version
     assert one.model_version.startswith("als-implicit-")
-    assert als.fit_recommend(als.Interactions.from_frame(frame), PARAMS, 5, data_version="v2").model_version != one.model_version
+    assert (
+        als.fit_recommend(als.Interactions.from_frame(frame), PARAMS, 5, data_version="v2").model_version
+        != one.model_version
+    )
     other = als.AlsParams(**{**PARAMS.as_dict(), "factors": 9})
     assert als.model_version("implicit", other, "v1") != one.model_version
     # threads do not change the model, so not its version
@@ -105,12 +116,14 @@ def test_same_input_same_model_and_version():
 
 
 def test_last_day_holdout_keeps_only_new_positive_pairs():
-    frame = pd.DataFrame({
-        "user_id": ["u", "u", "u", "u", "v"],
-        "episode_id": ["a", "b", "a", "c", "d"],
-        "engagement": [1.0, 1.0, 2.0, 0.0, 3.0],
-        "date": [date(2026, 1, 1), date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 2), date(2026, 1, 2)],
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u", "u", "u", "u", "v"],
+            "episode_id": ["a", "b", "a", "c", "d"],
+            "engagement": [1.0, 1.0, 2.0, 0.0, 3.0],
+            "date": [date(2026, 1, 1), date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 2), date(2026, 1, 2)],
+        }
+    )
     train, relevant = als.holdout_last_day(frame, date(2026, 1, 2))
     assert len(train) == 2
     # a was seen before, c has no positive engagement: only v's d is relevant
@@ -143,8 +156,9 @@ def test_validation_pairs_the_previous_days_lists_on_the_same_held_out_day():
     assert same["previous_ndcg"] == pytest.approx(same["paired_ndcg"]) == pytest.approx(same["ndcg"])
     items = sorted(frame["episode_id"].unique())[:10]
     users = good["user_id"].unique()
-    constant = pd.DataFrame([(u, e, r + 1) for u in users for r, e in enumerate(items)],
-                            columns=["user_id", "episode_id", "rank"])
+    constant = pd.DataFrame(
+        [(u, e, r + 1) for u in users for r, e in enumerate(items)], columns=["user_id", "episode_id", "rank"]
+    )
     better = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, previous_top_n=constant)
     assert better["change"] > 4 * better["change_stderr"] > 0
     # served lists of 5 are compared at 5, not against this model's 10
@@ -161,9 +175,16 @@ def test_factor_rank_is_capped_by_the_catalog():
 def test_short_lists_never_repeat_or_recommend_seen_episodes():
     """Users who have seen most of a tiny catalog get fewer than N episodes, each unseen and listed once."""
     rng = np.random.default_rng(0)
-    rows = [{"user_id": f"u{u}", "episode_id": f"e{e}", "engagement": float(rng.choice([0.2, 1.0, 3.0, 0.0])),
-             "date": date(2026, 3, 1)}
-            for u in range(30) for e in rng.choice(6, size=rng.integers(1, 6), replace=False)]
+    rows = [
+        {
+            "user_id": f"u{u}",
+            "episode_id": f"e{e}",
+            "engagement": float(rng.choice([0.2, 1.0, 3.0, 0.0])),
+            "date": date(2026, 3, 1),
+        }
+        for u in range(30)
+        for e in rng.choice(6, size=rng.integers(1, 6), replace=False)
+    ]
     frame = pd.DataFrame(rows)
     data = als.Interactions.from_frame(frame)
     result = als.fit_recommend(data, als.AlsParams(factors=2, iterations=5), 10, backend="implicit")

@@ -31,9 +31,17 @@ def daily_rows(day: date, index: int) -> list[dict]:
         for u in range(25):
             count = 1 + (index + u) % 3
             for item in rng.choice(12, size=count, replace=False):
-                rows.append({"user_id": f"{group}-user{u}", "episode_id": f"{group}-ep{item}",
-                             "engagement": float(rng.uniform(0.5, 6.0)), "event_count": 1, "max_played_pct": 0.9,
-                             "completed": True, "last_event_at": datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)})
+                rows.append(
+                    {
+                        "user_id": f"{group}-user{u}",
+                        "episode_id": f"{group}-ep{item}",
+                        "engagement": float(rng.uniform(0.5, 6.0)),
+                        "event_count": 1,
+                        "max_played_pct": 0.9,
+                        "completed": True,
+                        "last_event_at": datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc),
+                    }
+                )
     return rows
 
 
@@ -79,15 +87,19 @@ def test_window_reads_all_w_days_and_nothing_else(env, first_run):
 
 def test_lineage_maps_d_to_its_w_days():
     upstream = window_mapping(7).get_upstream_mapped_partitions_result_for_partitions(
-        daily_partitions.subset_with_partition_keys(["2026-01-10"]), daily_partitions, daily_partitions)
+        daily_partitions.subset_with_partition_keys(["2026-01-10"]), daily_partitions, daily_partitions
+    )
     assert sorted(upstream.partitions_subset.get_partition_keys()) == [f"2026-01-{d:02d}" for d in range(4, 11)]
     early = window_mapping(7).get_upstream_mapped_partitions_result_for_partitions(
-        daily_partitions.subset_with_partition_keys(["2026-01-02"]), daily_partitions, daily_partitions)
+        daily_partitions.subset_with_partition_keys(["2026-01-02"]), daily_partitions, daily_partitions
+    )
     assert sorted(early.partitions_subset.get_partition_keys()) == ["2026-01-01", "2026-01-02"]
     source = dg.AssetKey("user_episode_daily")
     assert source in als_top_n.dependency_keys
     declared = als_top_n.get_partition_mapping(source)
-    assert isinstance(declared, dg.TimeWindowPartitionMapping) and declared.start_offset == -6 and declared.end_offset == 0
+    assert (
+        isinstance(declared, dg.TimeWindowPartitionMapping) and declared.start_offset == -6 and declared.end_offset == 0
+    )
     assert collaborative_defs.assets == [als_top_n]
 
 
@@ -98,9 +110,15 @@ def test_outputs_in_delta_and_mongo_agree_and_metadata_is_complete(env, first_ru
     settings = get_settings()
     assert len(table) == first_run["rows"] == first_run["users"] * settings.top_n  # 12 episodes per taste, <= 6 seen
     assert set(table["model_version"]) == {first_run["model_version"]}
-    docs = list(mongo.db()["als_top_n"].find({"date": LAST.isoformat()}, {"_id": 0, "user_id": 1, "episode_id": 1, "rank": 1, "model_version": 1}))
+    docs = list(
+        mongo.db()["als_top_n"].find(
+            {"date": LAST.isoformat()}, {"_id": 0, "user_id": 1, "episode_id": 1, "rank": 1, "model_version": 1}
+        )
+    )
     assert len(docs) == len(table)
-    assert {(d["user_id"], d["episode_id"], d["rank"]) for d in docs} == set(zip(table.user_id, table.episode_id, table["rank"]))
+    assert {(d["user_id"], d["episode_id"], d["rank"]) for d in docs} == set(
+        zip(table.user_id, table.episode_id, table["rank"])
+    )
     assert {d["model_version"] for d in docs} == {first_run["model_version"]}
     factors = lake.read_day("als_factors", LAST).to_pandas()
     assert set(factors["model_version"]) == {first_run["model_version"]}
@@ -116,7 +134,10 @@ def test_outputs_in_delta_and_mongo_agree_and_metadata_is_complete(env, first_ru
     assert first_run["validation_method"] == "last_day_holdout"
     assert 0.0 < first_run["validation_ndcg@10"] <= 1.0
     assert first_run["fit_seconds"] > 0
-    assert first_run["params"]["factors"] == als.capped_factors(settings.als_factors, 24) and first_run["params"]["window_days"] == 7
+    assert (
+        first_run["params"]["factors"] == als.capped_factors(settings.als_factors, 24)
+        and first_run["params"]["window_days"] == 7
+    )
 
 
 def test_rerun_is_idempotent(env, first_run):
@@ -129,7 +150,12 @@ def test_rerun_is_idempotent(env, first_run):
     assert again["model_version"] == first_run["model_version"]
     assert again["validation_ndcg@10"] == pytest.approx(first_run["validation_ndcg@10"])
     cols = ["user_id", "episode_id", "rank"]
-    assert before[cols].sort_values(cols).reset_index(drop=True).equals(after[cols].sort_values(cols).reset_index(drop=True))
+    assert (
+        before[cols]
+        .sort_values(cols)
+        .reset_index(drop=True)
+        .equals(after[cols].sort_values(cols).reset_index(drop=True))
+    )
     assert resources["mongo"].db()["als_top_n"].count_documents({"date": LAST.isoformat()}) == len(after)
     assert again["mongo_deleted"] == len(after)
 

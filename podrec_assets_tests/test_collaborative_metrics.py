@@ -19,13 +19,28 @@ def _truth(rows):
     return pd.DataFrame(rows, columns=["user_id", "episode_id"])
 
 
-RECOMMENDED = _recs([
-    ("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "d", 4), ("u1", "e", 5),
-    ("u2", "x", 1), ("u2", "y", 2),
-    ("u3", "a", 1),  # no ground truth: not counted
-])
-RELEVANT = _truth([("u1", "a"), ("u1", "c"), ("u1", "x"), ("u2", "z"), ("u4", "a"),  # u4 never recommended
-                   ("u1", "a")])  # duplicate ignored
+RECOMMENDED = _recs(
+    [
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u1", "c", 3),
+        ("u1", "d", 4),
+        ("u1", "e", 5),
+        ("u2", "x", 1),
+        ("u2", "y", 2),
+        ("u3", "a", 1),  # no ground truth: not counted
+    ]
+)
+RELEVANT = _truth(
+    [
+        ("u1", "a"),
+        ("u1", "c"),
+        ("u1", "x"),
+        ("u2", "z"),
+        ("u4", "a"),  # u4 never recommended
+        ("u1", "a"),
+    ]
+)  # duplicate ignored
 
 
 def test_hand_computed_k5():
@@ -93,8 +108,9 @@ def naive(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> dict[str
     for u, i in zip(relevant["user_id"], relevant["episode_id"]):
         truth.setdefault(u, set()).add(i)
     lists: dict[str, list] = {}
-    for u, i, r in sorted(zip(recommended["user_id"], recommended["episode_id"], recommended["rank"]),
-                          key=lambda t: (t[0], t[2])):
+    for u, i, _rank in sorted(
+        zip(recommended["user_id"], recommended["episode_id"], recommended["rank"]), key=lambda t: (t[0], t[2])
+    ):
         if i not in lists.setdefault(u, []):
             lists[u].append(i)
     users = [u for u in lists if u in truth]
@@ -116,8 +132,14 @@ def naive(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> dict[str
         totals["m"] += ap / min(len(rel), k)
         totals["s"] += ap / len(rel)
     n = max(len(users), 1)
-    return {f"precision@{k}": totals["p"] / n, f"recall@{k}": totals["r"] / n, f"ndcg@{k}": totals["n"] / n,
-            f"map@{k}": totals["m"] / n, "map_spark": totals["s"] / n, "users": len(users)}
+    return {
+        f"precision@{k}": totals["p"] / n,
+        f"recall@{k}": totals["r"] / n,
+        f"ndcg@{k}": totals["n"] / n,
+        f"map@{k}": totals["m"] / n,
+        "map_spark": totals["s"] / n,
+        "users": len(users),
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -150,7 +172,8 @@ def test_matches_naive_reference_on_random_data(seed, k):
 
 
 def test_top_k_from_scores_ranks_by_score_then_id():
-    scored = pd.DataFrame({"user_id": ["u", "u", "u", "v"], "episode_id": ["b", "a", "c", "a"],
-                           "score": [0.5, 0.5, 0.9, 0.1]})
+    scored = pd.DataFrame(
+        {"user_id": ["u", "u", "u", "v"], "episode_id": ["b", "a", "c", "a"], "score": [0.5, 0.5, 0.9, 0.1]}
+    )
     top = metrics.top_k_from_scores(scored, 2)
     assert list(zip(top["user_id"], top["episode_id"], top["rank"])) == [("u", "c", 1), ("u", "a", 2), ("v", "a", 1)]

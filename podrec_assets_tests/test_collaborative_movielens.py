@@ -41,7 +41,9 @@ def test_split_keeps_75_percent_of_each_item_and_is_seeded(ratings):
 
 def test_bench_command_reaches_the_target_with_the_validation_chosen_params(capsys):
     # the parameters `podrec bench movielens` picks on its validation split (the grid takes minutes; see report)
-    code = main(["bench", "movielens", "--no-tune", "--factors", "32", "--regularization", "20", "--alpha", "0.5", "--json"])
+    code = main(
+        ["bench", "movielens", "--no-tune", "--factors", "32", "--regularization", "20", "--alpha", "0.5", "--json"]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"backend", "seed", "map", "ndcg@10", "precision@10", "recall@10", "fit_seconds", "params"}

@@ -32,8 +32,9 @@ def spark():
         session.stop()
 
 
-def clustered(seed: int = 0, clusters: int = 4, items_per_cluster: int = 30, users_per_cluster: int = 50,
-              seen: int = 8) -> pd.DataFrame:
+def clustered(
+    seed: int = 0, clusters: int = 4, items_per_cluster: int = 30, users_per_cluster: int = 50, seen: int = 8
+) -> pd.DataFrame:
     """Users listen within their cluster, popular episodes (Zipf) more often: a structure any ALS must find."""
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, items_per_cluster + 1) ** 1.1
@@ -48,9 +49,16 @@ def clustered(seed: int = 0, clusters: int = 4, items_per_cluster: int = 30, use
 
 def test_backends_agree_on_a_small_dataset(spark):
     data = als.Interactions.from_frame(clustered())
-    implicit = als.fit_recommend(data, als.AlsParams(factors=8, regularization=1.0, alpha=5.0, iterations=15, seed=1), 10)
-    sparkml = als.fit_recommend(data, als.AlsParams(factors=8, regularization=0.05, alpha=5.0, iterations=15, seed=1), 10,
-                                backend="spark", spark=spark.spark_session)
+    implicit = als.fit_recommend(
+        data, als.AlsParams(factors=8, regularization=1.0, alpha=5.0, iterations=15, seed=1), 10
+    )
+    sparkml = als.fit_recommend(
+        data,
+        als.AlsParams(factors=8, regularization=0.05, alpha=5.0, iterations=15, seed=1),
+        10,
+        backend="spark",
+        spark=spark.spark_session,
+    )
     assert sparkml.model_version.startswith("als-spark-")
     assert len(implicit.top_n) == len(sparkml.top_n) == data.n_users * 10
     a = implicit.top_n.groupby("user_id")["episode_id"].apply(set)
@@ -72,8 +80,13 @@ def test_spark_top_n_is_exact_against_the_reference_on_its_factors(spark):
     heavy = pd.DataFrame({"user_id": "heavy", "episode_id": catalog[:-6], "engagement": 2.0})
     frame = pd.concat([frame, heavy], ignore_index=True)
     data = als.Interactions.from_frame(frame)
-    result = als.fit_recommend(data, als.AlsParams(factors=6, regularization=0.05, alpha=5.0, iterations=10, seed=2), 10,
-                               backend="spark", spark=spark.spark_session)
+    result = als.fit_recommend(
+        data,
+        als.AlsParams(factors=6, regularization=0.05, alpha=5.0, iterations=10, seed=2),
+        10,
+        backend="spark",
+        spark=spark.spark_session,
+    )
     items, scores = als.recommend_reference(result.user_factors, result.item_factors, data.seen, 10)
     reference = als._frame(data.user_ids, data.item_ids, np.arange(data.n_users), items, scores)
     merged = result.top_n.merge(reference, on=["user_id", "rank"], suffixes=("", "_ref"))
@@ -90,12 +103,15 @@ def test_asset_on_engine_spark(spark, stack_settings, tmp_path, monkeypatch):
     mongo = MongoResource(uri=stack_settings.mongo_url, database=DB)
     mongo.client().drop_database(DB)
     for i, day in enumerate(DAYS[-3:]):
-        lake.write_partition("user_episode_daily", day, schemas.to_table(daily_rows(day, i), schemas.USER_EPISODE_DAILY), "fx")
+        lake.write_partition(
+            "user_episode_daily", day, schemas.to_table(daily_rows(day, i), schemas.USER_EPISODE_DAILY), "fx"
+        )
     monkeypatch.setenv("PODREC_ENGINE", "spark")
     get_settings.cache_clear()
     try:
-        result = dg.materialize([als_top_n], partition_key=DAYS[-1].isoformat(),
-                                resources={"lake": lake, "mongo": mongo, "spark": spark})
+        result = dg.materialize(
+            [als_top_n], partition_key=DAYS[-1].isoformat(), resources={"lake": lake, "mongo": mongo, "spark": spark}
+        )
     finally:
         monkeypatch.delenv("PODREC_ENGINE")
         get_settings.cache_clear()

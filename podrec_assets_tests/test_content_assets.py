@@ -53,10 +53,16 @@ TEXT = {
 
 # (day, episode_id, topic index or special)
 EPISODES = [
-    (D1, "space-1", ("space", 0)), (D1, "cooking-1", ("cooking", 0)), (D1, "football-1", ("football", 0)),
-    (D1, "failed-1", "failed"), (D1, "empty-1", "empty"),
-    (D2, "space-2", ("space", 1)), (D2, "cooking-2", ("cooking", 1)), (D2, "finance-1", ("finance", 0)),
-    (D3, "space-3", ("space", 2)), (D3, "football-2", ("football", 1)),
+    (D1, "space-1", ("space", 0)),
+    (D1, "cooking-1", ("cooking", 0)),
+    (D1, "football-1", ("football", 0)),
+    (D1, "failed-1", "failed"),
+    (D1, "empty-1", "empty"),
+    (D2, "space-2", ("space", 1)),
+    (D2, "cooking-2", ("cooking", 1)),
+    (D2, "finance-1", ("finance", 0)),
+    (D3, "space-3", ("space", 2)),
+    (D3, "football-2", ("football", 1)),
 ]
 
 
@@ -67,16 +73,26 @@ def _write_inputs(lake: LakeResource) -> None:
             if episode_day != day:
                 continue
             published = datetime(day.year, day.month, day.day, 9, 30, tzinfo=timezone.utc)
-            episodes.append({"episode_id": episode_id, "podcast_id": "p", "podcast_title": "show",
-                             "episode_title": episode_id, "published_at": published, "language": "en",
-                             "source": "demo", "categories": []})
+            episodes.append(
+                {
+                    "episode_id": episode_id,
+                    "podcast_id": "p",
+                    "podcast_title": "show",
+                    "episode_title": episode_id,
+                    "published_at": published,
+                    "language": "en",
+                    "source": "demo",
+                    "categories": [],
+                }
+            )
             if what == "failed":
                 transcripts.append({"episode_id": episode_id, "status": "failed", "error": "audio fetch failed"})
             elif what == "empty":
                 transcripts.append({"episode_id": episode_id, "status": "ok", "text": "  ", "language": "en"})
             else:
-                transcripts.append({"episode_id": episode_id, "status": "ok", "text": TEXT[what[0]][what[1]],
-                                    "language": "en"})
+                transcripts.append(
+                    {"episode_id": episode_id, "status": "ok", "text": TEXT[what[0]][what[1]], "language": "en"}
+                )
         lake.write_partition("episodes", day, schemas.to_table(episodes, schemas.EPISODES), "test-setup")
         lake.write_partition("transcripts", day, schemas.to_table(transcripts, schemas.TRANSCRIPTS), "test-setup")
 
@@ -168,8 +184,9 @@ def test_similarities_history_only_within_day_and_self_excluded(content_env, vec
     for row, new_id in enumerate(("cooking-2", "finance-1", "space-2")):
         expected = [ids[i] for i in ref.indices[row] if i >= 0]
         assert [r["historical_episode_id"] for r in by_new[new_id]] == expected
-        np.testing.assert_allclose([r["cosine_similarity"] for r in by_new[new_id]],
-                                   ref.scores[row][:len(expected)], atol=1e-5)
+        np.testing.assert_allclose(
+            [r["cosine_similarity"] for r in by_new[new_id]], ref.scores[row][: len(expected)], atol=1e-5
+        )
 
     coll = mongo.db()["similarities"]
     assert coll.count_documents({"date": D2.isoformat()}) == len(day2)
@@ -181,15 +198,25 @@ def test_rerun_replaces_only_that_day(content_env, vectors_materialized):
     lake, mongo = content_env["lake"], content_env["mongo"]
     _materialize([similarities], D3, content_env)
     _materialize([similarities], D2, content_env)
-    before = {d: sorted((r["new_episode_id"], r["historical_episode_id"], r["rank"])
-                        for r in lake.read_day("similarities", d).to_pylist()) for d in (D2, D3)}
+    before = {
+        d: sorted(
+            (r["new_episode_id"], r["historical_episode_id"], r["rank"])
+            for r in lake.read_day("similarities", d).to_pylist()
+        )
+        for d in (D2, D3)
+    }
     coll = mongo.db()["similarities"]
     mongo_before = {d: coll.count_documents({"date": d.isoformat()}) for d in (D2, D3)}
     first_run_ids = set(coll.distinct("run_id", {"date": D3.isoformat()}))
 
     rerun = _materialize([similarities], D3, content_env)
-    after = {d: sorted((r["new_episode_id"], r["historical_episode_id"], r["rank"])
-                       for r in lake.read_day("similarities", d).to_pylist()) for d in (D2, D3)}
+    after = {
+        d: sorted(
+            (r["new_episode_id"], r["historical_episode_id"], r["rank"])
+            for r in lake.read_day("similarities", d).to_pylist()
+        )
+        for d in (D2, D3)
+    }
     assert after == before  # same rows for D3, D2 untouched
     assert {d: coll.count_documents({"date": d.isoformat()}) for d in (D2, D3)} == mongo_before
     assert set(coll.distinct("run_id", {"date": D3.isoformat()})) == {rerun.run_id} != first_run_ids
@@ -210,14 +237,17 @@ def test_top_neighbours_query_is_answered_from_an_index(content_env, vectors_mat
     assert (("date", 1), ("write_id", 1)) in keys
     query = coll.find({"new_episode_id": "space-3", "model": "all-MiniLM-L6-v2"}).sort("cosine_similarity", -1).limit(5)
     assert winning_indexes(query.explain()) == ["new_episode_id_1_model_1_cosine_similarity_-1"]
-    top = list(coll.find({"new_episode_id": "space-3", "model": "all-MiniLM-L6-v2"}).sort("cosine_similarity", -1).limit(5))
+    top = list(
+        coll.find({"new_episode_id": "space-3", "model": "all-MiniLM-L6-v2"}).sort("cosine_similarity", -1).limit(5)
+    )
     assert len(top) == 5
     assert top[0]["historical_episode_id"] in {"space-1", "space-2"}
 
 
 def test_unit_length_check_passes(content_env, vectors_materialized):
-    result = dg.materialize([episode_vectors, episode_vectors_unit_length], partition_key=D2.isoformat(),
-                            resources=content_env)
+    result = dg.materialize(
+        [episode_vectors, episode_vectors_unit_length], partition_key=D2.isoformat(), resources=content_env
+    )
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 1 and evaluations[0].passed
 
@@ -229,5 +259,5 @@ def test_similarities_depend_on_every_day_through_d_and_never_on_later_days():
     assert sorted(upstream.partitions_subset.get_partition_keys()) == [f"2026-01-0{d}" for d in range(1, 6)]
     assert upstream.required_but_nonexistent_subset.is_empty
     assert content_defs.assets == [episode_vectors, similarities]
-    dep, = similarities.specs_by_key[dg.AssetKey("similarities")].deps
+    (dep,) = similarities.specs_by_key[dg.AssetKey("similarities")].deps
     assert dep.asset_key == dg.AssetKey("episode_vectors") and dep.partition_mapping is ALL_DAYS_THROUGH_D

@@ -49,15 +49,17 @@ def test_missing_model_directory_is_a_clear_error(tmp_path):
         load_sentence_model(tmp_path / "nothing-here")
 
 
-@pytest.mark.parametrize("length,max_tokens,overlap", [(0, 10, 2), (5, 10, 2), (10, 10, 2), (11, 10, 2),
-                                                       (1000, 254, 32), (1000, 254, 0), (37, 5, 4)])
+@pytest.mark.parametrize(
+    "length,max_tokens,overlap",
+    [(0, 10, 2), (5, 10, 2), (10, 10, 2), (11, 10, 2), (1000, 254, 32), (1000, 254, 0), (37, 5, 4)],
+)
 def test_chunks_respect_the_limit_and_cover_the_text(length, max_tokens, overlap):
     ids = list(range(length))
     chunks = chunk_token_ids(ids, max_tokens, overlap)
     assert all(0 < len(c) <= max_tokens for c in chunks)
     rebuilt = list(chunks[0]) if chunks else []
     for previous, chunk in zip(chunks, chunks[1:]):
-        assert previous[len(previous) - overlap:] == chunk[:overlap]  # consecutive chunks share `overlap`
+        assert previous[len(previous) - overlap :] == chunk[:overlap]  # consecutive chunks share `overlap`
         rebuilt += chunk[overlap:]
     assert rebuilt == ids  # every token, in order, nothing invented
 
@@ -112,8 +114,9 @@ def test_vectors_are_unit_length_float32(model):
 
 def test_topics_are_closer_than_unrelated_text(model):
     space_a, bread, _, _ = (d.vector for d in embed_documents(model, PARAGRAPHS))
-    space_b = embed_documents(model, ["Astronauts on the station photographed the planet's surface and the "
-                                      "probe's landing site from orbit."])[0].vector
+    space_b = embed_documents(
+        model, ["Astronauts on the station photographed the planet's surface and the probe's landing site from orbit."]
+    )[0].vector
     assert space_a @ space_b > space_a @ bread
 
 
@@ -136,9 +139,17 @@ def test_podrec_embed_command_uses_the_asset_code_path(model, tmp_path, capsys):
     from podrec_assets.cli import main
 
     source = tmp_path / "docs.jsonl"
-    source.write_text("\n".join(json.dumps(d) for d in [
-        {"id": "long", "text": long_text(700)}, {"id": "blank", "text": " "}, {"id": 7, "text": PARAGRAPHS[0]},
-    ]) + "\n")
+    source.write_text(
+        "\n".join(
+            json.dumps(d)
+            for d in [
+                {"id": "long", "text": long_text(700)},
+                {"id": "blank", "text": " "},
+                {"id": 7, "text": PARAGRAPHS[0]},
+            ]
+        )
+        + "\n"
+    )
     target = tmp_path / "vectors.jsonl"
     assert main(["embed", "--input", str(source), "--output", str(target)]) == 0
     lines = [json.loads(line) for line in target.read_text().splitlines()]

@@ -20,8 +20,9 @@ def random_unit(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
 def test_blocked_equals_reference(catalog_block, query_block, k):
     catalog = random_unit(300, seed=k)
     queries_at = np.arange(250, 300)  # the newest day's episodes are queries and catalog rows
-    fast = top_k_cosine(catalog[queries_at], catalog, k, self_index=queries_at,
-                        catalog_block=catalog_block, query_block=query_block)
+    fast = top_k_cosine(
+        catalog[queries_at], catalog, k, self_index=queries_at, catalog_block=catalog_block, query_block=query_block
+    )
     slow = top_k_cosine_reference(catalog[queries_at], catalog, k, self_index=queries_at)
     np.testing.assert_array_equal(fast.indices, slow.indices)
     np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-6)
@@ -43,8 +44,16 @@ def test_history_only_and_within_day_neighbours():
     rng = np.random.default_rng(5)
     base = normalize_rows(rng.normal(size=(2, 16)))
     noise = lambda: rng.normal(scale=0.05, size=16)  # noqa: E731
-    rows = [base[0] + noise(), base[1] + noise(), base[0] + noise(), base[1] + noise(),
-            base[0] + noise(), None, base[1] + noise(), base[1] + noise()]
+    rows = [
+        base[0] + noise(),
+        base[1] + noise(),
+        base[0] + noise(),
+        base[1] + noise(),
+        base[0] + noise(),
+        None,
+        base[1] + noise(),
+        base[1] + noise(),
+    ]
     rows[5] = rows[4] + rng.normal(scale=0.001, size=16)  # a near copy published the same day
     catalog = normalize_rows(np.array(rows))
     day1 = top_k_cosine(catalog[:4], catalog[:4], 3, self_index=np.arange(4))

@@ -3,7 +3,6 @@ app served by `podrec dash` in its own process, driven by headless Chromium thro
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,8 +28,13 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 def dash_env(stack_env, stack_settings, resources, tmp_path_factory) -> dict[str, str]:
     """PODREC_* of an app reading a temp lake and its own Mongo database on the session's real server."""
     lake_root = str(tmp_path_factory.mktemp("dash-lake") / "lake")
-    env = {**stack_env, "PODREC_LAKE_URI": lake_root, "PODREC_MONGO_DB": "podrec_dash_test",
-           "PODREC_DASH_PORT": str(free_port()), "PODREC_DAGSTER_PORT": str(free_port())}
+    env = {
+        **stack_env,
+        "PODREC_LAKE_URI": lake_root,
+        "PODREC_MONGO_DB": "podrec_dash_test",
+        "PODREC_DASH_PORT": str(free_port()),
+        "PODREC_DAGSTER_PORT": str(free_port()),
+    }
     settings = load_settings(env)
     mongo = MongoResource(uri=settings.mongo_url, database=settings.mongo_db)
     mongo.client().drop_database(settings.mongo_db)
@@ -108,7 +112,9 @@ def test_transcript_says_where_its_text_came_from(access):
     assert published["segments"] == [{"start": None, "end": None, "text": published["text"]}]  # untimed: one block
     shown = str(episodes.transcript_view(published, day0[1]))
     assert "publisher's html transcript" in shown and "00:00" not in shown and "Segment 0" in shown
-    assert "speech recognition ran: unparsable: https://cdn.example/t.vtt" in str(episodes.transcript_view(unparsable, day0[2]))
+    assert "speech recognition ran: unparsable: https://cdn.example/t.vtt" in str(
+        episodes.transcript_view(unparsable, day0[2])
+    )
     shown = str(episodes.transcript_view(plain, day0[0]))
     assert "tiny.en · language en (0.98)" in shown and "speech recognition ran" not in shown and "00:06–00:11" in shown
 
@@ -153,10 +159,16 @@ def test_quality_chart_draws_standard_errors_as_error_bars():
 
     from dash_app.pages import quality
 
-    metrics = pd.DataFrame({
-        "date": [date(2026, 3, 2)] * 4 + [date(2026, 3, 3)] * 2, "model": ["als", "hybrid"] * 3,
-        "metric": ["ndcg@10", "ndcg@10", "ndcg@10_stderr", "ndcg@10_stderr", "ndcg@10", "ndcg@10"],
-        "k": 10, "value": [0.2, 0.3, 0.01, 0.02, 0.25, 0.35], "users_evaluated": 100})
+    metrics = pd.DataFrame(
+        {
+            "date": [date(2026, 3, 2)] * 4 + [date(2026, 3, 3)] * 2,
+            "model": ["als", "hybrid"] * 3,
+            "metric": ["ndcg@10", "ndcg@10", "ndcg@10_stderr", "ndcg@10_stderr", "ndcg@10", "ndcg@10"],
+            "k": 10,
+            "value": [0.2, 0.3, 0.01, 0.02, 0.25, 0.35],
+            "users_evaluated": 100,
+        }
+    )
     assert quality._plotted_metrics(metrics) == ["ndcg@10"]  # the error is not a metric of its own
     view = quality.metric_view(metrics, "ndcg@10")
     graph = [c for c in _walk(view) if getattr(c, "figure", None)][0]
@@ -175,12 +187,17 @@ def _walk(component):
 
 
 def test_empty_lake_pages_show_empty_states(tmp_path):
-    settings = load_settings({"PODREC_HOME": str(tmp_path), "PODREC_MONGO_PORT": str(free_port()),
-                              "PODREC_DAGSTER_PORT": str(free_port())})
+    settings = load_settings(
+        {"PODREC_HOME": str(tmp_path), "PODREC_MONGO_PORT": str(free_port()), "PODREC_DAGSTER_PORT": str(free_port())}
+    )
     create_app(settings, mongo_timeout_ms=300)
     try:
-        expected = {"/": "No users yet", "/engagement": "No listening events yet", "/quality": "No evaluation yet",
-                    "/health": "Dagster is not reachable"}
+        expected = {
+            "/": "No users yet",
+            "/engagement": "No listening events yet",
+            "/quality": "No evaluation yet",
+            "/health": "Dagster is not reachable",
+        }
         for path, text in expected.items():
             banner, content, _ = render(path, "")
             assert text in str(content), path
@@ -198,9 +215,17 @@ def _chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1400,1600"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1600",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -241,8 +266,11 @@ def _wait(driver, css: str, text: str | None = None, timeout: float = 30.0):
             except Exception as exc:  # stale element while Dash re-renders: look again
                 last = exc
         time.sleep(0.15)
-    raise AssertionError(f"nothing matching {css!r}" + (f" with text {text!r}" if text else "") +
-                         f" within {timeout}s; page text: {driver.find_element('tag name', 'body').text[:600]!r} {last or ''}")
+    raise AssertionError(
+        f"nothing matching {css!r}"
+        + (f" with text {text!r}" if text else "")
+        + f" within {timeout}s; page text: {driver.find_element('tag name', 'body').text[:600]!r} {last or ''}"
+    )
 
 
 def _settle(driver):
@@ -273,8 +301,12 @@ def test_browser_every_page_user_recommendations_and_episode(server, browser, ar
     driver.get(server + "/")
     _wait(driver, "#sample-0")
     # every page loads, reached through the navigation bar (client-side routing)
-    pages = {"engagement": ("#events-over-time .main-svg", None), "model": ("#metric-chart", "ndcg@10"),
-             "pipeline": ("#health-source", "Dagster is not reachable"), "episodes": ("#episode-results", "Latest episodes")}
+    pages = {
+        "engagement": ("#events-over-time .main-svg", None),
+        "model": ("#metric-chart", "ndcg@10"),
+        "pipeline": ("#health-source", "Dagster is not reachable"),
+        "episodes": ("#episode-results", "Latest episodes"),
+    }
     for nav, (css, text) in pages.items():
         driver.find_element(By.ID, f"nav-{nav}").click()
         _wait(driver, css, text)
@@ -338,8 +370,11 @@ def test_browser_every_page_user_recommendations_and_episode(server, browser, ar
 
 
 def test_browser_mongo_down_banner_and_delta_pages(dash_env, browser, artifacts_dir):
-    env = {**dash_env, "PODREC_DASH_PORT": str(free_port()),
-           "PODREC_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"}
+    env = {
+        **dash_env,
+        "PODREC_DASH_PORT": str(free_port()),
+        "PODREC_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+    }
     settings, process = _serve(env)
     try:
         driver = browser

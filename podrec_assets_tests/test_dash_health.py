@@ -40,10 +40,18 @@ def dagster_port(tmp_path_factory):
 
         instance = dg.DagsterInstance.get()
         for day in ("2026-03-01", "2026-03-02", "2026-03-03"):
-            dg.materialize([location.kafka_user_events, location.user_events], selection=[location.user_events],
-                           partition_key=day, instance=instance, raise_on_error=False)
-        instance.report_runless_asset_event(dg.AssetObservation(
-            asset_key=dg.AssetKey(["kafka", "user_events"]), metadata={"consumer_lag": 42, "end_offset": 1234}))
+            dg.materialize(
+                [location.kafka_user_events, location.user_events],
+                selection=[location.user_events],
+                partition_key=day,
+                instance=instance,
+                raise_on_error=False,
+            )
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key=dg.AssetKey(["kafka", "user_events"]), metadata={"consumer_lag": 42, "end_offset": 1234}
+            )
+        )
     finally:
         if old_home is None:
             os.environ.pop("DAGSTER_HOME", None)
@@ -59,8 +67,9 @@ def dagster_port(tmp_path_factory):
 
 
 def test_health_reads_partitions_and_kafka_lag_from_dagster(dagster_port, tmp_path):
-    settings = load_settings({"PODREC_HOME": str(tmp_path), "PODREC_DAGSTER_PORT": str(dagster_port),
-                              "PODREC_MONGO_PORT": str(free_port())})
+    settings = load_settings(
+        {"PODREC_HOME": str(tmp_path), "PODREC_DAGSTER_PORT": str(dagster_port), "PODREC_MONGO_PORT": str(free_port())}
+    )
     access = data.DataAccess(settings, dagster_timeout_s=30.0)
     try:
         health = access.pipeline_health()

@@ -27,6 +27,9 @@ def test_dagster_definitions_validate(tmp_path):
     env = {"PODREC_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "podrec_assets.definitions"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr

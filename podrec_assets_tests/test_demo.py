@@ -5,15 +5,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 from podrec_assets.local.services import LocalStack
 from podrec_assets.resources import build_resources
 from podrec_assets.settings import load_settings
 from podrec_assets_tests.conftest import make_env
 
-TABLES = ["episodes", "transcripts", "user_events", "user_episode_daily", "episode_vectors", "similarities",
-          "als_top_n", "final_recommendations", "recommendation_metrics"]
+TABLES = [
+    "episodes",
+    "transcripts",
+    "user_events",
+    "user_episode_daily",
+    "episode_vectors",
+    "similarities",
+    "als_top_n",
+    "final_recommendations",
+    "recommendation_metrics",
+]
 
 
 def test_demo_no_serve_materializes_every_asset(tmp_path):
@@ -24,9 +33,25 @@ def test_demo_no_serve_materializes_every_asset(tmp_path):
     settings = load_settings(env)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "podrec_assets.cli", "demo", "--no-serve", "--keep-services",
-             "--days", "3", "--episodes-per-day", "3", "--users", "80"],
-            capture_output=True, text=True, env=full_env, timeout=1200, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "podrec_assets.cli",
+                "demo",
+                "--no-serve",
+                "--keep-services",
+                "--days",
+                "3",
+                "--episodes-per-day",
+                "3",
+                "--users",
+                "80",
+            ],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=1200,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         today = datetime.now(timezone.utc).date()

@@ -11,13 +11,30 @@ import yaml
 
 from podrec_assets.settings import Settings, load_settings
 from podrec_assets_tests.docker_support import (
-    COMPOSE_FILE, DOCKER_DIR, ENV_EXAMPLE, PODREC_SERVICES, docker_compose, dockerfiles, resolved_compose,
+    COMPOSE_FILE,
+    DOCKER_DIR,
+    ENV_EXAMPLE,
+    PODREC_SERVICES,
+    docker_compose,
+    dockerfiles,
+    resolved_compose,
 )
 
 SETTING_NAMES = {f.metadata["env"] for f in dataclasses.fields(Settings)}
 ONE_SHOT = {"kafka-init", "mongo-init"}
-EXPECTED = {"kafka", "kafka-init", "mongo", "mongo-init", "postgres", "code-location", "webserver", "daemon", "dash",
-            "spark-master", "spark-worker"}
+EXPECTED = {
+    "kafka",
+    "kafka-init",
+    "mongo",
+    "mongo-init",
+    "postgres",
+    "code-location",
+    "webserver",
+    "daemon",
+    "dash",
+    "spark-master",
+    "spark-worker",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +55,12 @@ def _mounts(service: dict) -> dict[str, dict]:
     for volume in service.get("volumes", []):
         if isinstance(volume, str):
             source, target, *mode = volume.split(":")
-            volume = {"type": "bind" if source.startswith(("/", ".")) else "volume", "source": source,
-                      "target": target, "read_only": mode == ["ro"]}
+            volume = {
+                "type": "bind" if source.startswith(("/", ".")) else "volume",
+                "source": source,
+                "target": target,
+                "read_only": mode == ["ro"],
+            }
         mounts[volume["target"]] = volume
     return mounts
 
@@ -75,12 +96,17 @@ def test_long_running_services_have_healthchecks_and_restart(compose):
 
 def test_state_lives_in_named_volumes(compose):
     named = set(compose["volumes"])
-    stateful = {"kafka": "/var/lib/kafka/data", "mongo": "/data/db", "postgres": "/var/lib/postgresql/data",
-                "code-location": "/var/lib/podrec"}
+    stateful = {
+        "kafka": "/var/lib/kafka/data",
+        "mongo": "/data/db",
+        "postgres": "/var/lib/postgresql/data",
+        "code-location": "/var/lib/podrec",
+    }
     for name, target in stateful.items():
         mounts = _mounts(compose["services"][name])
         assert target in mounts and mounts[target]["type"] == "volume" and mounts[target]["source"] in named, (
-            f"{name} must keep {target} on a named volume")
+            f"{name} must keep {target} on a named volume"
+        )
     # the Dash app and Spark executors read the lake; they must not write it
     for name in ("dash", "spark-worker"):
         mounts = _mounts(compose["services"][name])
@@ -98,8 +124,16 @@ def test_published_ports_bind_to_localhost_unless_set(compose, tmp_path):
     assert _host_ips(public["services"]["webserver"]) == ["0.0.0.0"]
 
 
-@pytest.mark.parametrize("secret", ["POSTGRES_PASSWORD", "MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD",
-                                    "MONGO_READER_PASSWORD", "MONGO_REPLICA_SET_KEY"])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "POSTGRES_PASSWORD",
+        "MONGO_ROOT_PASSWORD",
+        "MONGO_APP_PASSWORD",
+        "MONGO_READER_PASSWORD",
+        "MONGO_REPLICA_SET_KEY",
+    ],
+)
 def test_compose_refuses_to_start_without_a_secret(secret, tmp_path):
     env_file = tmp_path / "missing.env"
     env_file.write_text(re.sub(rf"^{secret}=.*$", f"{secret}=", ENV_EXAMPLE.read_text(), flags=re.M))
@@ -149,8 +183,11 @@ def test_every_podrec_variable_is_a_setting():
 
 @pytest.mark.parametrize("service_name", [*PODREC_SERVICES, "dash"])
 def test_service_environment_loads_as_settings(compose, service_name):
-    env = {k: v for k, v in _environment(compose["services"][service_name]).items()
-           if k.startswith(("PODREC_", "PODCASTINDEX_"))}
+    env = {
+        k: v
+        for k, v in _environment(compose["services"][service_name]).items()
+        if k.startswith(("PODREC_", "PODCASTINDEX_"))
+    }
     settings = load_settings(env)  # raises on a value of the wrong type or an invalid engine/date
     if service_name == "code-location":
         assert settings.kafka_servers == "kafka:9092"
@@ -167,10 +204,17 @@ def test_dagster_processes_share_the_instance_and_storage(compose):
     for name in PODREC_SERVICES:
         service = compose["services"][name]
         env = _environment(service)
-        for key in ("DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_DB", "DAGSTER_POSTGRES_USER",
-                    "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_MAX_CONCURRENT_RUNS"):
+        for key in (
+            "DAGSTER_POSTGRES_HOST",
+            "DAGSTER_POSTGRES_DB",
+            "DAGSTER_POSTGRES_USER",
+            "DAGSTER_POSTGRES_PASSWORD",
+            "DAGSTER_MAX_CONCURRENT_RUNS",
+        ):
             assert env.get(key), f"{name} lacks {key} (docker/dagster.yaml reads it)"
-        assert "/opt/dagster/storage" in _mounts(service), f"{name} must share compute logs on the dagster_storage volume"
+        assert "/opt/dagster/storage" in _mounts(service), (
+            f"{name} must share compute logs on the dagster_storage volume"
+        )
 
 
 def test_workspace_points_at_the_code_location_server(compose):
@@ -226,16 +270,21 @@ def test_spark_workers_share_the_driver_image_and_lake(compose):
     from podrec_assets.resources.spark import spark_resource
 
     env = {k: v for k, v in _environment(services["code-location"]).items() if k.startswith("PODREC_")}
-    spark_config = spark_resource(load_settings({**env, "PODREC_SPARK_MASTER": "spark://spark-master:7077"})).spark_config
-    assert spark_config["spark.driver.host"] == "code-location" and spark_config["spark.driver.bindAddress"] == "0.0.0.0"
+    spark_config = spark_resource(
+        load_settings({**env, "PODREC_SPARK_MASTER": "spark://spark-master:7077"})
+    ).spark_config
+    assert (
+        spark_config["spark.driver.host"] == "code-location" and spark_config["spark.driver.bindAddress"] == "0.0.0.0"
+    )
     assert spark_config["spark.master"] == "spark://spark-master:7077"
     assert spark_config["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert "hostname" not in services["spark-worker"] and "ports" not in services["spark-worker"], (
-        "spark-worker must stay scalable (--scale): no fixed hostname or published port")
+        "spark-worker must stay scalable (--scale): no fixed hostname or published port"
+    )
 
 
 def test_the_image_carries_the_spark_connectors_make_setup_installs():
-    """The image copies Spark's Delta and Kafka jars with the same pom as `make setup`, and points the setting at them."""
+    """The image copies Spark's Delta and Kafka jars with `make setup`'s pom, and points the setting at them."""
     dockerfile = (DOCKER_DIR / "Dockerfile").read_text()
     assert "COPY podrec_assets/local/spark/pom.xml /build/pom.xml" in dockerfile
     assert "-f /build/pom.xml dependency:copy-dependencies -DincludeScope=runtime" in dockerfile

@@ -8,17 +8,22 @@ import importlib
 
 import pytest
 import yaml
-
 from dagster._config import process_config, resolve_to_config_type
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.workspace.config_schema import process_workspace_config
 from dagster._serdes.config_class import ConfigurableClassData
+
 from podrec_assets.settings import PROJECT_ROOT
 from podrec_assets_tests.docker_support import DOCKER_DIR, resolved_compose
 
-POSTGRES_ENV = {"DAGSTER_POSTGRES_HOST": "postgres", "DAGSTER_POSTGRES_DB": "dagster",
-                "DAGSTER_POSTGRES_USER": "dagster", "DAGSTER_POSTGRES_PASSWORD": "pw", "DAGSTER_MAX_CONCURRENT_RUNS": "4"}
+POSTGRES_ENV = {
+    "DAGSTER_POSTGRES_HOST": "postgres",
+    "DAGSTER_POSTGRES_DB": "dagster",
+    "DAGSTER_POSTGRES_USER": "dagster",
+    "DAGSTER_POSTGRES_PASSWORD": "pw",
+    "DAGSTER_MAX_CONCURRENT_RUNS": "4",
+}
 
 
 @pytest.fixture
@@ -63,7 +68,9 @@ def test_missing_postgres_password_is_a_config_error(instance_env, monkeypatch, 
 
 
 def test_a_misspelt_key_is_rejected(tmp_path):
-    (tmp_path / "dagster.yaml").write_text((DOCKER_DIR / "dagster.yaml").read_text().replace("run_monitoring:", "run_monitor:"))
+    (tmp_path / "dagster.yaml").write_text(
+        (DOCKER_DIR / "dagster.yaml").read_text().replace("run_monitoring:", "run_monitor:")
+    )
     with pytest.raises(DagsterInvalidConfigError):
         InstanceRef.from_dir(str(tmp_path))
 

@@ -17,7 +17,10 @@ from packaging.requirements import Requirement
 
 from podrec_assets.local.processes import free_port
 from podrec_assets_tests.docker_support import (
-    DOCKER_DIR, VENV_BIN, distribution_closure, normalise, resolved_compose,
+    DOCKER_DIR,
+    VENV_BIN,
+    distribution_closure,
+    resolved_compose,
 )
 
 
@@ -49,9 +52,15 @@ def _local_argv(command: list[str], port: int) -> list[str]:
 def _base_env(tmp_path) -> dict[str, str]:
     (tmp_path / "dagster").mkdir()
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path),
-            "PODREC_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
-            "PODREC_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return {
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(tmp_path),
+        "PODREC_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "PODREC_START_DATE": "2026-01-01",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log, seconds: float) -> bytes:
@@ -66,7 +75,9 @@ def _wait_http(url: str, proc: subprocess.Popen, log, seconds: float) -> bytes:
             time.sleep(1)
 
 
-WORKSPACE_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+WORKSPACE_QUERY = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
+)
 
 
 def test_code_location_and_webserver_commands_serve_through_the_workspace_file(tmp_path):
@@ -90,7 +101,9 @@ def test_code_location_and_webserver_commands_serve_through_the_workspace_file(t
             assert time.monotonic() < deadline, "code server not serving in 180 s"
             time.sleep(1)
         check = subprocess.run(health, capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, f"the compose healthcheck fails on a serving code location:\n{check.stdout}{check.stderr}"
+        assert check.returncode == 0, (
+            f"the compose healthcheck fails on a serving code location:\n{check.stdout}{check.stderr}"
+        )
         response = deserialize_value(client.list_repositories())
         assert type(response).__name__ == "ListRepositoriesResponse", f"the location failed to load: {response}"
         assert response.repository_symbols, "the code location serves no repository"
@@ -98,19 +111,25 @@ def test_code_location_and_webserver_commands_serve_through_the_workspace_file(t
         workspace = (DOCKER_DIR / "workspace.yaml").read_text()
         assert "host: code-location" in workspace and "port: 4000" in workspace
         workspace_here = tmp_path / "workspace.yaml"
-        workspace_here.write_text(workspace.replace("host: code-location", "host: 127.0.0.1")
-                                  .replace("port: 4000", f"port: {port}"))
+        workspace_here.write_text(
+            workspace.replace("host: code-location", "host: 127.0.0.1").replace("port: 4000", f"port: {port}")
+        )
         ui_port = free_port()
         ui_argv = _local_argv(services["webserver"]["command"], ui_port)
         ui_argv[ui_argv.index("/opt/dagster/home/workspace.yaml")] = str(workspace_here)
         webserver = _start(ui_argv, env, tmp_path, tmp_path / "webserver.log")
         health_url = re.search(r"http://127\.0\.0\.1:3000(/\S+?)'", services["webserver"]["healthcheck"]["test"][-1])
         _wait_http(f"http://127.0.0.1:{ui_port}{health_url.group(1)}", webserver, tmp_path / "webserver.log", 120)
-        request = urllib.request.Request(f"http://127.0.0.1:{ui_port}/graphql", data=json.dumps({"query": WORKSPACE_QUERY}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ui_port}/graphql",
+            data=json.dumps({"query": WORKSPACE_QUERY}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as reply:
             entries = json.loads(reply.read())["data"]["workspaceOrError"]["locationEntries"]
-        assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == [("podrec", "RepositoryLocation")]
+        assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == [
+            ("podrec", "RepositoryLocation")
+        ]
     finally:
         if webserver is not None:
             _stop(webserver)
@@ -151,9 +170,14 @@ print(json.dumps({"own_code_blocked": own, "blocked": sorted({n for n, _ in atte
 
 def _dash_env(tmp_path) -> dict[str, str]:
     env = _base_env(tmp_path)
-    env.update({"PODREC_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
-                                    "&serverSelectionTimeoutMS=300&connectTimeoutMS=300",
-                "PODREC_HOST": "127.0.0.1", "PODREC_DAGSTER_PORT": str(free_port())})
+    env.update(
+        {
+            "PODREC_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+            "&serverSelectionTimeoutMS=300&connectTimeoutMS=300",
+            "PODREC_HOST": "127.0.0.1",
+            "PODREC_DAGSTER_PORT": str(free_port()),
+        }
+    )
     return env
 
 
@@ -161,13 +185,22 @@ def test_dash_image_installs_everything_the_app_imports(tmp_path):
     lines = [line.split("#")[0].strip() for line in (DOCKER_DIR / "dash-requirements.txt").read_text().splitlines()]
     installed = distribution_closure([Requirement(line) for line in lines if line]) | {"podrec"}
     assert "dash" in installed and "deltalake" in installed and "pymongo" in installed
-    assert not installed & {"torch", "sentence-transformers", "faster-whisper", "implicit"}, "the Dash image got the ML stack"
-    result = subprocess.run([sys.executable, "-c", RENDER_IN_THE_IMAGE, str(DOCKER_DIR), json.dumps(sorted(installed))],
-                            env=_dash_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert not installed & {"torch", "sentence-transformers", "faster-whisper", "implicit"}, (
+        "the Dash image got the ML stack"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", RENDER_IN_THE_IMAGE, str(DOCKER_DIR), json.dumps(sorted(installed))],
+        env=_dash_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, f"the Dash app fails with only the image's packages:\n{result.stderr[-3000:]}"
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert not report["own_code_blocked"], (
-        f"podrec code imports packages docker/dash-requirements.txt does not install: {report['own_code_blocked']}")
+        f"podrec code imports packages docker/dash-requirements.txt does not install: {report['own_code_blocked']}"
+    )
 
 
 def test_dash_image_command_serves_the_app(tmp_path):
@@ -177,8 +210,10 @@ def test_dash_image_command_serves_the_app(tmp_path):
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", dash_dockerfile, re.M).group(1))
     port = free_port()
     argv = [sys.executable if a == "python" else a for a in cmd]
-    argv = [f"--host=127.0.0.1" if a.startswith("--host=") else f"--port={port}" if a.startswith("--port=") else a
-            for a in argv]
+    argv = [
+        "--host=127.0.0.1" if a.startswith("--host=") else f"--port={port}" if a.startswith("--port=") else a
+        for a in argv
+    ]
     proc = _start(argv, _dash_env(tmp_path), DOCKER_DIR, tmp_path / "waitress.log")
     try:
         deadline = time.monotonic() + 120

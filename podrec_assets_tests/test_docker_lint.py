@@ -26,8 +26,11 @@ def test_hadolint_passes(dockerfile):
 
 def _instructions(dockerfile) -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
-    return [(m.group(1).upper(), m.group(2).strip()) for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", text, re.M)
-            if not m.group(0).lstrip().startswith("#")]
+    return [
+        (m.group(1).upper(), m.group(2).strip())
+        for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", text, re.M)
+        if not m.group(0).lstrip().startswith("#")
+    ]
 
 
 def _context_sources(dockerfile) -> list[str]:
@@ -74,8 +77,11 @@ def test_images_run_as_non_root_without_baked_secrets(dockerfile):
     instructions = _instructions(dockerfile)
     users = [args for name, args in instructions if name == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}, f"{dockerfile.name} must end as a non-root USER"
-    baked = [args for name, args in instructions if name in {"ENV", "ARG"}
-             and re.search(r"PASSWORD|SECRET|API_KEY|TOKEN|MONGO_URI|STORAGE_OPTIONS", args, re.I)]
+    baked = [
+        args
+        for name, args in instructions
+        if name in {"ENV", "ARG"} and re.search(r"PASSWORD|SECRET|API_KEY|TOKEN|MONGO_URI|STORAGE_OPTIONS", args, re.I)
+    ]
     assert not baked, f"{dockerfile.name} bakes a secret-looking variable into the image: {baked}"
 
 
@@ -96,11 +102,16 @@ def test_every_package_the_images_install_is_pinned_in_constraints():
 
     from podrec_assets_tests.docker_support import distribution_closure, normalise
 
-    requirements = [Requirement(d) for d in tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    requirements = [
+        Requirement(d) for d in tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
     lines = [line.split("#")[0].strip() for line in (DOCKER_DIR / "dash-requirements.txt").read_text().splitlines()]
     requirements += [Requirement(line) for line in lines if line]
-    pins = {normalise(line.split("==")[0]) for line in (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")}
+    pins = {
+        normalise(line.split("==")[0])
+        for line in (PROJECT_ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
     installed = distribution_closure(requirements)
     assert len(installed) > 50
     unpinned = sorted(installed - pins - {"setuptools", "pip", "wheel"})  # the venv's own tools
@@ -121,12 +132,33 @@ def test_the_wheel_the_images_install_has_every_package_file(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("podrec_assets", "dash_app"):
         shutil.copytree(PROJECT_ROOT / package, source / package, ignore=ignore)
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                             "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     [wheel] = (tmp_path / "wheel").glob("*.whl")
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
-    files = [p.relative_to(source).as_posix() for package in ("podrec_assets", "dash_app")
-             for p in (source / package).rglob("*") if p.is_file()]
+    files = [
+        p.relative_to(source).as_posix()
+        for package in ("podrec_assets", "dash_app")
+        for p in (source / package).rglob("*")
+        if p.is_file()
+    ]
     missing = sorted(f for f in files if f not in in_wheel)
-    assert not missing, f"the wheel (what the images install) lacks {missing}: declare them in [tool.setuptools.package-data]"
+    assert not missing, (
+        f"the wheel (what the images install) lacks {missing}: declare them in [tool.setuptools.package-data]"
+    )

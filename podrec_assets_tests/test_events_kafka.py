@@ -30,18 +30,40 @@ from podrec_assets_tests.test_events_core import reference_engagement
 
 DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 TOPICS = ["space", "hockey", "cooking", "politics", "music"]
-DATA_COLUMNS = ["event_id", "ts", "user_id", "episode_id", "event", "device", "rating", "position_sec", "from_sec",
-                "to_sec", "played_pct", "kafka_partition", "kafka_offset"]
+DATA_COLUMNS = [
+    "event_id",
+    "ts",
+    "user_id",
+    "episode_id",
+    "event",
+    "device",
+    "rating",
+    "position_sec",
+    "from_sec",
+    "to_sec",
+    "played_pct",
+    "kafka_partition",
+    "kafka_offset",
+]
 
 
 def publish_catalog(kafka, count: int = 30) -> None:
     messages = []
     for i in range(count):
         published = datetime(2026, 2, 25, tzinfo=timezone.utc) + timedelta(hours=6 * i)
-        value = {"episode_id": f"evt-ep{i:03d}", "podcast_id": f"show-{TOPICS[i % 5]}", "podcast_title": TOPICS[i % 5],
-                 "episode_title": f"episode {i}", "description": "", "audio_url": "file:///dev/null", "language": "en",
-                 "published_at": published.isoformat().replace("+00:00", "Z"), "duration_sec": 900.0 + 60 * i,
-                 "categories": [TOPICS[i % 5]], "source": "demo"}
+        value = {
+            "episode_id": f"evt-ep{i:03d}",
+            "podcast_id": f"show-{TOPICS[i % 5]}",
+            "podcast_title": TOPICS[i % 5],
+            "episode_title": f"episode {i}",
+            "description": "",
+            "audio_url": "file:///dev/null",
+            "language": "en",
+            "published_at": published.isoformat().replace("+00:00", "Z"),
+            "duration_sec": 900.0 + 60 * i,
+            "categories": [TOPICS[i % 5]],
+            "source": "demo",
+        }
         messages.append((value["episode_id"].encode(), json.dumps(value).encode(), int(published.timestamp() * 1000)))
     kafka.produce("episode-metadata", messages)
 
@@ -62,9 +84,12 @@ def world(tmp_path_factory):
 
 
 def materialize_user_events(resources, day: date, engine: str = "local") -> dg.ExecuteInProcessResult:
-    return dg.materialize([user_events], partition_key=day.isoformat(),
-                          resources={name: resources[name] for name in ("kafka", "lake", "spark")},
-                          run_config={"ops": {"user_events": {"config": {"engine": engine}}}})
+    return dg.materialize(
+        [user_events],
+        partition_key=day.isoformat(),
+        resources={name: resources[name] for name in ("kafka", "lake", "spark")},
+        run_config={"ops": {"user_events": {"config": {"engine": engine}}}},
+    )
 
 
 def day_rows(lake, day: date):
@@ -84,8 +109,10 @@ def materialized(world):
     for day in days:
         result = materialize_user_events(world["resources"], day)
         assert result.success
-        results[day] = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-                        for e in result.get_asset_materialization_events()}
+        results[day] = {
+            e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
     return results
 
 
@@ -106,7 +133,9 @@ def test_late_events_within_lateness_land_later_ones_are_reported(world, materia
     simulated = world["simulated"]
     for day in DAYS:
         next_day = day + timedelta(days=1)
-        too_late_rows = [d for d in dead_letters(world["resources"]["lake"], next_day) if d["reason"].startswith("too_late")]
+        too_late_rows = [
+            d for d in dead_letters(world["resources"]["lake"], next_day) if d["reason"].startswith("too_late")
+        ]
         from_this_day = [d for d in too_late_rows if d["reason"].startswith(f"too_late: event of {day}")]
         assert len(from_this_day) == simulated["late_beyond_lateness"].get(day.isoformat(), 0)
         assert materialized[next_day]["user_events"]["too_late_events"].value == len(too_late_rows)
@@ -122,8 +151,14 @@ def test_every_malformed_kind_ends_in_dead_letters_with_its_reason(world, materi
             counts[kind] = counts.get(kind, 0) + 1
             assert row["raw_payload"] is not None and row["kafka_offset"] >= 0
     expected = {k: v for k, v in simulated["malformed"].items() if v}
-    assert set(expected) == {"invalid_json", "missing_field", "wrong_type", "unknown_episode", "future_timestamp",
-                             "duplicate_event_id"}
+    assert set(expected) == {
+        "invalid_json",
+        "missing_field",
+        "wrong_type",
+        "unknown_episode",
+        "future_timestamp",
+        "duplicate_event_id",
+    }
     for kind, count in expected.items():
         assert counts.get(kind, 0) == count, kind
     assert counts.get("too_late", 0) == sum(simulated["late_beyond_lateness"].values())
@@ -137,8 +172,10 @@ def test_materializing_a_day_twice_gives_identical_rows(world, materialized):
     version = lake.version("user_events")
     metadata = materialized[DAYS[1]]["user_events"]
     result = materialize_user_events(world["resources"], DAYS[1])
-    again = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-             for e in result.get_asset_materialization_events()}["user_events"]
+    again = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["user_events"]
     assert lake.version("user_events") == version + 1
     assert day_rows(lake, DAYS[1]).equals(before)
     assert again["offset_ranges"].value == metadata["offset_ranges"].value
@@ -154,8 +191,10 @@ def test_spark_kafka_source_reads_the_same_day_as_the_local_engine(world, materi
     local = materialized[day]["user_events"]
     try:
         result = materialize_user_events(world["resources"], day, engine="spark")
-        spark = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-                 for e in result.get_asset_materialization_events()}["user_events"]
+        spark = {
+            e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }["user_events"]
     finally:
         stop_spark()
     assert result.success
@@ -164,9 +203,11 @@ def test_spark_kafka_source_reads_the_same_day_as_the_local_engine(world, materi
     assert spark["offsets_read"].value == local["offsets_read"].value > 5_000
     assert spark["rows"].value == local_rows.num_rows
     assert day_rows(lake, day).equals(local_rows)
+
     def strip(rows):  # a future_timestamp reason also says when the run ran ("/ now ..."): not part of the verdict
-        return sorted((r["kafka_partition"], r["kafka_offset"], r["reason"].split(" / now ")[0], r["raw_payload"])
-                      for r in rows)
+        return sorted(
+            (r["kafka_partition"], r["kafka_offset"], r["reason"].split(" / now ")[0], r["raw_payload"]) for r in rows
+        )
 
     assert strip(dead_letters(lake, day)) == strip(local_dead) and local_dead
 
@@ -204,8 +245,13 @@ def test_a_run_killed_mid_write_leaves_the_day_intact(world, materialized, tmp_p
     for attempt in range(10):
         version = lake.version("user_events")
         files_before = set(os.listdir(partition_dir))
-        process = subprocess.Popen([sys.executable, str(script), day.isoformat()], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, str(script), day.isoformat()],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and process.poll() is None:
@@ -235,9 +281,12 @@ def test_user_episode_daily_local_matches_the_reference(world, materialized, mon
 
     get_settings.cache_clear()
     try:
-        result = dg.materialize([user_episode_daily], partition_key=DAYS[0].isoformat(),
-                                resources={"lake": lake, "spark": world["resources"]["spark"]},
-                                run_config={"ops": {"user_episode_daily": {"config": {"engine": "local"}}}})
+        result = dg.materialize(
+            [user_episode_daily],
+            partition_key=DAYS[0].isoformat(),
+            resources={"lake": lake, "spark": world["resources"]["spark"]},
+            run_config={"ops": {"user_episode_daily": {"config": {"engine": "local"}}}},
+        )
     finally:
         get_settings.cache_clear()
     assert result.success
@@ -265,7 +314,11 @@ def test_follow_mode_streams_now_stamped_valid_events_at_the_rate(world):
     for record in records:
         event = json.loads(record.value)
         assert started_ms <= record.timestamp_ms <= ended_ms  # stamped now, not on a past day
-        assert event["episode_id"] in known and event["user_id"].startswith("u") and record.key == event["user_id"].encode()
+        assert (
+            event["episode_id"] in known
+            and event["user_id"].startswith("u")
+            and record.key == event["user_id"].encode()
+        )
         assert 0.0 <= event["from_sec"] <= event["to_sec"] and 0.0 <= event["played_pct"] <= 1.0
         assert (event["rating"] is not None) == (event["event"] == "rate")
 
@@ -279,7 +332,9 @@ def test_retention_guard_refuses_to_replace_a_day_with_less(world, materialized,
     before = day_rows(lake, day)
     version = lake.version("user_events")
     by_partition: dict[int, list[int]] = {}
-    for partition, offset in zip(before.column("kafka_partition").to_pylist(), before.column("kafka_offset").to_pylist()):
+    for partition, offset in zip(
+        before.column("kafka_partition").to_pylist(), before.column("kafka_offset").to_pylist()
+    ):
         by_partition.setdefault(partition, []).append(offset)
     partition, offsets = max(by_partition.items(), key=lambda item: len(item[1]))
     cut = sorted(offsets)[len(offsets) // 2]  # drop the first half of the day on one partition
@@ -290,8 +345,12 @@ def test_retention_guard_refuses_to_replace_a_day_with_less(world, materialized,
         admin.close()
     with pytest.raises(RetentionError, match=r"no longer holds the start of 2026-03-02.*Refusing to replace"):
         read_user_events_day(kafka, lake, day, "after-retention")
-    result = dg.materialize([user_events], partition_key=day.isoformat(), raise_on_error=False,
-                            resources={"kafka": kafka, "lake": lake, "spark": world["resources"]["spark"]})
+    result = dg.materialize(
+        [user_events],
+        partition_key=day.isoformat(),
+        raise_on_error=False,
+        resources={"kafka": kafka, "lake": lake, "spark": world["resources"]["spark"]},
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "Refusing to replace" in str(failure.message) or "Refusing to replace" in str(failure.cause)
@@ -317,10 +376,16 @@ def test_a_wiped_broker_never_replaces_a_stored_day_with_less(world, materialize
     shutil.rmtree(settings.services_dir / "kafka-data")
     stack.start_kafka()
     publish_catalog(kafka, 3)  # a few new records: offsets restart low, below what the day was read from
-    kafka.produce("user-events", [(b"u1", b"{}", int(datetime(2026, 3, 1, 12, tzinfo=timezone.utc).timestamp() * 1000))])
+    kafka.produce(
+        "user-events", [(b"u1", b"{}", int(datetime(2026, 3, 1, 12, tzinfo=timezone.utc).timestamp() * 1000))]
+    )
     with pytest.raises(RetentionError, match=r"holds fewer records .* wiped or the topic recreated.*Refusing"):
         read_user_events_day(kafka, lake, day, "after-wipe")
-    result = dg.materialize([user_events], partition_key=day.isoformat(), raise_on_error=False,
-                            resources={"kafka": kafka, "lake": lake, "spark": world["resources"]["spark"]})
+    result = dg.materialize(
+        [user_events],
+        partition_key=day.isoformat(),
+        raise_on_error=False,
+        resources={"kafka": kafka, "lake": lake, "spark": world["resources"]["spark"]},
+    )
     assert not result.success
     assert lake.version("user_events") == version and day_rows(lake, day).equals(before)

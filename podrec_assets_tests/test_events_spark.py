@@ -41,8 +41,16 @@ def lake(tmp_path_factory):
     for day in DAYS:
         messages = generate_day(model, day, 8, 5, 0.0, 0.0, timedelta(hours=1), SimulationStats(), 1 << 62)
         records = [Rec(m.partition, n, m.ts_ms, m.key, m.value) for n, m in enumerate(messages)]
-        split = split_day("user-events", day, records, Catalog(frozenset(e.episode_id for e in episodes)), {}, {},
-                          timedelta(hours=1), datetime(2026, 6, 1, tzinfo=timezone.utc))
+        split = split_day(
+            "user-events",
+            day,
+            records,
+            Catalog(frozenset(e.episode_id for e in episodes)),
+            {},
+            {},
+            timedelta(hours=1),
+            datetime(2026, 6, 1, tzinfo=timezone.utc),
+        )
         lake.write_partition("user_events", day, split.table(), "fixture")
     return lake
 
@@ -60,21 +68,31 @@ def spark():
 
 def daily_rows(lake, day, version=None):
     return lake.read_day("user_episode_daily", day, columns=COLUMNS, version=version).sort_by(
-        [("user_id", "ascending"), ("episode_id", "ascending")])
+        [("user_id", "ascending"), ("episode_id", "ascending")]
+    )
 
 
 def test_duckdb_and_spark_give_identical_user_episode_daily(lake, spark):
     runs = {}
     for engine in ("local", "spark"):
         before = lake.version("user_episode_daily")
-        result = dg.materialize([user_episode_daily], partition_key=DAYS[0].isoformat(), resources={"lake": lake, "spark": spark},
-                                run_config={"ops": {"user_episode_daily": {"config": {"engine": engine}}}})
+        result = dg.materialize(
+            [user_episode_daily],
+            partition_key=DAYS[0].isoformat(),
+            resources={"lake": lake, "spark": spark},
+            run_config={"ops": {"user_episode_daily": {"config": {"engine": engine}}}},
+        )
         assert result.success
         metadata = result.get_asset_materialization_events()[0].materialization.metadata
         assert metadata["engine"].value == engine
         written = metadata["delta_version"].value
         assert written == (0 if before is None else before + 1)  # the day is one commit, whichever engine writes
-        runs[engine] = (daily_rows(lake, DAYS[0]), metadata, lake.table("user_episode_daily").history(1)[0], result.run_id)
+        runs[engine] = (
+            daily_rows(lake, DAYS[0]),
+            metadata,
+            lake.table("user_episode_daily").history(1)[0],
+            result.run_id,
+        )
     local, spark_rows = runs["local"][0], runs["spark"][0]
     assert local.num_rows > 500
     assert local.equals(spark_rows), "DuckDB and Spark disagree"
@@ -85,13 +103,18 @@ def test_duckdb_and_spark_give_identical_user_episode_daily(lake, spark):
     assert commit["operation"] == "WRITE" and commit["operationParameters"]["mode"] == "Overwrite"
     assert "2026-04-01" in str(commit["operationParameters"])
     assert set(lake.read_day("user_episode_daily", DAYS[0], columns=["run_id"]).column("run_id").to_pylist()) == {
-        runs["spark"][3]}
+        runs["spark"][3]
+    }
     # every event of the day is counted once
     day_events = lake.read_day("user_events", DAYS[0])
     assert sum(local.column("event_count").to_pylist()) == day_events.num_rows
     # a later delta-rs write next to Spark's: the other day is added, Spark's day is untouched
-    assert dg.materialize([user_episode_daily], partition_key=DAYS[1].isoformat(), resources={"lake": lake, "spark": spark},
-                          run_config={"ops": {"user_episode_daily": {"config": {"engine": "local"}}}}).success
+    assert dg.materialize(
+        [user_episode_daily],
+        partition_key=DAYS[1].isoformat(),
+        resources={"lake": lake, "spark": spark},
+        run_config={"ops": {"user_episode_daily": {"config": {"engine": "local"}}}},
+    ).success
     assert daily_rows(lake, DAYS[0]).equals(spark_rows) and daily_rows(lake, DAYS[1]).num_rows > 500
 
 
@@ -103,10 +126,16 @@ def test_spark_reads_delta_natively_at_the_pinned_version(lake, spark):
     expected = aggregate_duckdb(lake.read_day("user_events", DAYS[1], version=pinned), weights)
     # a later commit replaces the day with a tenth of its events
     day = lake.read_day("user_events", DAYS[1])
-    lake.write_partition("user_events", DAYS[1], day.slice(0, day.num_rows // 10).drop_columns(["date", "run_id", "created_at"]),
-                         "shrunk")
+    lake.write_partition(
+        "user_events",
+        DAYS[1],
+        day.slice(0, day.num_rows // 10).drop_columns(["date", "run_id", "created_at"]),
+        "shrunk",
+    )
     assert lake.version("user_events") == pinned + 1
-    at_pinned = aggregate_spark(session, lake.spark_read_days(session, "user_events", DAYS[1], DAYS[1], pinned), weights)
+    at_pinned = aggregate_spark(
+        session, lake.spark_read_days(session, "user_events", DAYS[1], DAYS[1], pinned), weights
+    )
     assert conform(at_pinned.toArrow()).equals(expected) and expected.num_rows > 500
     latest = lake.spark_read_days(session, "user_events", DAYS[1], DAYS[1], pinned + 1)
     assert latest.count() == day.num_rows // 10

@@ -38,12 +38,33 @@ def write_inputs(lake, run_id: str = "synthetic") -> dict:
                 vec = axes[topic] + rng.normal(0, 0.15, 3)
                 vec = (vec / np.linalg.norm(vec)).astype(np.float32)
                 catalog.append((eid, topic, day))
-                episodes.append({"episode_id": eid, "podcast_id": topic, "podcast_title": topic.title(),
-                                 "episode_title": f"{topic} {day} #{i}", "description": "", "audio_url": "",
-                                 "language": "en", "published_at": published, "duration_sec": 60.0,
-                                 "categories": [topic], "source": "demo", "kafka_partition": 0, "kafka_offset": 0})
-                vectors.append({"episode_id": eid, "published_at": published, "model": "synthetic-3d",
-                                "chunk_count": 1, "token_count": 10, "vector": vec.tolist()})
+                episodes.append(
+                    {
+                        "episode_id": eid,
+                        "podcast_id": topic,
+                        "podcast_title": topic.title(),
+                        "episode_title": f"{topic} {day} #{i}",
+                        "description": "",
+                        "audio_url": "",
+                        "language": "en",
+                        "published_at": published,
+                        "duration_sec": 60.0,
+                        "categories": [topic],
+                        "source": "demo",
+                        "kafka_partition": 0,
+                        "kafka_offset": 0,
+                    }
+                )
+                vectors.append(
+                    {
+                        "episode_id": eid,
+                        "published_at": published,
+                        "model": "synthetic-3d",
+                        "chunk_count": 1,
+                        "token_count": 10,
+                        "vector": vec.tolist(),
+                    }
+                )
         lake.write_partition("episodes", day, to_table(episodes, EPISODES), run_id)
         lake.write_partition("episode_vectors", day, to_table(vectors, EPISODE_VECTORS), run_id)
 
@@ -56,16 +77,36 @@ def write_inputs(lake, run_id: str = "synthetic") -> dict:
         for u in users:
             # one new episode of the user's topic published today, one from yesterday not heard yet
             today = [e for e, t in todays if t == taste[u]]
-            yesterday = [e for e, t, d in catalog if d == day - timedelta(days=1) and t == taste[u] and e not in seen[u]]
+            yesterday = [
+                e for e, t, d in catalog if d == day - timedelta(days=1) and t == taste[u] and e not in seen[u]
+            ]
             picks = [str(rng.choice(today))] + ([str(rng.choice(yesterday))] if yesterday else [])
             for e in picks:
                 seen[u].add(e)
-                rows.append({"user_id": u, "episode_id": e, "engagement": 6.0, "event_count": 3,
-                             "max_played_pct": 1.0, "completed": True, "last_event_at": datetime(day.year, day.month, day.day, 20, tzinfo=timezone.utc)})
+                rows.append(
+                    {
+                        "user_id": u,
+                        "episode_id": e,
+                        "engagement": 6.0,
+                        "event_count": 3,
+                        "max_played_pct": 1.0,
+                        "completed": True,
+                        "last_event_at": datetime(day.year, day.month, day.day, 20, tzinfo=timezone.utc),
+                    }
+                )
         # one user listened weakly only on the first day: a cold-start user later on
         if day == DAYS[0]:
-            rows.append({"user_id": "lurker", "episode_id": todays[0][0], "engagement": 0.5, "event_count": 1,
-                         "max_played_pct": 0.1, "completed": False, "last_event_at": datetime(day.year, day.month, day.day, 9, tzinfo=timezone.utc)})
+            rows.append(
+                {
+                    "user_id": "lurker",
+                    "episode_id": todays[0][0],
+                    "engagement": 0.5,
+                    "event_count": 1,
+                    "max_played_pct": 0.1,
+                    "completed": False,
+                    "last_event_at": datetime(day.year, day.month, day.day, 9, tzinfo=timezone.utc),
+                }
+            )
         lake.write_partition("user_episode_daily", day, to_table(rows, USER_EPISODE_DAILY), run_id)
         # a poor ALS: old episodes of both topics, including some the user already completed
         old = [e for e, t, d in catalog if d < day] or [e for e, t, d in catalog if d == day]
@@ -73,7 +114,9 @@ def write_inputs(lake, run_id: str = "synthetic") -> dict:
         for u in users:
             picks = rng.choice(old, size=min(5, len(old)), replace=False)
             for r, e in enumerate(picks, start=1):
-                als_rows.append({"user_id": u, "episode_id": str(e), "rank": r, "score": 1.0 / r, "model_version": "als-test"})
+                als_rows.append(
+                    {"user_id": u, "episode_id": str(e), "rank": r, "score": 1.0 / r, "model_version": "als-test"}
+                )
         lake.write_partition("als_top_n", day, to_table(als_rows, ALS_TOP_N), run_id)
     return {"users": users, "taste": taste, "catalog": catalog}
 
@@ -86,8 +129,11 @@ def inputs(resources, podrec_env):
 def _materialize(asset, day: date, resources):
     from podrec_assets.defs.hybrid import assets as hybrid_assets  # after podrec_env points settings at the stack
 
-    result = dg.materialize([getattr(hybrid_assets, asset)], partition_key=day.isoformat(),
-                            resources={"lake": resources["lake"], "mongo": resources["mongo"]})
+    result = dg.materialize(
+        [getattr(hybrid_assets, asset)],
+        partition_key=day.isoformat(),
+        resources={"lake": resources["lake"], "mongo": resources["mongo"]},
+    )
     assert result.success
     return result.asset_materializations_for_node(asset)[0].metadata
 
@@ -126,7 +172,9 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
         on_topic = [topic_of[e] == inputs["taste"][user] for e in reached["episode_id"]]
         assert on_topic[0] and on_topic == sorted(on_topic, reverse=True), user  # the user's topic ranks first
     assert first["episode_id"].isin(new_today).mean() > 0.5  # the poor ALS' old picks do not crowd them out
-    assert all(topic_of[e] == inputs["taste"][u] for u, e in zip(first["user_id"], first["episode_id"]) if u != "lurker")
+    assert all(
+        topic_of[e] == inputs["taste"][u] for u, e in zip(first["user_id"], first["episode_id"]) if u != "lurker"
+    )
 
     # α was chosen on the earlier days (lists for V judged on V+1 <= D, never D's own) and recorded with evidence
     assert "best ndcg@" in meta["alpha_choice"].value
@@ -148,7 +196,8 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
     key = ["user_id", "rank"]
     pd.testing.assert_frame_equal(
         recs.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
-        again.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True))
+        again.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
+    )
     assert coll.count_documents({"date": day.isoformat()}) == len(recs)
 
 

@@ -26,29 +26,46 @@ def scenario():
     angles = {"a1": 0, "a2": 10, "a3": 5, "b1": 90, "b2": 80, "b3": 85, "c1": 45}
     published = {e: (new if e.endswith("3") else old) for e in angles}
     vectors = pd.DataFrame({"episode_id": list(angles), "vector": [unit(a) for a in angles.values()]})
-    daily = pd.DataFrame([
-        # u1 loves topic A: completed a1 yesterday; skipped b2 today (not history, but seen)
-        ("u1", "a1", 6.0, True, DAY - timedelta(days=1)),
-        ("u1", "b2", 0.2, False, DAY),
-        # u2 liked b1 three days ago; completed a2 long ago (outside the 7-day window)
-        ("u2", "b1", 2.0, False, DAY - timedelta(days=3)),
-        ("u2", "a2", 6.0, True, DAY - timedelta(days=20)),
-        # popularity: b1 and a2 are popular recently
-        ("u3", "b1", 3.0, False, DAY),
-        ("u3", "a2", 3.0, False, DAY - timedelta(days=1)),
-        ("u4", "b1", 3.0, False, DAY),
-    ], columns=["user_id", "episode_id", "engagement", "completed", "date"])
-    als = pd.DataFrame([
-        ("u1", "b1", 1, 0.9), ("u1", "a2", 2, 0.5),
-        ("u2", "a2", 1, 0.8), ("u2", "b2", 2, 0.4),
-    ], columns=["user_id", "episode_id", "rank", "score"])
+    daily = pd.DataFrame(
+        [
+            # u1 loves topic A: completed a1 yesterday; skipped b2 today (not history, but seen)
+            ("u1", "a1", 6.0, True, DAY - timedelta(days=1)),
+            ("u1", "b2", 0.2, False, DAY),
+            # u2 liked b1 three days ago; completed a2 long ago (outside the 7-day window)
+            ("u2", "b1", 2.0, False, DAY - timedelta(days=3)),
+            ("u2", "a2", 6.0, True, DAY - timedelta(days=20)),
+            # popularity: b1 and a2 are popular recently
+            ("u3", "b1", 3.0, False, DAY),
+            ("u3", "a2", 3.0, False, DAY - timedelta(days=1)),
+            ("u4", "b1", 3.0, False, DAY),
+        ],
+        columns=["user_id", "episode_id", "engagement", "completed", "date"],
+    )
+    als = pd.DataFrame(
+        [
+            ("u1", "b1", 1, 0.9),
+            ("u1", "a2", 2, 0.5),
+            ("u2", "a2", 1, 0.8),
+            ("u2", "b2", 2, 0.4),
+        ],
+        columns=["user_id", "episode_id", "rank", "score"],
+    )
     return vectors, daily, als, pd.Series(published)
 
 
 def prepared_day(**overrides) -> fusion.PreparedDay:
     vectors, daily, als, published = scenario()
-    kwargs = dict(day=DAY, als=als, daily=daily, vectors=vectors, published=published, history_days=7,
-                  min_engagement=2.0, popularity_half_life_days=2.0, content_candidates=20)
+    kwargs = dict(
+        day=DAY,
+        als=als,
+        daily=daily,
+        vectors=vectors,
+        published=published,
+        history_days=7,
+        min_engagement=2.0,
+        popularity_half_life_days=2.0,
+        content_candidates=20,
+    )
     kwargs.update(overrides)
     return fusion.prepare_day(fusion.FusionInputs(**kwargs))
 
@@ -61,11 +78,17 @@ def test_alpha_curve_is_linear_in_age():
 
 
 def test_fusion_arithmetic_by_hand():
-    candidates = pd.DataFrame({
-        "user_id": ["u", "u", "u"], "episode_id": ["x", "y", "z"],
-        "als_score": [2.0, 1.0, np.nan], "content_score": [0.2, 0.6, 0.4],
-        "because_episode_id": ["h", "h", "h"], "in_als": [True, True, False], "in_content": [False, True, True],
-    })
+    candidates = pd.DataFrame(
+        {
+            "user_id": ["u", "u", "u"],
+            "episode_id": ["x", "y", "z"],
+            "als_score": [2.0, 1.0, np.nan],
+            "content_score": [0.2, 0.6, 0.4],
+            "because_episode_id": ["h", "h", "h"],
+            "in_als": [True, True, False],
+            "in_content": [False, True, True],
+        }
+    )
     normalised = fusion.normalise_candidates(candidates)
     # ALS min-max over x,y: x=1, y=0, z (no ALS score)=0; content min-max over 0.2..0.6: x=0, y=1, z=0.5
     assert normalised["als_norm"].tolist() == pytest.approx([1.0, 0.0, 0.0])
@@ -106,17 +129,19 @@ def test_completed_and_seen_episodes_are_never_recommended():
     recs = fusion.recommend(prepared_day(), fusion.AlphaCurve(0.7, 0.1, 3), top_n=10)
     u1 = set(recs[recs["user_id"] == "u1"]["episode_id"])
     u2 = set(recs[recs["user_id"] == "u2"]["episode_id"])
-    assert "a1" not in u1 and "b2" not in u1          # completed yesterday / skipped today
-    assert "a2" not in u2                              # completed 20 days ago, though ALS ranks it first
+    assert "a1" not in u1 and "b2" not in u1  # completed yesterday / skipped today
+    assert "a2" not in u2  # completed 20 days ago, though ALS ranks it first
     assert "b1" not in u2
-    assert "b2" in u2                                  # ALS candidate never seen: allowed
+    assert "b2" in u2  # ALS candidate never seen: allowed
 
 
 def test_cold_start_user_gets_recent_popular_episodes():
     vectors, daily, als, published = scenario()
     # u9 listened 30 days ago only: no history in the window, no ALS list
-    daily = pd.concat([daily, pd.DataFrame([("u9", "c1", 1.0, False, DAY - timedelta(days=30))],
-                                           columns=daily.columns)], ignore_index=True)
+    daily = pd.concat(
+        [daily, pd.DataFrame([("u9", "c1", 1.0, False, DAY - timedelta(days=30))], columns=daily.columns)],
+        ignore_index=True,
+    )
     prepared = prepared_day(daily=daily)
     recs = fusion.recommend(prepared, fusion.AlphaCurve(0.7, 0.1, 3), top_n=2)
     u9 = recs[recs["user_id"] == "u9"]
@@ -138,8 +163,10 @@ def test_every_user_gets_top_n_with_ordered_ranks():
 
 def test_relevant_pairs_drop_seen_and_weak_engagement():
     seen = pd.DataFrame({"user_id": ["u1"], "episode_id": ["a1"]})
-    day = pd.DataFrame([("u1", "a1", 5.0, True), ("u1", "a2", 0.5, False), ("u1", "a3", 1.0, True),
-                        ("u2", "b1", 2.0, False)], columns=["user_id", "episode_id", "engagement", "completed"])
+    day = pd.DataFrame(
+        [("u1", "a1", 5.0, True), ("u1", "a2", 0.5, False), ("u1", "a3", 1.0, True), ("u2", "b1", 2.0, False)],
+        columns=["user_id", "episode_id", "engagement", "completed"],
+    )
     truth = evaluation.relevant_pairs(day, 2.0, seen)
     assert sorted(map(tuple, truth.to_numpy())) == [("u1", "a3"), ("u2", "b1")]
 
@@ -170,12 +197,17 @@ def test_taste_match_by_hand():
 def test_evaluate_models_scores_every_model_on_the_same_users():
     truth = pd.DataFrame({"user_id": ["u", "v", "w"], "episode_id": ["a", "c", "z"]})
     lists = {
-        "good": pd.DataFrame({"user_id": ["u", "u", "v", "v"], "episode_id": ["a", "b", "c", "d"], "rank": [1, 2, 1, 2]}),
-        "late": pd.DataFrame({"user_id": ["u", "u", "v", "v", "w"], "episode_id": ["b", "a", "d", "e", "z"],
-                              "rank": [1, 2, 1, 2, 1]}),
+        "good": pd.DataFrame(
+            {"user_id": ["u", "u", "v", "v"], "episode_id": ["a", "b", "c", "d"], "rank": [1, 2, 1, 2]}
+        ),
+        "late": pd.DataFrame(
+            {"user_id": ["u", "u", "v", "v", "w"], "episode_id": ["b", "a", "d", "e", "z"], "rank": [1, 2, 1, 2, 1]}
+        ),
     }
     index = fusion.ContentIndex(["a", "b"], np.array([unit(0), unit(90)]))
-    scores = evaluation.evaluate_models(lists, truth, truth.iloc[:0], 2, 10, truth, index).set_index(["model", "metric"])
+    scores = evaluation.evaluate_models(lists, truth, truth.iloc[:0], 2, 10, truth, index).set_index(
+        ["model", "metric"]
+    )
     # w has no "good" list, so nobody is judged on w: both models on u and v only
     assert scores.loc[("good", "ndcg@2"), "users_evaluated"] == 2
     assert scores.loc[("good", "ndcg@2"), "value"] == pytest.approx(1.0)
@@ -188,9 +220,12 @@ def test_select_alpha_picks_content_when_content_predicts_the_next_day():
     # next day u1 completes the new A episode and u2 the content neighbour of b1 (b3): ALS lists miss both
     truth = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": ["a3", "b3"]})
     settings_curve = fusion.AlphaCurve(1.0, 1.0, 3)  # ALS only: misses both
-    chosen, evidence, why = evaluation.select_alpha([(prepared, truth)], top_n=3, k=3, default=settings_curve,
-                                                    min_users=1)
-    grid = len(evaluation.DEFAULT_ALPHA_GRID) * len(evaluation.DEFAULT_ALPHA_NEW_GRID) * len(evaluation.DEFAULT_RAMP_GRID)
+    chosen, evidence, why = evaluation.select_alpha(
+        [(prepared, truth)], top_n=3, k=3, default=settings_curve, min_users=1
+    )
+    grid = (
+        len(evaluation.DEFAULT_ALPHA_GRID) * len(evaluation.DEFAULT_ALPHA_NEW_GRID) * len(evaluation.DEFAULT_RAMP_GRID)
+    )
     assert len(evidence) == grid + 1  # the grid and the settings' curve
     best = evidence["ndcg@3"].max()
     assert best == pytest.approx(1.0)
@@ -209,8 +244,15 @@ def test_select_alpha_keeps_the_settings_when_the_gain_is_within_noise():
     # the other, so no curve beats the settings by more than a standard error
     content_first = fusion.recommend(prepared, fusion.AlphaCurve(0.0, 0.0, 3), 1)
     als_first = fusion.recommend(prepared, settings_curve, 1)
-    truth = pd.DataFrame({"user_id": ["u1", "u2"], "episode_id": [
-        content_first.set_index("user_id").loc["u1", "episode_id"], als_first.set_index("user_id").loc["u2", "episode_id"]]})
+    truth = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "episode_id": [
+                content_first.set_index("user_id").loc["u1", "episode_id"],
+                als_first.set_index("user_id").loc["u2", "episode_id"],
+            ],
+        }
+    )
     kept, evidence, why = evaluation.select_alpha([(prepared, truth)], 3, 3, settings_curve, min_users=1)
     assert kept == settings_curve and "within 2 standard errors" in why
     assert (evidence["gain_vs_settings"] <= evidence["gain_stderr"].fillna(0.0)).all()

@@ -26,8 +26,10 @@ from podrec_assets.settings import load_settings
 from podrec_assets.sources.publisher import publish_episodes
 from podrec_assets_tests.conftest import make_env
 
-SPOKEN = ("Podcasts about space exploration are becoming popular with listeners around the world. "
-          "Today we talk about the weather in the mountains and the history of the railway.")
+SPOKEN = (
+    "Podcasts about space exploration are becoming popular with listeners around the world. "
+    "Today we talk about the weather in the mountains and the history of the railway."
+)
 
 
 def speak(path: Path, text: str, voice: str = "en-us") -> Path:
@@ -40,9 +42,15 @@ def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     corrupt = folder / "corrupt.mp3"
     corrupt.write_bytes(b"ID3" + bytes(range(256)) * 20)
-    return {"english": speak(folder / "english.wav", SPOKEN), "corrupt": corrupt,
-            "german": speak(folder / "german.wav", "Heute sprechen wir über das Wetter in den Bergen und über "
-                                                    "die Geschichte der Eisenbahn in Deutschland.", voice="de")}
+    return {
+        "english": speak(folder / "english.wav", SPOKEN),
+        "corrupt": corrupt,
+        "german": speak(
+            folder / "german.wav",
+            "Heute sprechen wir über das Wetter in den Bergen und über die Geschichte der Eisenbahn in Deutschland.",
+            voice="de",
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +66,32 @@ def audio_server(clips):
 
 
 def episode(episode_id: str, day: date, audio_url: str, hour: int = 9, **overrides):
-    return {"episode_id": episode_id, "podcast_id": "show-1", "podcast_title": "Test Show", "episode_title": episode_id,
-            "description": "", "audio_url": audio_url, "language": "en",
-            "published_at": datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc).isoformat(),
-            "duration_sec": 10.0, "categories": ["test"], "source": "rss", **overrides}
+    return {
+        "episode_id": episode_id,
+        "podcast_id": "show-1",
+        "podcast_title": "Test Show",
+        "episode_title": episode_id,
+        "description": "",
+        "audio_url": audio_url,
+        "language": "en",
+        "published_at": datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc).isoformat(),
+        "duration_sec": 10.0,
+        "categories": ["test"],
+        "source": "rss",
+        **overrides,
+    }
 
 
 def asr_resource(stack_settings, workers: int = 1) -> AsrResource:
-    return AsrResource(model="tiny.en", threads=2, workers=workers, languages="en",
-                       models_dir=str(stack_settings.home_path / "models"), audio_retries=2, audio_timeout_s=30)
+    return AsrResource(
+        model="tiny.en",
+        threads=2,
+        workers=workers,
+        languages="en",
+        models_dir=str(stack_settings.home_path / "models"),
+        audio_retries=2,
+        audio_timeout_s=30,
+    )
 
 
 def materialize(assets, day: date, resources, **kwargs):
@@ -90,8 +115,14 @@ def test_episodes_asset_dedups_dead_letters_and_is_idempotent(resources, podrec_
     publish_episodes(kafka, [episode("ep-a", day, "file:///tmp/a.wav", episode_title="ep-a (fixed)")], force=True)
     ts = int(datetime(2026, 3, 2, 12, tzinfo=timezone.utc).timestamp() * 1000)
     bad = episode("ep-c", day, "ftp://nope")
-    kafka.produce(EPISODE_METADATA_TOPIC, [(b"ep-x", b"{not json", ts), (b"ep-c", json.dumps(bad).encode(), ts),
-                                           (b"ep-d", json.dumps({"episode_id": "ep-d"}).encode(), ts)])
+    kafka.produce(
+        EPISODE_METADATA_TOPIC,
+        [
+            (b"ep-x", b"{not json", ts),
+            (b"ep-c", json.dumps(bad).encode(), ts),
+            (b"ep-d", json.dumps({"episode_id": "ep-d"}).encode(), ts),
+        ],
+    )
 
     result = materialize([episodes_ingest], day, resources)
     assert result.success
@@ -109,16 +140,36 @@ def test_episodes_asset_dedups_dead_letters_and_is_idempotent(resources, podrec_
     # a catalog document of this day that no day of the lake holds (an earlier run's) leaves with the re-run;
     # one that a later day re-stamped stays
     elsewhere = episode("ep-held-elsewhere", date(2026, 5, 30), "file:///tmp/x.wav")
-    lake.write_partition("episodes", date(2026, 5, 30), to_table(
-        [{**elsewhere, "published_at": datetime(2026, 5, 30, 9, tzinfo=timezone.utc), "kafka_partition": 0,
-          "kafka_offset": 0}], EPISODES), "another-day")
-    mongo.db()["episodes"].insert_many([{"episode_id": "ep-gone", "date": day.isoformat()},
-                                        {"episode_id": "ep-held-elsewhere", "date": day.isoformat()},
-                                        {"episode_id": "ep-later", "date": "2026-03-03"}])
+    lake.write_partition(
+        "episodes",
+        date(2026, 5, 30),
+        to_table(
+            [
+                {
+                    **elsewhere,
+                    "published_at": datetime(2026, 5, 30, 9, tzinfo=timezone.utc),
+                    "kafka_partition": 0,
+                    "kafka_offset": 0,
+                }
+            ],
+            EPISODES,
+        ),
+        "another-day",
+    )
+    mongo.db()["episodes"].insert_many(
+        [
+            {"episode_id": "ep-gone", "date": day.isoformat()},
+            {"episode_id": "ep-held-elsewhere", "date": day.isoformat()},
+            {"episode_id": "ep-later", "date": "2026-03-03"},
+        ]
+    )
     assert materialize([episodes_ingest], day, resources).success  # re-materializing: same rows
     assert lake_rows(lake, "episodes", day) == rows
     assert set(mongo.db()["episodes"].distinct("episode_id", {"date": day.isoformat()})) == {
-        "ep-a", "ep-b", "ep-held-elsewhere"}  # another day of the lake still holds that one
+        "ep-a",
+        "ep-b",
+        "ep-held-elsewhere",
+    }  # another day of the lake still holds that one
     assert mongo.db()["episodes"].count_documents({"episode_id": "ep-later"}) == 1
     assert lake_rows(lake, "dead_letters", day, {"topic": EPISODE_METADATA_TOPIC}) == dead
     assert mongo.db()["episodes"].count_documents({"episode_id": {"$in": ["ep-a", "ep-b"]}}) == 2
@@ -129,8 +180,14 @@ def test_a_back_catalogue_published_newest_first_reaches_every_day(resources, po
     day D follows records of later days (and a day's episode can arrive after everything else)."""
     days = [date(2026, 2, 12), date(2026, 2, 11), date(2026, 2, 10)]
     kafka = resources["kafka"]
-    publish_episodes(kafka, [episode(f"back-{d.day}-{n}", d, f"file:///tmp/back-{d.day}-{n}.wav", hour=20 - n)
-                             for d in days for n in range(2)])
+    publish_episodes(
+        kafka,
+        [
+            episode(f"back-{d.day}-{n}", d, f"file:///tmp/back-{d.day}-{n}.wav", hour=20 - n)
+            for d in days
+            for n in range(2)
+        ],
+    )
     assert materialize([episodes_ingest], days[0], resources).success
     publish_episodes(kafka, [episode("back-11-late", days[1], "file:///tmp/back-11-late.wav", hour=23)])
     for day in days:
@@ -140,23 +197,32 @@ def test_a_back_catalogue_published_newest_first_reaches_every_day(resources, po
         assert ids == expected, day
 
 
-def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(resources, podrec_env, stack_settings, clips,
-                                                                       audio_server):
+def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(
+    resources, podrec_env, stack_settings, clips, audio_server
+):
     day = date(2026, 3, 3)
     kafka, lake = resources["kafka"], resources["lake"]
-    publish_episodes(kafka, [
-        episode("tr-file", day, clips["english"].as_uri()),
-        episode("tr-http", day, f"{audio_server}/english.wav", hour=10),
-        episode("tr-corrupt", day, clips["corrupt"].as_uri(), hour=11),
-        episode("tr-missing", day, f"{audio_server}/missing.wav", hour=12),
-        episode("tr-german", day, clips["german"].as_uri(), hour=13, language="de-DE"),
-    ])
+    publish_episodes(
+        kafka,
+        [
+            episode("tr-file", day, clips["english"].as_uri()),
+            episode("tr-http", day, f"{audio_server}/english.wav", hour=10),
+            episode("tr-corrupt", day, clips["corrupt"].as_uri(), hour=11),
+            episode("tr-missing", day, f"{audio_server}/missing.wav", hour=12),
+            episode("tr-german", day, clips["german"].as_uri(), hour=13, language="de-DE"),
+        ],
+    )
     run_resources = {**resources, "asr": asr_resource(stack_settings)}
     result = materialize([episodes_ingest, transcripts], day, run_resources)
     assert result.success
     rows = {r["episode_id"]: r for r in lake_rows(lake, "transcripts", day)}
     assert {k: r["status"] for k, r in rows.items()} == {
-        "tr-file": "ok", "tr-http": "ok", "tr-corrupt": "failed", "tr-missing": "failed", "tr-german": "skipped_language"}
+        "tr-file": "ok",
+        "tr-http": "ok",
+        "tr-corrupt": "failed",
+        "tr-missing": "failed",
+        "tr-german": "skipped_language",
+    }
     for key in ("tr-file", "tr-http"):
         assert word_error_rate(SPOKEN, rows[key]["text"]) <= 0.15, rows[key]["text"]
         segments = rows[key]["segments"]
@@ -178,8 +244,13 @@ def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(resources,
 
 def test_transcripts_partition_fails_when_every_episode_fails(resources, podrec_env, stack_settings, clips):
     day = date(2026, 3, 4)
-    publish_episodes(resources["kafka"], [episode("all-bad-1", day, clips["corrupt"].as_uri()),
-                                          episode("all-bad-2", day, "file:///nonexistent/clip.wav", hour=10)])
+    publish_episodes(
+        resources["kafka"],
+        [
+            episode("all-bad-1", day, clips["corrupt"].as_uri()),
+            episode("all-bad-2", day, "file:///nonexistent/clip.wav", hour=10),
+        ],
+    )
     run_resources = {**resources, "asr": asr_resource(stack_settings)}
     assert materialize([episodes_ingest], day, run_resources).success
     result = materialize([transcripts], day, run_resources, raise_on_error=False)
@@ -197,8 +268,13 @@ def test_detected_language_outside_allowed_is_skipped(stack_settings, clips):
 
 def test_transcribe_command_prints_json_per_file(stack_env, clips):
     env = {**stack_env, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "podrec_assets.cli", "transcribe", str(clips["english"]),
-                           str(clips["corrupt"])], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "podrec_assets.cli", "transcribe", str(clips["english"]), str(clips["corrupt"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 1 and len(lines) == 2
     assert lines[0]["status"] == "ok" and word_error_rate(SPOKEN, lines[0]["text"]) <= 0.15
@@ -273,7 +349,9 @@ def test_episodes_retention_guard_keeps_a_day_the_broker_no_longer_holds(tmp_pat
         before = lake.read_day("episodes", day)
         version = lake.version("episodes")
         offsets: dict[int, list[int]] = {}
-        for partition, offset in zip(before.column("kafka_partition").to_pylist(), before.column("kafka_offset").to_pylist()):
+        for partition, offset in zip(
+            before.column("kafka_partition").to_pylist(), before.column("kafka_offset").to_pylist()
+        ):
             offsets.setdefault(partition, []).append(offset)
         partition, held = max(offsets.items(), key=lambda item: len(item[1]))
         assert len(held) >= 2 and min(held) == 0
@@ -295,8 +373,11 @@ def test_a_hard_clip_transcribes_the_same_every_time(stack_settings, tmp_path):
     """A demo episode on which Whisper's temperature fallback used to sample a different text on every run."""
     from podrec_assets.sources.demo_catalog import plan_catalog, synthesize
 
-    planned = [p for p in plan_catalog([date(2026, 11, 25)], 8, seed=7, speech_seconds=40)
-               if p["episode_id"] == "demo-20261125-005"][0]
+    planned = [
+        p
+        for p in plan_catalog([date(2026, 11, 25)], 8, seed=7, speech_seconds=40)
+        if p["episode_id"] == "demo-20261125-005"
+    ][0]
     clip = tmp_path / "hard.wav"
     synthesize(planned["description"], clip, planned["voice"], 40)
     whisper = load_whisper("tiny.en", stack_settings.home_path / "models", cpu_threads=2)
@@ -306,8 +387,10 @@ def test_a_hard_clip_transcribes_the_same_every_time(stack_settings, tmp_path):
     # the WER itself depends on the CPU; what must hold anywhere: the pipeline gives what a plain call of
     # faster-whisper's batched pipeline with the same decoding options gives on this machine, and it does not loop
     # on a phrase (how it compares with the sequential call is bench/asr.py's to say: that depends on the CPU)
-    (_, samples), = list(iter_audio_windows(clip))  # a 40 s clip is one window
-    pieces, _ = BatchedInferencePipeline(whisper.model).transcribe(samples, beam_size=5, batch_size=8, **BATCHED_DECODING)
+    ((_, samples),) = list(iter_audio_windows(clip))  # a 40 s clip is one window
+    pieces, _ = BatchedInferencePipeline(whisper.model).transcribe(
+        samples, beam_size=5, batch_size=8, **BATCHED_DECODING
+    )
     plain = " ".join(piece.text.strip() for piece in pieces if piece.text.strip())
     assert text == plain
     assert len(text.split()) <= 1.5 * len(planned["description"].split())

@@ -13,14 +13,14 @@ from podrec_assets.core.asr import word_error_rate
 from podrec_assets.core.audio import FetchError, FetchLimits, fetched_file
 from podrec_assets.core.episodes import InvalidEpisode, episode_message, parse_episode_records, validate_episode
 from podrec_assets.resources.kafka import KafkaRecord
-from podrec_assets.sources.demo_corpus import load_demo_documents
 from podrec_assets.sources.demo_catalog import DEMO_TOPICS, plan_catalog
+from podrec_assets.sources.demo_corpus import load_demo_documents
 from podrec_assets.sources.podcastindex import PodcastIndexAuthError, PodcastIndexClient, recent_episodes
 from podrec_assets.sources.rss import FeedError, parse_duration, read_feed
 from podrec_assets_tests.conftest import RouteServer
 
-
 # --- demo corpus and catalog ------------------------------------------------------------------------
+
 
 def test_demo_corpus_is_real_topic_labelled_text_cleaned_for_speech():
     documents = load_demo_documents()
@@ -54,16 +54,30 @@ def test_demo_plan_is_deterministic_and_gives_several_episodes_per_topic():
     assert len(topics) == len(DEMO_TOPICS) and min(topics.values()) >= 5
     # a later window that overlaps gives the same episodes on the shared days
     later = plan_catalog(days[3:] + [days[-1] + timedelta(days=1)], 8, seed=7, speech_seconds=40)
-    assert [e for e in plan if e["published_at"] >= "2026-05-04"] == [e for e in later if e["published_at"] < "2026-05-08"]
+    assert [e for e in plan if e["published_at"] >= "2026-05-04"] == [
+        e for e in later if e["published_at"] < "2026-05-08"
+    ]
     assert len({e["doc_id"] for e in plan}) == 56
 
 
 # --- episode contract -----------------------------------------------------------------------------
 
+
 def _episode(**overrides):
-    return {"episode_id": "e1", "podcast_id": "p1", "podcast_title": "Show", "episode_title": "Ep", "description": "",
-            "audio_url": "https://x/a.mp3", "language": "en", "published_at": "2026-03-02T10:00:00Z",
-            "duration_sec": 60, "categories": ["news"], "source": "rss", **overrides}
+    return {
+        "episode_id": "e1",
+        "podcast_id": "p1",
+        "podcast_title": "Show",
+        "episode_title": "Ep",
+        "description": "",
+        "audio_url": "https://x/a.mp3",
+        "language": "en",
+        "published_at": "2026-03-02T10:00:00Z",
+        "duration_sec": 60,
+        "categories": ["news"],
+        "source": "rss",
+        **overrides,
+    }
 
 
 def test_episode_validation_and_latest_message_wins():
@@ -77,8 +91,12 @@ def test_episode_validation_and_latest_message_wins():
         validate_episode(_episode(published_at="yesterday"))
     key, value, ts = episode_message(_episode())
     _, newer, _ = episode_message(_episode(episode_title="Ep (fixed)"))
-    records = [KafkaRecord(0, 0, ts, key, value), KafkaRecord(0, 1, ts, key, newer),
-               KafkaRecord(0, 2, ts, b"e2", b"{not json"), KafkaRecord(0, 3, ts, b"zz", value)]
+    records = [
+        KafkaRecord(0, 0, ts, key, value),
+        KafkaRecord(0, 1, ts, key, newer),
+        KafkaRecord(0, 2, ts, b"e2", b"{not json"),
+        KafkaRecord(0, 3, ts, b"zz", value),
+    ]
     rows, dead, duplicates = parse_episode_records(records, date(2026, 3, 2))
     assert [r["episode_title"] for r in rows] == ["Ep (fixed)"] and duplicates == 1
     assert [d["reason"].split(":")[0] for d in dead] == ["bad_json", "key_mismatch"]
@@ -110,9 +128,11 @@ GOOD_FEED = b"""<?xml version="1.0" encoding="UTF-8"?>
 
 
 def test_rss_feed_from_local_server_good_and_broken_items():
-    routes = {"/feed.xml": lambda h: (200, {"Content-Type": "application/rss+xml"}, GOOD_FEED),
-              "/broken.xml": lambda h: (200, {"Content-Type": "text/html"}, b"<html><body>not a feed"),
-              "/agent.xml": lambda h: (200, {}, GOOD_FEED) if h.headers["User-Agent"] == "podrec-test" else (403, {}, b"")}
+    routes = {
+        "/feed.xml": lambda h: (200, {"Content-Type": "application/rss+xml"}, GOOD_FEED),
+        "/broken.xml": lambda h: (200, {"Content-Type": "text/html"}, b"<html><body>not a feed"),
+        "/agent.xml": lambda h: (200, {}, GOOD_FEED) if h.headers["User-Agent"] == "podrec-test" else (403, {}, b""),
+    }
     with RouteServer(routes) as server:
         read = read_feed(server.url + "/feed.xml", user_agent="podrec-test")
         again = read_feed(server.url + "/feed.xml", user_agent="podrec-test")
@@ -139,13 +159,18 @@ def test_rss_feed_from_local_server_good_and_broken_items():
 
 # --- PodcastIndex -----------------------------------------------------------------------------------
 
+
 def _podcastindex_routes(calls, key="k3y", secret="s3cr3t"):
     def authorised(h):
         stamp = h.headers.get("X-Auth-Date", "")
         expected = hashlib.sha1((key + secret + stamp).encode()).hexdigest()
         fresh = stamp.isdigit() and abs(int(stamp) - time.time()) < 300
-        return (h.headers.get("X-Auth-Key") == key and h.headers.get("Authorization") == expected and fresh
-                and h.headers.get("User-Agent", "").startswith("podrec"))
+        return (
+            h.headers.get("X-Auth-Key") == key
+            and h.headers.get("Authorization") == expected
+            and fresh
+            and h.headers.get("User-Agent", "").startswith("podrec")
+        )
 
     def trending(h):
         calls.append(h.path)
@@ -154,14 +179,44 @@ def _podcastindex_routes(calls, key="k3y", secret="s3cr3t"):
         if len([c for c in calls if "trending" in c]) == 1:
             return 429, {"Retry-After": "0"}, b""
         query = urllib.parse.parse_qs(urllib.parse.urlparse(h.path).query)
-        feeds = [{"id": 920666, "url": "https://feeds.example/one.xml", "title": "Science Weekly", "description": "d",
-                  "author": "A", "image": "https://i/1.jpg", "artwork": "https://i/1.jpg", "newestItemPublishTime": 1772445600,
-                  "itunesId": 1, "trendScore": 9, "language": "en", "categories": {"67": "Science", "71": "Physics"}},
-                 {"id": 41504, "url": "https://feeds.example/two.xml", "title": "Tech Daily", "description": "d",
-                  "author": "B", "image": "", "artwork": "", "newestItemPublishTime": 1772445600, "itunesId": None,
-                  "trendScore": 7, "language": "en-US", "categories": None}]
-        body = {"status": "true", "feeds": feeds[: int(query["max"][0])], "count": 2, "max": query["max"][0],
-                "since": None, "description": "Found matching feeds"}
+        feeds = [
+            {
+                "id": 920666,
+                "url": "https://feeds.example/one.xml",
+                "title": "Science Weekly",
+                "description": "d",
+                "author": "A",
+                "image": "https://i/1.jpg",
+                "artwork": "https://i/1.jpg",
+                "newestItemPublishTime": 1772445600,
+                "itunesId": 1,
+                "trendScore": 9,
+                "language": "en",
+                "categories": {"67": "Science", "71": "Physics"},
+            },
+            {
+                "id": 41504,
+                "url": "https://feeds.example/two.xml",
+                "title": "Tech Daily",
+                "description": "d",
+                "author": "B",
+                "image": "",
+                "artwork": "",
+                "newestItemPublishTime": 1772445600,
+                "itunesId": None,
+                "trendScore": 7,
+                "language": "en-US",
+                "categories": None,
+            },
+        ]
+        body = {
+            "status": "true",
+            "feeds": feeds[: int(query["max"][0])],
+            "count": 2,
+            "max": query["max"][0],
+            "since": None,
+            "description": "Found matching feeds",
+        }
         return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
     def by_feed(h):
@@ -171,14 +226,43 @@ def _podcastindex_routes(calls, key="k3y", secret="s3cr3t"):
         if len([c for c in calls if "byfeedid" in c]) == 1:
             return 503, {}, b"busy"
         feed_id = int(urllib.parse.parse_qs(urllib.parse.urlparse(h.path).query)["id"][0])
-        items = [{"id": feed_id * 10 + i, "title": f"Episode {i}", "link": "https://x", "description": "<p>About <b>it</b></p>",
-                  "guid": f"g{i}", "datePublished": 1772445600 + i * 3600, "datePublishedPretty": "March 02, 2026 10:00am",
-                  "dateCrawled": 1772445700, "enclosureUrl": f"https://cdn.example/{feed_id}/{i}.mp3" if i < 2 else "",
-                  "enclosureType": "audio/mpeg", "enclosureLength": 1234, "duration": 1800 + i, "explicit": 0,
-                  "episode": i, "episodeType": "full", "season": 1, "image": "", "feedItunesId": None, "feedImage": "",
-                  "feedId": feed_id, "feedLanguage": "en", "feedDead": 0, "chaptersUrl": None, "transcriptUrl": None}
-                 for i in range(3)]
-        body = {"status": "true", "liveItems": [], "items": items, "count": 3, "query": str(feed_id), "description": "Found"}
+        items = [
+            {
+                "id": feed_id * 10 + i,
+                "title": f"Episode {i}",
+                "link": "https://x",
+                "description": "<p>About <b>it</b></p>",
+                "guid": f"g{i}",
+                "datePublished": 1772445600 + i * 3600,
+                "datePublishedPretty": "March 02, 2026 10:00am",
+                "dateCrawled": 1772445700,
+                "enclosureUrl": f"https://cdn.example/{feed_id}/{i}.mp3" if i < 2 else "",
+                "enclosureType": "audio/mpeg",
+                "enclosureLength": 1234,
+                "duration": 1800 + i,
+                "explicit": 0,
+                "episode": i,
+                "episodeType": "full",
+                "season": 1,
+                "image": "",
+                "feedItunesId": None,
+                "feedImage": "",
+                "feedId": feed_id,
+                "feedLanguage": "en",
+                "feedDead": 0,
+                "chaptersUrl": None,
+                "transcriptUrl": None,
+            }
+            for i in range(3)
+        ]
+        body = {
+            "status": "true",
+            "liveItems": [],
+            "items": items,
+            "count": 3,
+            "query": str(feed_id),
+            "description": "Found",
+        }
         return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
     return {"/api/1.0/podcasts/trending": trending, "/api/1.0/episodes/byfeedid": by_feed}
@@ -205,6 +289,7 @@ def test_podcastindex_client_auth_retries_and_mapping():
 
 
 # --- audio fetching -----------------------------------------------------------------------------------
+
 
 def test_audio_fetch_limits_and_retries(tmp_path):
     hits = {"flaky": 0, "down": 0}

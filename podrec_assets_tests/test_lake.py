@@ -23,6 +23,11 @@ def test_write_replaces_one_day_and_range_reads_every_day(tmp_path):
     per_day = {}
     for d in table.column("date").to_pylist():
         per_day[d] = per_day.get(d, 0) + 1
-    assert per_day == {first: 1, first + timedelta(days=1): 5, first + timedelta(days=2): 3, first + timedelta(days=3): 4}
+    assert per_day == {
+        first: 1,
+        first + timedelta(days=1): 5,
+        first + timedelta(days=2): 3,
+        first + timedelta(days=3): 4,
+    }
     assert set(lake.read_day("t", first + timedelta(days=1)).column("run_id").to_pylist()) == {"r9"}
     assert lake.read_days("t", first + timedelta(days=1), first + timedelta(days=2)).num_rows == 8

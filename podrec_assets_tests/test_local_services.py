@@ -31,8 +31,9 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **env}
     full_env.pop("PODREC_KAFKA_BOOTSTRAP", None)
     full_env.pop("PODREC_MONGO_URI", None)
-    return subprocess.run([sys.executable, "-m", "podrec_assets.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "podrec_assets.cli", *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def test_cli_start_status_stop_leaves_no_process(tmp_path):
@@ -138,8 +139,13 @@ def test_kafka_keys_groups_and_offsets_for_times(stack_settings):
     producer.close()
 
     # a consumer group reads everything once, keys keep their partition (order per key)
-    consumer = KafkaConsumer(topic, bootstrap_servers=stack_settings.kafka_servers, group_id="g1",
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=stack_settings.kafka_servers,
+        group_id="g1",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     seen = []
     deadline = time.monotonic() + 30
     while len(seen) < 30 and time.monotonic() < deadline:
@@ -157,8 +163,13 @@ def test_kafka_keys_groups_and_offsets_for_times(stack_settings):
         assert values == sorted(values)
 
     # the committed group offset means a restart of the group reads nothing new
-    again = KafkaConsumer(topic, bootstrap_servers=stack_settings.kafka_servers, group_id="g1",
-                          auto_offset_reset="earliest", enable_auto_commit=False)
+    again = KafkaConsumer(
+        topic,
+        bootstrap_servers=stack_settings.kafka_servers,
+        group_id="g1",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     assert sum(len(v) for v in again.poll(timeout_ms=2000).values()) == 0
     again.close()
 
@@ -183,8 +194,12 @@ def test_mongo_bulk_upsert_with_unique_index(stack_settings):
     client = MongoClient(stack_settings.mongo_url)
     coll = client.podrec.test_upserts
     coll.create_index("episode_id", unique=True)
-    coll.bulk_write([ReplaceOne({"episode_id": f"e{i}"}, {"episode_id": f"e{i}", "v": 1}, upsert=True) for i in range(100)])
-    coll.bulk_write([ReplaceOne({"episode_id": f"e{i}"}, {"episode_id": f"e{i}", "v": 2}, upsert=True) for i in range(50, 150)])
+    coll.bulk_write(
+        [ReplaceOne({"episode_id": f"e{i}"}, {"episode_id": f"e{i}", "v": 1}, upsert=True) for i in range(100)]
+    )
+    coll.bulk_write(
+        [ReplaceOne({"episode_id": f"e{i}"}, {"episode_id": f"e{i}", "v": 2}, upsert=True) for i in range(50, 150)]
+    )
     assert coll.count_documents({}) == 150
     assert coll.count_documents({"v": 2}) == 100
     with pytest.raises(DuplicateKeyError):
@@ -221,8 +236,11 @@ def test_stale_pid_file_is_ignored(own_stack):
 
 
 def test_external_servers_start_nothing(stack_settings, tmp_path):
-    env = make_env(tmp_path / "other", PODREC_KAFKA_BOOTSTRAP=stack_settings.kafka_servers,
-                   PODREC_MONGO_URI=stack_settings.mongo_url)
+    env = make_env(
+        tmp_path / "other",
+        PODREC_KAFKA_BOOTSTRAP=stack_settings.kafka_servers,
+        PODREC_MONGO_URI=stack_settings.mongo_url,
+    )
     stack = LocalStack(load_settings(env))
     statuses = stack.start()
     assert all(s.running and s.external and s.pid is None for s in statuses)
@@ -247,8 +265,9 @@ def test_broker_survives_kill_9_with_every_acknowledged_record(own_stack):
     stack.start()
     tp = TopicPartition("episode-ids", 0)
     producer = KafkaProducer(bootstrap_servers=s.kafka_servers, acks="all")
-    acknowledged = [producer.send(tp.topic, value=f"before-{i}".encode(), partition=0).get(timeout=20).offset
-                    for i in range(200)]
+    acknowledged = [
+        producer.send(tp.topic, value=f"before-{i}".encode(), partition=0).get(timeout=20).offset for i in range(200)
+    ]
     producer.close()
     broker = psutil.Process(stack.kafka.pid())
     broker.send_signal(signal.SIGKILL)
@@ -295,8 +314,9 @@ def test_project_producer_keeps_key_partition_and_timestamp(stack_settings):
     before = kafka.end_offsets("user-events")
     producer = kafka.producer(acks="1")
     for i in range(50):
-        producer.send("user-events", key=f"{tag}-{i % 2}".encode(), value=str(i).encode(), timestamp_ms=base + i,
-                      partition=i % 2)
+        producer.send(
+            "user-events", key=f"{tag}-{i % 2}".encode(), value=str(i).encode(), timestamp_ms=base + i, partition=i % 2
+        )
     producer.flush()
     producer.close()
     after = kafka.end_offsets("user-events")

@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
 
 from podrec_assets.core import schemas
 from podrec_assets.defs.orchestration.checks import CONTRACTS, allowed_ndcg_drop, build_checks
-from podrec_assets.defs.orchestration.wiring import apply_orchestration
 from podrec_assets.defs.partitions import daily_partitions
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.settings import PROJECT_ROOT, load_settings
@@ -39,12 +37,27 @@ def test_code_location_has_freshness_automation_sensors_and_checks():
             assert node.automation_condition is None, k  # the Kafka sensors drive them
     repo = defs.get_repository_def()
     sensors = {s.name: s for s in repo.sensor_defs}
-    for name in ("kafka_episode_metadata_sensor", "kafka_episode_ids_sensor", "kafka_user_events_sensor", "podrec_automation"):
+    for name in (
+        "kafka_episode_metadata_sensor",
+        "kafka_episode_ids_sensor",
+        "kafka_user_events_sensor",
+        "podrec_automation",
+    ):
         assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
     check_keys = {c.to_user_string() for c in graph.asset_check_keys}
-    tables = {"episodes", "dead_letters/episode_metadata", "transcripts", "episode_vectors", "similarities",
-              "user_events", "dead_letters/user_events", "user_episode_daily", "als_top_n", "final_recommendations",
-              "recommendation_metrics"}
+    tables = {
+        "episodes",
+        "dead_letters/episode_metadata",
+        "transcripts",
+        "episode_vectors",
+        "similarities",
+        "user_events",
+        "dead_letters/user_events",
+        "user_episode_daily",
+        "als_top_n",
+        "final_recommendations",
+        "recommendation_metrics",
+    }
     assert set(CONTRACTS) == tables  # every table of the graph has a contract, and no contract names a stray table
     assert {k.to_user_string() for k in keys if k.path[0] != "kafka"} == tables  # ... and every one is in the graph
     for table in tables:
@@ -60,19 +73,32 @@ def test_code_location_has_freshness_automation_sensors_and_checks():
 
 def test_repository_dagster_yaml_limits_heavy_runs():
     config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    limits = {(l["key"], l["value"]): l["limit"] for l in config["concurrency"]["runs"]["tag_concurrency_limits"]}
+    limits = {(c["key"], c["value"]): c["limit"] for c in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     assert limits[("podrec/heavy", "asr")] == 1 and limits[("podrec/heavy", "spark")] == 1
     assert config["freshness"]["enabled"] is True
 
 
 def vectors_table(vectors: list[list[float]], ids: list[str]) -> pa.Table:
-    return schemas.to_table([{"episode_id": i, "model": "m", "chunk_count": 1, "token_count": 3, "vector": v}
-                             for i, v in zip(ids, vectors)], schemas.EPISODE_VECTORS)
+    return schemas.to_table(
+        [
+            {"episode_id": i, "model": "m", "chunk_count": 1, "token_count": 3, "vector": v}
+            for i, v in zip(ids, vectors)
+        ],
+        schemas.EPISODE_VECTORS,
+    )
 
 
-def run_with_checks(lake: LakeResource, tmp_path, asset_key: str, tables: dict[date, pa.Table], metadata=None,
-                    instance=None, extra_assets=()):
+def run_with_checks(
+    lake: LakeResource,
+    tmp_path,
+    asset_key: str,
+    tables: dict[date, pa.Table],
+    metadata=None,
+    instance=None,
+    extra_assets=(),
+):
     """Materialize a stand-in for ``asset_key`` that writes ``tables`` to the real lake, with the real checks."""
+
     @dg.asset(key=asset_key, partitions_def=daily_partitions)
     def stand_in(context, lake: LakeResource):
         day = date.fromisoformat(context.partition_key)
@@ -81,15 +107,32 @@ def run_with_checks(lake: LakeResource, tmp_path, asset_key: str, tables: dict[d
 
     settings = load_settings({"PODREC_HOME": str(tmp_path), "PODREC_ALS_NDCG_TOLERANCE": "0.05"})
     # the stand-in writes no serving copy: its check has its own tests (test_serving_swap.py, the e2e run)
-    checks = [c for c in build_checks({dg.AssetKey(asset_key)}, [], settings)
-              if all(key.name != "serving_copy_matches_delta" for key in c.check_keys)]
+    checks = [
+        c
+        for c in build_checks({dg.AssetKey(asset_key)}, [], settings)
+        if all(key.name != "serving_copy_matches_delta" for key in c.check_keys)
+    ]
     instance = instance or dg.DagsterInstance.ephemeral()
     results = {}
     for day in sorted(tables):
-        result = dg.materialize([stand_in, *extra_assets], partition_key=day.isoformat(), resources={"lake": lake},
-                                instance=instance, raise_on_error=False, selection=None) if not checks else \
-            dg.materialize([stand_in, *checks, *extra_assets], partition_key=day.isoformat(), resources={"lake": lake},
-                           instance=instance, raise_on_error=False)
+        result = (
+            dg.materialize(
+                [stand_in, *extra_assets],
+                partition_key=day.isoformat(),
+                resources={"lake": lake},
+                instance=instance,
+                raise_on_error=False,
+                selection=None,
+            )
+            if not checks
+            else dg.materialize(
+                [stand_in, *checks, *extra_assets],
+                partition_key=day.isoformat(),
+                resources={"lake": lake},
+                instance=instance,
+                raise_on_error=False,
+            )
+        )
         results[day] = result
     return results
 
@@ -103,19 +146,30 @@ def test_vectors_unit_length_schema_and_uniqueness(tmp_path):
     good = vectors_table([[0.6, 0.8], [1.0, 0.0]], ["a", "b"])
     bad = vectors_table([[0.6, 0.8], [2.0, 0.0], [0.0, 1.0]], ["a", "b", "b"])
     results = run_with_checks(lake, tmp_path, "episode_vectors", {DAY: good, DAY + timedelta(days=1): bad})
-    assert evaluations(results[DAY]) == {"schema_matches_contract": True, "keys_unique": True, "vectors_unit_length": True}
-    assert evaluations(results[DAY + timedelta(days=1)]) == {"schema_matches_contract": True, "keys_unique": False,
-                                                             "vectors_unit_length": False}
-    duplicated = [e for e in results[DAY + timedelta(days=1)].get_asset_check_evaluations() if e.check_name == "keys_unique"][0]
+    assert evaluations(results[DAY]) == {
+        "schema_matches_contract": True,
+        "keys_unique": True,
+        "vectors_unit_length": True,
+    }
+    assert evaluations(results[DAY + timedelta(days=1)]) == {
+        "schema_matches_contract": True,
+        "keys_unique": False,
+        "vectors_unit_length": False,
+    }
+    duplicated = [
+        e for e in results[DAY + timedelta(days=1)].get_asset_check_evaluations() if e.check_name == "keys_unique"
+    ][0]
     assert "1 duplicated (episode_id) keys" in duplicated.description and "'b'" in duplicated.description
 
 
 def test_schema_check_names_the_missing_column(tmp_path):
     lake = LakeResource(root=str(tmp_path / "lake"))
-    table = schemas.to_table([{"user_id": "u", "episode_id": "e", "rank": 1, "score": 0.5, "model_version": "v"}],
-                             schemas.ALS_TOP_N).drop_columns(["score"])
-    result = run_with_checks(lake, tmp_path, "als_top_n", {DAY: table},
-                             metadata={DAY: {"validation_ndcg@10": 0.3}})[DAY]
+    table = schemas.to_table(
+        [{"user_id": "u", "episode_id": "e", "rank": 1, "score": 0.5, "model_version": "v"}], schemas.ALS_TOP_N
+    ).drop_columns(["score"])
+    result = run_with_checks(lake, tmp_path, "als_top_n", {DAY: table}, metadata={DAY: {"validation_ndcg@10": 0.3}})[
+        DAY
+    ]
     failed = [e for e in result.get_asset_check_evaluations() if e.check_name == "schema_matches_contract"][0]
     assert not failed.passed and "missing column score" in failed.metadata["problems"].value
 
@@ -130,10 +184,18 @@ def test_als_ndcg_gate_blocks_a_worse_model_and_its_downstream(tmp_path):
     def downstream_of_als():
         return dg.MaterializeResult()
 
-    results = run_with_checks(lake, tmp_path, "als_top_n", {d1: table, d2: table, d3: table},
-                              metadata={d1: {"validation_ndcg@10": 0.30},
-                                        d2: _paired(0.27, 0.30, float("nan")), d3: _paired(0.10, 0.30, 0.02)},
-                              extra_assets=[downstream_of_als])
+    results = run_with_checks(
+        lake,
+        tmp_path,
+        "als_top_n",
+        {d1: table, d2: table, d3: table},
+        metadata={
+            d1: {"validation_ndcg@10": 0.30},
+            d2: _paired(0.27, 0.30, float("nan")),
+            d3: _paired(0.10, 0.30, 0.02),
+        },
+        extra_assets=[downstream_of_als],
+    )
     assert evaluations(results[d1])["validation_ndcg_not_worse"] is True  # no previous model
     assert evaluations(results[d2])["validation_ndcg_not_worse"] is True  # within tolerance
     assert evaluations(results[d3])["validation_ndcg_not_worse"] is False
@@ -144,15 +206,27 @@ def test_als_ndcg_gate_blocks_a_worse_model_and_its_downstream(tmp_path):
 
 def _paired(new: float, old: float, stderr: float, users: int = 100) -> dict:
     """als_top_n metadata: this model and the previous day's on the same held-out day."""
-    return {"validation_ndcg@10": new, "paired_ndcg_this_model": new, "paired_ndcg_previous_model": old,
-            "ndcg_change_vs_previous": new - old, "ndcg_change_stderr": stderr, "paired_users": users, "paired_k": 10}
+    return {
+        "validation_ndcg@10": new,
+        "paired_ndcg_this_model": new,
+        "paired_ndcg_previous_model": old,
+        "ndcg_change_vs_previous": new - old,
+        "ndcg_change_stderr": stderr,
+        "paired_users": users,
+        "paired_k": 10,
+    }
 
 
 def test_als_ndcg_gate_does_not_judge_on_a_handful_of_users(tmp_path):
     lake = LakeResource(root=str(tmp_path / "lake"))
     rows = [{"user_id": "u", "episode_id": f"e{r}", "rank": r, "score": 1.0 / r, "model_version": "v"} for r in (1, 2)]
-    results = run_with_checks(lake, tmp_path, "als_top_n", {DAY: schemas.to_table(rows, schemas.ALS_TOP_N)},
-                              metadata={DAY: _paired(0.0, 1.0, float("nan"), users=1)})
+    results = run_with_checks(
+        lake,
+        tmp_path,
+        "als_top_n",
+        {DAY: schemas.to_table(rows, schemas.ALS_TOP_N)},
+        metadata={DAY: _paired(0.0, 1.0, float("nan"), users=1)},
+    )
     check = [e for e in results[DAY].get_asset_check_evaluations() if e.check_name == "validation_ndcg_not_worse"][0]
     assert check.passed and check.severity == dg.AssetCheckSeverity.WARN and "only 1 users" in check.description
 
@@ -163,8 +237,13 @@ def test_als_ndcg_gate_allows_drops_within_noise_and_blocks_larger_ones(tmp_path
     table = schemas.to_table(rows, schemas.ALS_TOP_N)
     d1, d2 = DAY, DAY + timedelta(days=1)
     # both drop 0.15; with a paired standard error of 0.1 that is noise (allowed 0.2), with 0.03 it is not (0.06)
-    results = run_with_checks(lake, tmp_path, "als_top_n", {d1: table, d2: table},
-                              metadata={d1: _paired(0.30, 0.45, 0.1), d2: _paired(0.30, 0.45, 0.03)})
+    results = run_with_checks(
+        lake,
+        tmp_path,
+        "als_top_n",
+        {d1: table, d2: table},
+        metadata={d1: _paired(0.30, 0.45, 0.1), d2: _paired(0.30, 0.45, 0.03)},
+    )
     assert evaluations(results[d1])["validation_ndcg_not_worse"] is True
     assert evaluations(results[d2])["validation_ndcg_not_worse"] is False
     check = [e for e in results[d2].get_asset_check_evaluations() if e.check_name == "validation_ndcg_not_worse"][0]

@@ -31,15 +31,33 @@ NEW_DAY = TODAY - timedelta(days=1)
 HISTORY = [TODAY - timedelta(days=n) for n in (4, 3, 2)]
 USERS, EVENTS_PER_USER_DAY, EPISODES_PER_DAY, SEED = 16, 4.0, 2, 11
 
-ASSETS = ["episodes", "dead_letters/episode_metadata", "transcripts", "episode_vectors", "similarities", "user_events",
-          "dead_letters/user_events", "user_episode_daily", "als_top_n", "final_recommendations", "recommendation_metrics"]
+ASSETS = [
+    "episodes",
+    "dead_letters/episode_metadata",
+    "transcripts",
+    "episode_vectors",
+    "similarities",
+    "user_events",
+    "dead_letters/user_events",
+    "user_episode_daily",
+    "als_top_n",
+    "final_recommendations",
+    "recommendation_metrics",
+]
 TOPICS = ["kafka/episode_metadata", "kafka/episode_ids", "kafka/user_events"]
 EDGES = [  # ARCHITECTURE §3
-    ("kafka/episode_metadata", "episodes"), ("episodes", "transcripts"), ("transcripts", "episode_vectors"),
-    ("episode_vectors", "similarities"), ("similarities", "final_recommendations"),
-    ("kafka/user_events", "user_events"), ("user_events", "user_episode_daily"), ("user_episode_daily", "als_top_n"),
-    ("als_top_n", "final_recommendations"), ("final_recommendations", "recommendation_metrics"),
-    ("kafka/episode_metadata", "dead_letters/episode_metadata"), ("kafka/user_events", "dead_letters/user_events"),
+    ("kafka/episode_metadata", "episodes"),
+    ("episodes", "transcripts"),
+    ("transcripts", "episode_vectors"),
+    ("episode_vectors", "similarities"),
+    ("similarities", "final_recommendations"),
+    ("kafka/user_events", "user_events"),
+    ("user_events", "user_episode_daily"),
+    ("user_episode_daily", "als_top_n"),
+    ("als_top_n", "final_recommendations"),
+    ("final_recommendations", "recommendation_metrics"),
+    ("kafka/episode_metadata", "dead_letters/episode_metadata"),
+    ("kafka/user_events", "dead_letters/user_events"),
 ]
 NEW_DAY_TIMEOUT_S = 900
 BACKFILL_TIMEOUT_S = 900
@@ -77,21 +95,32 @@ class Dagster:
         return {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
 
     def launch_backfill(self, days: list[date], assets: list[str]) -> str:
-        data = self.gql("""mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+        data = self.gql(
+            """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
               __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                        # per asset: with partitionNames, Dagster would extend the backfill through the
-                        # partition mappings (a 3-day ALS window reaches 2 days further)
-                        params={"partitionsByAssets": [
-                            {"assetKey": {"path": key(a).path},
-                             "partitions": {"range": {"start": min(days).isoformat(), "end": max(days).isoformat()}}}
-                            for a in assets], "fromFailure": False})
+            # per asset: with partitionNames, Dagster would extend the backfill through the
+            # partition mappings (a 3-day ALS window reaches 2 days further)
+            params={
+                "partitionsByAssets": [
+                    {
+                        "assetKey": {"path": key(a).path},
+                        "partitions": {"range": {"start": min(days).isoformat(), "end": max(days).isoformat()}},
+                    }
+                    for a in assets
+                ],
+                "fromFailure": False,
+            },
+        )
         result = data["launchPartitionBackfill"]
         assert result["__typename"] == "LaunchBackfillSuccess", result
         return result["backfillId"]
 
     def backfill_status(self, backfill_id: str) -> str:
-        data = self.gql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-              ... on PartitionBackfill { status } } }""", id=backfill_id)
+        data = self.gql(
+            """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+              ... on PartitionBackfill { status } } }""",
+            id=backfill_id,
+        )
         return data["partitionBackfillOrError"]["status"]
 
     def backfill_runs(self, backfill_id: str) -> list:
@@ -113,10 +142,20 @@ def running(tmp_path_factory):
     """Stack + Dagster for this module, with three days of tiny demo history published to Kafka."""
     env = make_env(
         tmp_path_factory.mktemp("orchestration-e2e"),
-        PODREC_START_DATE=HISTORY[0].isoformat(), PODREC_DAGSTER_PORT=str(free_port()), PODREC_SENSOR_INTERVAL_S="5",
-        PODREC_AUTOMATION_LOOKBACK_DAYS="2", PODREC_FRESHNESS_LIVE_WARN_MINUTES="2", PODREC_KAFKA_LATENESS_MINUTES="1",
-        PODREC_DEMO_SPEECH_SECONDS="8", PODREC_ALS_WINDOW_DAYS="3", PODREC_HISTORY_DAYS="3", PODREC_ALS_FACTORS="8",
-        PODREC_ALS_ITERATIONS="5", PODREC_TOP_N="5", PODREC_SIMILARITY_K="3", PODREC_MALFORMED_SHARE="0.01",
+        PODREC_START_DATE=HISTORY[0].isoformat(),
+        PODREC_DAGSTER_PORT=str(free_port()),
+        PODREC_SENSOR_INTERVAL_S="5",
+        PODREC_AUTOMATION_LOOKBACK_DAYS="2",
+        PODREC_FRESHNESS_LIVE_WARN_MINUTES="2",
+        PODREC_KAFKA_LATENESS_MINUTES="1",
+        PODREC_DEMO_SPEECH_SECONDS="8",
+        PODREC_ALS_WINDOW_DAYS="3",
+        PODREC_HISTORY_DAYS="3",
+        PODREC_ALS_FACTORS="8",
+        PODREC_ALS_ITERATIONS="5",
+        PODREC_TOP_N="5",
+        PODREC_SIMILARITY_K="3",
+        PODREC_MALFORMED_SHARE="0.01",
         # tiny data makes validation nDCG noisy; the gate itself is tested in test_orchestration_checks
         PODREC_ALS_NDCG_TOLERANCE="1.0",
     )
@@ -145,9 +184,12 @@ def publish_days(settings, days: list[date]) -> None:
 
 def test_sensors_observe_kafka_lag(running):
     """The topic sensors run by default and record the lag, per partition and total, on the topic assets."""
+
     def observed():
         nodes = running.gql("""{ assetNodes(assetKeys: [{path: ["kafka", "user_events"]}]) {
-            assetObservations(limit: 5) { metadataEntries { label ... on IntMetadataEntry { intValue } } } } }""")["assetNodes"]
+            assetObservations(limit: 5) { metadataEntries { label ... on IntMetadataEntry { intValue } } } } }""")[
+            "assetNodes"
+        ]
         for obs in nodes[0]["assetObservations"] if nodes else []:
             entries = {e["label"]: e.get("intValue") for e in obs["metadataEntries"]}
             if entries.get("lag_total"):
@@ -160,15 +202,23 @@ def test_sensors_observe_kafka_lag(running):
     sensors = running.gql("""{ sensorsOrError(repositorySelector: {repositoryLocationName: "podrec",
         repositoryName: "__repository__"}) { ... on Sensors { results { name sensorState { status } } } } }""")
     states = {s["name"]: s["sensorState"]["status"] for s in sensors["sensorsOrError"]["results"]}
-    for name in ("kafka_episode_metadata_sensor", "kafka_episode_ids_sensor", "kafka_user_events_sensor", "podrec_automation"):
+    for name in (
+        "kafka_episode_metadata_sensor",
+        "kafka_episode_ids_sensor",
+        "kafka_user_events_sensor",
+        "podrec_automation",
+    ):
         assert states.get(name) == "RUNNING", states
 
 
 def test_three_day_backfill_materializes_every_partition_and_passes_every_check(running):
     began = time.monotonic()
     backfill_id = running.launch_backfill(HISTORY, ASSETS)
-    status = wait_until(lambda: (s := running.backfill_status(backfill_id)) not in ("REQUESTED", "CANCELING", "FAILING") and s,
-                        BACKFILL_TIMEOUT_S, f"backfill {backfill_id}")
+    status = wait_until(
+        lambda: (s := running.backfill_status(backfill_id)) not in ("REQUESTED", "CANCELING", "FAILING") and s,
+        BACKFILL_TIMEOUT_S,
+        f"backfill {backfill_id}",
+    )
     print(f"3-day backfill of {len(ASSETS)} assets: {status} in {time.monotonic() - began:.0f}s")
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
     runs = running.backfill_runs(backfill_id)
@@ -182,12 +232,17 @@ def test_three_day_backfill_materializes_every_partition_and_passes_every_check(
         for record in running.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
             evaluation = record.dagster_event.event_specific_data
             if not evaluation.passed:
-                failed_checks.append((evaluation.asset_check_key.to_user_string(), evaluation.partition, evaluation.description))
+                failed_checks.append(
+                    (evaluation.asset_check_key.to_user_string(), evaluation.partition, evaluation.description)
+                )
     expected = {d.isoformat() for d in HISTORY}
     assert {a: done.get(a, set()) for a in ASSETS} == {a: expected for a in ASSETS}
     assert not failed_checks, failed_checks
-    checked = {(r.dagster_event.event_specific_data.asset_check_key.to_user_string())
-               for run in runs for r in running.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+    checked = {
+        (r.dagster_event.event_specific_data.asset_check_key.to_user_string())
+        for run in runs
+        for r in running.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    }
     for asset in ASSETS:
         assert f"{asset}:schema_matches_contract" in checked and f"{asset}:keys_unique" in checked, asset
     assert "als_top_n:validation_ndcg_not_worse" in checked
@@ -211,9 +266,12 @@ def test_every_asset_of_the_new_day_materializes_by_itself(running):
     runs = running.instance.get_runs(filters=dg.RunsFilter(tags={"podrec/trigger": "kafka:user-events"}))
     assert any(r.tags.get("dagster/partition") == NEW_DAY.isoformat() for r in runs), "no sensor run for the new day"
     automated = running.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": NEW_DAY.isoformat()}))
-    assert any("dagster/auto_materialize" in r.tags or "dagster/from_automation_condition" in r.tags
-               or r.tags.get("dagster/sensor_name", "").startswith("podrec_automation") for r in automated), \
-        [r.tags for r in automated]
+    assert any(
+        "dagster/auto_materialize" in r.tags
+        or "dagster/from_automation_condition" in r.tags
+        or r.tags.get("dagster/sensor_name", "").startswith("podrec_automation")
+        for r in automated
+    ), [r.tags for r in automated]
     failed = [(r.run_id, r.status) for r in automated if r.status == dg.DagsterRunStatus.FAILURE]
     assert not failed, failed
 
@@ -223,17 +281,31 @@ def test_cancelled_backfill_leaves_earlier_partitions_intact(running):
     from podrec_assets.resources.lake import LakeResource
 
     lake = LakeResource(root=lake)
-    tables = ["episodes", "transcripts", "episode_vectors", "similarities", "user_events", "user_episode_daily",
-              "als_top_n", "final_recommendations", "recommendation_metrics"]
+    tables = [
+        "episodes",
+        "transcripts",
+        "episode_vectors",
+        "similarities",
+        "user_events",
+        "user_episode_daily",
+        "als_top_n",
+        "final_recommendations",
+        "recommendation_metrics",
+    ]
     before = {(t, d): lake.day_row_count(t, d) for t in tables for d in HISTORY}
     assert sum(before.values()) > 0 and all(before[(t, d)] for t in tables[:-1] for d in HISTORY), before  # built
     partitions_before = {a: running.materialized(a) for a in ASSETS}
     backfill_id = running.launch_backfill(HISTORY, ASSETS)
     wait_until(lambda: running.backfill_runs(backfill_id), 120, "the backfill's first run", 1)
-    result = running.gql("""mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }""", id=backfill_id)
+    result = running.gql(
+        """mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }""", id=backfill_id
+    )
     assert result["cancelPartitionBackfill"]["__typename"] == "CancelBackfillSuccess", result
-    status = wait_until(lambda: (s := running.backfill_status(backfill_id)) in ("CANCELED", "COMPLETED_SUCCESS", "COMPLETED") and s,
-                        300, "the backfill to stop")
+    status = wait_until(
+        lambda: (s := running.backfill_status(backfill_id)) in ("CANCELED", "COMPLETED_SUCCESS", "COMPLETED") and s,
+        300,
+        "the backfill to stop",
+    )
     assert status == "CANCELED" or len(running.backfill_runs(backfill_id)) < len(HISTORY)
     for asset in ASSETS:
         assert partitions_before[asset] <= running.materialized(asset), asset
@@ -251,10 +323,14 @@ def test_graphql_shows_lineage_daily_partitions_and_freshness(running):
         assert nodes[asset]["partitionDefinition"]["type"] == "TIME_WINDOW", asset
     for asset in ASSETS + TOPICS:
         assert nodes[asset]["freshnessStatusInfo"] is not None, asset
+
     # Kafka-fed assets and topics have a tight window here (2 minutes): with no new data they turn stale
     def stale():
-        states = {a: n["freshnessStatusInfo"]["freshnessStatus"] for a, n in running.asset_nodes().items()
-                  if n["freshnessStatusInfo"]}
+        states = {
+            a: n["freshnessStatusInfo"]["freshnessStatus"]
+            for a, n in running.asset_nodes().items()
+            if n["freshnessStatusInfo"]
+        }
         return [a for a, s in states.items() if s in ("WARNING", "DEGRADED")]
 
     assert set(wait_until(stale, 300, "a stale Kafka-fed asset", 10)) & set(TOPICS + ["episodes", "user_events"])

@@ -106,8 +106,9 @@ def test_bisection_finds_the_same_days_as_reading_timestamps(resources, topic):
     assert [r.partition_key for r in exact.run_requests] == [d.isoformat() for d in days]
     # from a cursor in the middle, only the days of the newer records
     middle = TopicCursor({0: 6, 1: 6}).dump()
-    assert {r.partition_key for r in tick(kafka, topic, cursor=middle, scan_limit=0).run_requests} == \
-        {r.partition_key for r in tick(kafka, topic, cursor=middle).run_requests}
+    assert {r.partition_key for r in tick(kafka, topic, cursor=middle, scan_limit=0).run_requests} == {
+        r.partition_key for r in tick(kafka, topic, cursor=middle).run_requests
+    }
 
 
 def test_first_tick_skips_days_already_materialized(resources, topic):

@@ -18,14 +18,27 @@ from podrec_assets.settings import PROJECT_ROOT, load_settings
 
 def ui_env(tmp_path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"PODREC_HOME": str(tmp_path), "PODREC_DAGSTER_PORT": str(free_port()), "PODREC_KAFKA_PORT": str(free_port()),
-                "PODREC_MONGO_PORT": str(free_port()), "PODREC_MAX_CONCURRENT_RUNS": "3"})
+    env.update(
+        {
+            "PODREC_HOME": str(tmp_path),
+            "PODREC_DAGSTER_PORT": str(free_port()),
+            "PODREC_KAFKA_PORT": str(free_port()),
+            "PODREC_MONGO_PORT": str(free_port()),
+            "PODREC_MAX_CONCURRENT_RUNS": "3",
+        }
+    )
     return env
 
 
 def podrec(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "podrec_assets.cli", *args], env=env, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "podrec_assets.cli", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def gone(pids: list[int], timeout_s: float = 30) -> bool:
@@ -52,7 +65,10 @@ def test_ui_no_wait_status_and_stop(tmp_path):
         instance = yaml.safe_load((settings.dagster_home / "dagster.yaml").read_text())
         repo = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
         assert instance["concurrency"]["runs"]["max_concurrent_runs"] == 3
-        assert instance["concurrency"]["runs"]["tag_concurrency_limits"] == repo["concurrency"]["runs"]["tag_concurrency_limits"]
+        assert (
+            instance["concurrency"]["runs"]["tag_concurrency_limits"]
+            == repo["concurrency"]["runs"]["tag_concurrency_limits"]
+        )
         assert instance["freshness"] == {"enabled": True}
     finally:
         stopped = podrec("ui", "stop", env=env)
@@ -64,8 +80,14 @@ def test_ui_no_wait_status_and_stop(tmp_path):
 def test_ui_foreground_stops_both_on_ctrl_c(tmp_path):
     env = ui_env(tmp_path)
     settings = load_settings(env)
-    proc = subprocess.Popen([sys.executable, "-m", "podrec_assets.cli", "ui"], env=env, cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podrec_assets.cli", "ui"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while server_info(settings) is None:
@@ -80,4 +102,6 @@ def test_ui_foreground_stops_both_on_ctrl_c(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        subprocess.run([sys.executable, "-m", "podrec_assets.cli", "ui", "stop"], env=env, cwd=PROJECT_ROOT, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "podrec_assets.cli", "ui", "stop"], env=env, cwd=PROJECT_ROOT, capture_output=True
+        )

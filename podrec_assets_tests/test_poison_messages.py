@@ -21,12 +21,25 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=6),
-    max_leaves=40)
-EVENT_FIELDS = ["event_id", "ts", "user_id", "episode_id", "event", "device", "rating", "position_sec", "from_sec",
-                "to_sec", "played_pct"]
+    max_leaves=40,
+)
+EVENT_FIELDS = [
+    "event_id",
+    "ts",
+    "user_id",
+    "episode_id",
+    "event",
+    "device",
+    "rating",
+    "position_sec",
+    "from_sec",
+    "to_sec",
+    "played_pct",
+]
 # objects with the contract's field names holding values of any type: the wrong-type paths, not only bad JSON
 near_events = st.fixed_dictionaries({}, optional={name: json_values for name in EVENT_FIELDS}).map(
-    lambda d: json.dumps(d).encode())
+    lambda d: json.dumps(d).encode()
+)
 payloads = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda v: json.dumps(v).encode()),
@@ -66,11 +79,20 @@ def test_parse_event_returns_an_event_or_raises_invalid_event(value):
 @given(st.lists(payloads, min_size=1, max_size=12), st.data())
 def test_split_day_accounts_for_every_record_and_never_raises(values, data):
     start = day_start_ms(DAY)
-    timestamps = data.draw(st.lists(st.integers(start - 7_200_000, start + 90_000_000), min_size=len(values),
-                                    max_size=len(values)))
+    timestamps = data.draw(
+        st.lists(st.integers(start - 7_200_000, start + 90_000_000), min_size=len(values), max_size=len(values))
+    )
     records = records_of(values, timestamps)
-    split = split_day("user-events", DAY, records, Catalog(frozenset({"ep1"})), {}, {}, timedelta(hours=1),
-                      datetime(2026, 6, 1, tzinfo=timezone.utc))
+    split = split_day(
+        "user-events",
+        DAY,
+        records,
+        Catalog(frozenset({"ep1"})),
+        {},
+        {},
+        timedelta(hours=1),
+        datetime(2026, 6, 1, tzinfo=timezone.utc),
+    )
     assert split.row_count + len(split.dead_letters) + split.other_days == len(records)
     for dead in split.dead_letters:
         assert dead["reason"] and dead["kafka_offset"] in {r.offset for r in records}

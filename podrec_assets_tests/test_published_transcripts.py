@@ -30,8 +30,11 @@ from podrec_assets.sources.publisher import publish_episodes
 from podrec_assets.sources.rss import parse_feed
 from podrec_assets_tests.conftest import RouteServer
 
-CUES = [(0.0, 2.5, "Welcome to the show about trains."), (2.5, 6.04, "Today we ride the night train to Vienna."),
-        (6.04, 3601.5, "And we talk about sleeper cars & timetables.")]
+CUES = [
+    (0.0, 2.5, "Welcome to the show about trains."),
+    (2.5, 6.04, "Today we ride the night train to Vienna."),
+    (6.04, 3601.5, "And we talk about sleeper cars & timetables."),
+]
 TEXT = " ".join(text for _, _, text in CUES)
 
 
@@ -42,18 +45,33 @@ def _clock(seconds: float, separator: str) -> str:
 
 
 def srt_body(cues=CUES) -> bytes:
-    blocks = [f"{n}\n{_clock(a, ',')} --> {_clock(b, ',')}\n{text.replace(' about ', chr(10) + 'about ')}"
-              for n, (a, b, text) in enumerate(cues, 1)]
+    blocks = [
+        f"{n}\n{_clock(a, ',')} --> {_clock(b, ',')}\n{text.replace(' about ', chr(10) + 'about ')}"
+        for n, (a, b, text) in enumerate(cues, 1)
+    ]
     return ("\r\n".join("\n\n".join(blocks).split("\n")) + "\r\n").encode("utf-8-sig")  # Windows line ends, a BOM
 
 
 def vtt_body(cues=CUES) -> bytes:
-    lines = ["WEBVTT - made by the test", "Kind: captions", "", "NOTE a comment block", "that spans two lines", "",
-             "STYLE", "::cue { color: yellow }", ""]
+    lines = [
+        "WEBVTT - made by the test",
+        "Kind: captions",
+        "",
+        "NOTE a comment block",
+        "that spans two lines",
+        "",
+        "STYLE",
+        "::cue { color: yellow }",
+        "",
+    ]
     for n, (a, b, text) in enumerate(cues, 1):
         start = _clock(a, ".")[3:] if a < 3600 else _clock(a, ".")  # hours are optional in WebVTT
-        lines += [f"cue-{n}", f"{start} --> {_clock(b, '.')} align:start position:10%",
-                  f"<v Host>{text.replace('&', '&amp;')}</v>", ""]
+        lines += [
+            f"cue-{n}",
+            f"{start} --> {_clock(b, '.')} align:start position:10%",
+            f"<v Host>{text.replace('&', '&amp;')}</v>",
+            "",
+        ]
     return "\n".join(lines).encode()
 
 
@@ -62,22 +80,30 @@ def json_body(cues=CUES, per_word: bool = False) -> bytes:
     for a, b, text in cues:
         words = text.split() if per_word else [text]
         step = (b - a) / len(words)
-        segments += [{"speaker": "Host", "startTime": a + i * step, "endTime": a + (i + 1) * step, "body": word}
-                     for i, word in enumerate(words)]
+        segments += [
+            {"speaker": "Host", "startTime": a + i * step, "endTime": a + (i + 1) * step, "body": word}
+            for i, word in enumerate(words)
+        ]
     return json.dumps({"version": "1.0.0", "segments": segments}).encode()
 
 
 def html_body() -> bytes:
-    paragraphs = "".join(f"<cite>Host:</cite><time>{_clock(a, ',')}</time><p>{t.replace('&', '&amp;')}</p>"
-                         for a, _, t in CUES)
-    return (f"<!doctype html><html><head><title>Episode 1</title><style>p {{color: red}}</style></head>"
-            f"<body><script>var x = 'not text';</script>{paragraphs}</body></html>").encode()
+    paragraphs = "".join(
+        f"<cite>Host:</cite><time>{_clock(a, ',')}</time><p>{t.replace('&', '&amp;')}</p>" for a, _, t in CUES
+    )
+    return (
+        f"<!doctype html><html><head><title>Episode 1</title><style>p {{color: red}}</style></head>"
+        f"<body><script>var x = 'not text';</script>{paragraphs}</body></html>"
+    ).encode()
 
 
 def test_each_format_gives_text_and_timed_segments():
     expected_segments = [{"start": a, "end": b, "text": t} for a, b, t in CUES]
-    for body, mime, name in ((srt_body(), "application/x-subrip", "srt"), (vtt_body(), "text/vtt", "vtt"),
-                             (json_body(), "application/json", "json")):
+    for body, mime, name in (
+        (srt_body(), "application/x-subrip", "srt"),
+        (vtt_body(), "text/vtt", "vtt"),
+        (json_body(), "application/json", "json"),
+    ):
         parsed = parse_transcript(body, mime)
         assert (parsed.format, parsed.text, parsed.segments) == (name, TEXT, expected_segments), name
     # one JSON segment per word becomes sentence-sized segments over the same times
@@ -93,38 +119,57 @@ def test_each_format_gives_text_and_timed_segments():
     assert parse_transcript(srt_body(), "", "https://x/ep.srt?sig=1").format == "srt"
     assert parse_transcript(vtt_body(), "application/octet-stream", "https://x/ep").format == "vtt"
     assert [sniff_format(b.decode("utf-8-sig")) for b in (srt_body(), vtt_body(), json_body(), html_body())] == [
-        "srt", "vtt", "json", "html"]
+        "srt",
+        "vtt",
+        "json",
+        "html",
+    ]
     assert format_of("TEXT/VTT; charset=utf-8") == "vtt" and format_of("audio/mpeg", "x.mp3") is None
 
 
-@pytest.mark.parametrize("body, mime, why", [
-    (os.urandom(4096), "text/vtt", "binary"),
-    (bytes(range(256)) * 8, "text/plain", "binary"),
-    (b"1\nnot a time\nhello\n", "application/x-subrip", "SRT without"),
-    (b"00:00:01.000 --> 00:00:02.000\nhello\n", "text/vtt", "must start with 'WEBVTT'"),
-    (b"WEBVTT\n\nNOTE only a note\n", "text/vtt", "WebVTT without"),
-    (b'{"version": "1.0.0"}', "application/json", "'segments'"),
-    (b'{"segments": [{"body": "x"}]}', "application/json", "numeric startTime"),
-    (b"[1, 2", "application/json", "not JSON"),
-    (b"plain words, no markup at all", "text/html", "without any markup"),
-    (b"<html><body><p>a page</p></body></html>", "text/plain", "markup or captions"),
-    (b"   \n  ", "text/plain", "empty"),
-])
+@pytest.mark.parametrize(
+    "body, mime, why",
+    [
+        (os.urandom(4096), "text/vtt", "binary"),
+        (bytes(range(256)) * 8, "text/plain", "binary"),
+        (b"1\nnot a time\nhello\n", "application/x-subrip", "SRT without"),
+        (b"00:00:01.000 --> 00:00:02.000\nhello\n", "text/vtt", "must start with 'WEBVTT'"),
+        (b"WEBVTT\n\nNOTE only a note\n", "text/vtt", "WebVTT without"),
+        (b'{"version": "1.0.0"}', "application/json", "'segments'"),
+        (b'{"segments": [{"body": "x"}]}', "application/json", "numeric startTime"),
+        (b"[1, 2", "application/json", "not JSON"),
+        (b"plain words, no markup at all", "text/html", "without any markup"),
+        (b"<html><body><p>a page</p></body></html>", "text/plain", "markup or captions"),
+        (b"   \n  ", "text/plain", "empty"),
+    ],
+)
 def test_garbage_is_unparsable_with_a_reason(body, mime, why):
     with pytest.raises(UnparsableTranscript, match=why):
         parse_transcript(body, mime)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=st.one_of(st.binary(max_size=3000), st.text(max_size=3000).map(str.encode),
-                      st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                                   lambda inner: st.lists(inner, max_size=4)
-                                   | st.dictionaries(st.sampled_from(["segments", "body", "startTime", "endTime", "x"]),
-                                                     inner, max_size=4), max_leaves=30)
-                      .map(lambda v: json.dumps({"segments": v}).encode()),
-                      st.builds(lambda a, b, t: f"WEBVTT\n\n{a} --> {b}\n{t}\n".encode(),
-                                st.text(max_size=14), st.text(max_size=14), st.text(max_size=40))),
-       mime=st.sampled_from(["text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain", ""]))
+@given(
+    body=st.one_of(
+        st.binary(max_size=3000),
+        st.text(max_size=3000).map(str.encode),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.sampled_from(["segments", "body", "startTime", "endTime", "x"]), inner, max_size=4)
+            ),
+            max_leaves=30,
+        ).map(lambda v: json.dumps({"segments": v}).encode()),
+        st.builds(
+            lambda a, b, t: f"WEBVTT\n\n{a} --> {b}\n{t}\n".encode(),
+            st.text(max_size=14),
+            st.text(max_size=14),
+            st.text(max_size=40),
+        ),
+    ),
+    mime=st.sampled_from(["text/vtt", "application/x-subrip", "application/json", "text/html", "text/plain", ""]),
+)
 def test_any_body_parses_or_is_unparsable_never_crashes(body, mime):
     try:
         parsed = parse_transcript(body, mime)
@@ -137,23 +182,45 @@ def test_any_body_parses_or_is_unparsable_never_crashes(body, mime):
 def test_json_with_huge_or_odd_numbers_is_unparsable():
     for value in ("1e999", "1" + "0" * 400, "-3", '"12"', "true"):
         with pytest.raises(UnparsableTranscript, match="numeric"):
-            parse_transcript(f'{{"segments": [{{"startTime": {value}, "endTime": 2, "body": "x"}}]}}'.encode(), "application/json")
+            parse_transcript(
+                f'{{"segments": [{{"startTime": {value}, "endTime": 2, "body": "x"}}]}}'.encode(), "application/json"
+            )
 
 
 def test_links_ranked_timed_formats_first_and_validated():
-    links = [{"url": "https://x/a.html", "type": "text/html"}, {"url": "https://x/a.txt", "type": "text/plain"},
-             {"url": "https://x/a", "type": "application/x-weird"}, {"url": "https://x/a.srt", "type": "application/srt"},
-             {"url": "https://x/a.json", "type": "application/json"}]
-    episode = {"episode_id": "e", "podcast_id": "p", "podcast_title": "P", "episode_title": "E",
-               "audio_url": "https://x/a.mp3", "published_at": "2026-03-03T09:00:00Z", "source": "rss",
-               "transcripts": links}
+    links = [
+        {"url": "https://x/a.html", "type": "text/html"},
+        {"url": "https://x/a.txt", "type": "text/plain"},
+        {"url": "https://x/a", "type": "application/x-weird"},
+        {"url": "https://x/a.srt", "type": "application/srt"},
+        {"url": "https://x/a.json", "type": "application/json"},
+    ]
+    episode = {
+        "episode_id": "e",
+        "podcast_id": "p",
+        "podcast_title": "P",
+        "episode_title": "E",
+        "audio_url": "https://x/a.mp3",
+        "published_at": "2026-03-03T09:00:00Z",
+        "source": "rss",
+        "transcripts": links,
+    }
     row = validate_episode(episode)
     assert [link["url"].rsplit("/", 1)[1] for link in ranked_links(row["transcripts"])] == [
-        "a.json", "a.srt", "a.html", "a.txt", "a"]
+        "a.json",
+        "a.srt",
+        "a.html",
+        "a.txt",
+        "a",
+    ]
     assert row["transcripts"][0] == {"url": "https://x/a.html", "type": "text/html", "language": "", "rel": ""}
     assert validate_episode({**episode, "transcripts": None})["transcripts"] == []
-    for bad, reason in (("x", "list"), ([{"type": "text/vtt"}], "url"), ([{"url": "ftp://x/a.vtt"}], "http"),
-                        ([{"url": "https://x/a.vtt", "language": 3}], "language")):
+    for bad, reason in (
+        ("x", "list"),
+        ([{"type": "text/vtt"}], "url"),
+        ([{"url": "ftp://x/a.vtt"}], "http"),
+        ([{"url": "https://x/a.vtt", "language": 3}], "language"),
+    ):
         with pytest.raises(InvalidEpisode, match=f"bad_transcripts.*{reason}"):
             validate_episode({**episode, "transcripts": bad})
 
@@ -177,15 +244,23 @@ def test_rss_and_podcastindex_carry_every_transcript_link():
     first, second = read.episodes
     assert first["transcripts"] == [  # every tag (feedparser alone keeps the last), a feed's file:// link refused
         {"url": "https://cdn.example/1.vtt", "type": "text/vtt", "language": "en", "rel": ""},
-        {"url": "https://cdn.example/1.json", "type": "application/json", "language": "", "rel": "captions"}]
+        {"url": "https://cdn.example/1.json", "type": "application/json", "language": "", "rel": "captions"},
+    ]
     assert second["transcripts"] == [] and read.problems == []
     assert validate_episode(first)["transcripts"] == first["transcripts"]
 
-    item = {"id": 7, "feedId": 3, "title": "Ep", "enclosureUrl": "https://cdn.example/7.mp3", "datePublished": 1772528400,
-            "transcripts": [{"url": "https://cdn.example/7.srt", "type": "application/srt"}, {"type": "text/vtt"}, "junk"]}
+    item = {
+        "id": 7,
+        "feedId": 3,
+        "title": "Ep",
+        "enclosureUrl": "https://cdn.example/7.mp3",
+        "datePublished": 1772528400,
+        "transcripts": [{"url": "https://cdn.example/7.srt", "type": "application/srt"}, {"type": "text/vtt"}, "junk"],
+    }
     episode = episode_from_item(item, {"id": 3, "title": "Feed"})
-    assert episode["transcripts"] == [{"url": "https://cdn.example/7.srt", "type": "application/srt", "language": "",
-                                       "rel": ""}]
+    assert episode["transcripts"] == [
+        {"url": "https://cdn.example/7.srt", "type": "application/srt", "language": "", "rel": ""}
+    ]
     assert validate_episode(episode)["transcripts"] == episode["transcripts"]
 
 
@@ -199,8 +274,13 @@ def test_transcript_fetch_keeps_to_its_size_and_time_limits(tmp_path):
         return 200, {"Content-Type": "text/vtt"}, vtt_body()
 
     asr = AsrResource(transcript_max_mb=1, transcript_timeout_s=1, audio_retries=1, download_dir=str(tmp_path))
-    with RouteServer({"/slow.vtt": slow, "/ok.vtt": lambda h: (200, {}, vtt_body()),
-                      "/big.txt": lambda h: (200, {}, b"word " * 300000)}) as server:
+    with RouteServer(
+        {
+            "/slow.vtt": slow,
+            "/ok.vtt": lambda h: (200, {}, vtt_body()),
+            "/big.txt": lambda h: (200, {}, b"word " * 300000),
+        }
+    ) as server:
         assert asr.fetch_transcript(server.url + "/ok.vtt") == vtt_body()
         started = time.monotonic()
         with pytest.raises(FetchError, match="timed out"):
@@ -224,14 +304,25 @@ def speech(tmp_path_factory) -> Path:
 
 
 def _episode(episode_id: str, day: date, hour: int, audio_url: str, transcripts: list[dict] | None = None):
-    return {"episode_id": episode_id, "podcast_id": "show-t", "podcast_title": "Transcripts Show",
-            "episode_title": episode_id, "description": "", "audio_url": audio_url, "language": "en",
-            "published_at": datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc).isoformat(),
-            "duration_sec": 3602.0, "categories": ["test"], "source": "rss", "transcripts": transcripts or []}
+    return {
+        "episode_id": episode_id,
+        "podcast_id": "show-t",
+        "podcast_title": "Transcripts Show",
+        "episode_title": episode_id,
+        "description": "",
+        "audio_url": audio_url,
+        "language": "en",
+        "published_at": datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc).isoformat(),
+        "duration_sec": 3602.0,
+        "categories": ["test"],
+        "source": "rss",
+        "transcripts": transcripts or [],
+    }
 
 
-def test_transcripts_asset_uses_published_transcripts_and_falls_back_to_asr(resources, podrec_env, stack_settings,
-                                                                             speech):
+def test_transcripts_asset_uses_published_transcripts_and_falls_back_to_asr(
+    resources, podrec_env, stack_settings, speech
+):
     day = date(2026, 3, 5)
     big = b"WEBVTT\n\n" + b"00:00.000 --> 00:01.000\nword\n\n" * 40000  # ~1.3 MB, over a 1 MB limit
     routes = {
@@ -247,43 +338,66 @@ def test_transcripts_asset_uses_published_transcripts_and_falls_back_to_asr(reso
     missing_audio = "file:///nonexistent/podrec-no-audio.mp3"  # ASR on it would fail: the text must be the publisher's
     with RouteServer(routes) as server:
         link = lambda path, mime, **extra: {"url": server.url + path, "type": mime, **extra}  # noqa: E731
-        publish_episodes(resources["kafka"], [
-            _episode("pub-srt", day, 6, missing_audio, [link("/t.srt", "application/x-subrip")]),
-            _episode("pub-vtt", day, 7, missing_audio, [link("/t.vtt", "text/vtt", language="en-GB")]),
-            _episode("pub-json", day, 8, missing_audio, [link("/t.json", "application/json")]),
-            _episode("pub-html", day, 9, missing_audio, [link("/t.html", "text/html")]),
-            _episode("pub-text", day, 10, missing_audio, [link("/t.txt", "text/plain")]),
-            # the best listed format is broken (404): the next one is used
-            _episode("pub-second", day, 11, missing_audio, [link("/t.txt", "text/plain"), link("/gone.vtt", "text/vtt")]),
-            _episode("asr-404", day, 12, speech.as_uri(), [link("/gone.srt", "application/x-subrip")]),
-            _episode("asr-garbage", day, 13, speech.as_uri(), [link("/garbage.vtt", "text/vtt")]),
-            _episode("asr-language", day, 14, speech.as_uri(), [link("/spanish.srt", "application/srt", language="es")]),
-            _episode("asr-too-big", day, 15, speech.as_uri(), [link("/big.vtt", "text/vtt")]),
-            _episode("asr-none", day, 16, speech.as_uri()),
-        ])
-        asr = AsrResource(model="tiny.en", threads=2, languages="en", models_dir=str(stack_settings.home_path / "models"),
-                          audio_retries=1, transcript_max_mb=1, transcript_timeout_s=10)
-        result = dg.materialize([episodes_ingest, transcripts], partition_key=day.isoformat(),
-                                resources={**resources, "asr": asr})
+        publish_episodes(
+            resources["kafka"],
+            [
+                _episode("pub-srt", day, 6, missing_audio, [link("/t.srt", "application/x-subrip")]),
+                _episode("pub-vtt", day, 7, missing_audio, [link("/t.vtt", "text/vtt", language="en-GB")]),
+                _episode("pub-json", day, 8, missing_audio, [link("/t.json", "application/json")]),
+                _episode("pub-html", day, 9, missing_audio, [link("/t.html", "text/html")]),
+                _episode("pub-text", day, 10, missing_audio, [link("/t.txt", "text/plain")]),
+                # the best listed format is broken (404): the next one is used
+                _episode(
+                    "pub-second", day, 11, missing_audio, [link("/t.txt", "text/plain"), link("/gone.vtt", "text/vtt")]
+                ),
+                _episode("asr-404", day, 12, speech.as_uri(), [link("/gone.srt", "application/x-subrip")]),
+                _episode("asr-garbage", day, 13, speech.as_uri(), [link("/garbage.vtt", "text/vtt")]),
+                _episode(
+                    "asr-language", day, 14, speech.as_uri(), [link("/spanish.srt", "application/srt", language="es")]
+                ),
+                _episode("asr-too-big", day, 15, speech.as_uri(), [link("/big.vtt", "text/vtt")]),
+                _episode("asr-none", day, 16, speech.as_uri()),
+            ],
+        )
+        asr = AsrResource(
+            model="tiny.en",
+            threads=2,
+            languages="en",
+            models_dir=str(stack_settings.home_path / "models"),
+            audio_retries=1,
+            transcript_max_mb=1,
+            transcript_timeout_s=10,
+        )
+        result = dg.materialize(
+            [episodes_ingest, transcripts], partition_key=day.isoformat(), resources={**resources, "asr": asr}
+        )
     assert result.success
     rows = {row["episode_id"]: row for row in resources["lake"].read_day("transcripts", day).to_pylist()}
     assert len(rows) == 11 and {row["status"] for row in rows.values()} == {"ok"}
 
     timed = [{"start": a, "end": b, "text": t} for a, b, t in CUES]
-    for episode_id, fmt in (("pub-srt", "srt"), ("pub-vtt", "vtt"), ("pub-json", "json"), ("pub-html", "html"),
-                            ("pub-text", "text"), ("pub-second", "text")):
+    for episode_id, fmt in (
+        ("pub-srt", "srt"),
+        ("pub-vtt", "vtt"),
+        ("pub-json", "json"),
+        ("pub-html", "html"),
+        ("pub-text", "text"),
+        ("pub-second", "text"),
+    ):
         row = rows[episode_id]
         assert (row["text_source"], row["model"], row["transcript_format"]) == ("published", PUBLISHER_MODEL, fmt)
-        assert row["asr_reason"] is None and row["transcript_url"].endswith(f"/t.{ {'text': 'txt'}.get(fmt, fmt)}")
+        assert row["asr_reason"] is None and row["transcript_url"].endswith(f"/t.{ {'text': 'txt'}.get(fmt, fmt) }")
         assert row["language"] == "en" and row["audio_seconds"] == 3602.0 and row["error"] is None
         assert row["text"] == TEXT
         assert row["segments"] == (timed if fmt in ("srt", "vtt", "json") else [])
 
-    for episode_id, reason in (("asr-404", "fetch_failed: .*/gone.srt: HTTP 404"),
-                               ("asr-garbage", "unparsable: .*/garbage.vtt: binary content"),
-                               ("asr-language", "wrong_language: .*/spanish.srt is 'es', allowed en"),
-                               ("asr-too-big", "fetch_failed: .*over the limit"),
-                               ("asr-none", "none_published")):
+    for episode_id, reason in (
+        ("asr-404", "fetch_failed: .*/gone.srt: HTTP 404"),
+        ("asr-garbage", "unparsable: .*/garbage.vtt: binary content"),
+        ("asr-language", "wrong_language: .*/spanish.srt is 'es', allowed en"),
+        ("asr-too-big", "fetch_failed: .*over the limit"),
+        ("asr-none", "none_published"),
+    ):
         row = rows[episode_id]
         assert (row["text_source"], row["model"], row["transcript_url"]) == ("asr", "tiny.en", None), episode_id
         assert __import__("re").match(reason, row["asr_reason"]), (episode_id, row["asr_reason"])
@@ -292,7 +406,12 @@ def test_transcripts_asset_uses_published_transcripts_and_falls_back_to_asr(reso
 
     metadata = result.asset_materializations_for_node("transcripts")[0].metadata
     assert metadata["published_transcripts"].value == 6 and metadata["asr_transcripts"].value == 5
-    assert metadata["asr_reasons"].value == {"fetch_failed": 2, "unparsable": 1, "wrong_language": 1, "none_published": 1}
+    assert metadata["asr_reasons"].value == {
+        "fetch_failed": 2,
+        "unparsable": 1,
+        "wrong_language": 1,
+        "none_published": 1,
+    }
 
 
 def test_asr_reports_progress_over_a_long_file(stack_settings, speech):

@@ -31,8 +31,9 @@ def started_run(instance: dg.DagsterInstance, worker_pid: int):
     job = dg.Definitions(assets=[slow_asset]).resolve_implicit_global_asset_job_def()
     run = instance.create_run_for_job(job)
     assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.UNKNOWN  # no PID reported yet
-    instance.report_engine_event(f"Started process for run (pid: {worker_pid}).", run,
-                                 EngineEventData.in_process(worker_pid))
+    instance.report_engine_event(
+        f"Started process for run (pid: {worker_pid}).", run, EngineEventData.in_process(worker_pid)
+    )
     instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name=job.name), run.run_id)
     return instance.get_run_record_by_id(run.run_id)
 
@@ -58,6 +59,8 @@ def test_the_daemon_fails_a_run_whose_worker_was_killed(tmp_path):
         assert health.status == WorkerStatus.FAILED and f"pid {worker.pid}" in health.msg
         monitor_started_run(instance, None, instance.get_run_record_by_id(record.dagster_run.run_id), logger)
         assert instance.get_run_by_id(record.dagster_run.run_id).status == DagsterRunStatus.FAILURE
-        messages = [r.event_log_entry.message or r.event_log_entry.dagster_event.message or ""
-                    for r in instance.get_records_for_run(record.dagster_run.run_id).records]
+        messages = [
+            r.event_log_entry.message or r.event_log_entry.dagster_event.message or ""
+            for r in instance.get_records_for_run(record.dagster_run.run_id).records
+        ]
         assert any(f"pid {worker.pid}" in m and "gone" in m for m in messages), messages

@@ -43,7 +43,8 @@ class StopBefore(monitoring.CommandListener):
 monitoring.register(StopBefore())
 mongo = MongoResource(uri=uri, database=database)
 docs = ({"user_id": f"u{u:05d}", "rank": r, "episode_id": f"ep{r}"} for u in range(int(users)) for r in range(1, 11))
-print(json.dumps(mongo.replace_day("final_recommendations", date.fromisoformat(day), docs, run_id, batch_size=500)), flush=True)
+written = mongo.replace_day("final_recommendations", date.fromisoformat(day), docs, run_id, batch_size=500)
+print(json.dumps(written), flush=True)
 """
 
 
@@ -59,8 +60,13 @@ def served(mongo: MongoResource, day: date) -> list[dict]:
 
 def write_both(lake: LakeResource, mongo: MongoResource, day: date, run_id: str, users: int, tag: str) -> None:
     docs = documents(users, tag)
-    table = pa.table({"user_id": [d["user_id"] for d in docs], "rank": pa.array([d["rank"] for d in docs], pa.int32()),
-                      "episode_id": [d["episode_id"] for d in docs]})
+    table = pa.table(
+        {
+            "user_id": [d["user_id"] for d in docs],
+            "rank": pa.array([d["rank"] for d in docs], pa.int32()),
+            "episode_id": [d["episode_id"] for d in docs],
+        }
+    )
     written = lake.write_partition(TABLE, day, table, run_id)
     mongo.replace_day(TABLE, day, docs, run_id, delta_version=written["delta_version"])
 
@@ -80,8 +86,11 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
     day = date(2026, 5, 1)
     write_both(lake, mongo, day, "run-old", 300, "old")
     assert len(served(mongo, day)) == 3000
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, mongo.uri, mongo.database, day.isoformat(), "run-new",
-                               "400", stop_at], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, mongo.uri, mongo.database, day.isoformat(), "run-new", "400", stop_at],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert writer.stdout.readline().strip() == f"stopped before {stop_at}"
     finally:
@@ -96,7 +105,9 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
         assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []  # Delta and MongoDB still agree (old day)
     else:
         assert len(seen) == 4000 and runs == {"run-new"}
-        assert sorted((d["user_id"], d["rank"]) for d in seen) == sorted((d["user_id"], d["rank"]) for d in documents(400, ""))
+        assert sorted((d["user_id"], d["rank"]) for d in seen) == sorted(
+            (d["user_id"], d["rank"]) for d in documents(400, "")
+        )
         problems, _ = serving_copy_problems(lake, mongo, TABLE, day)  # Delta still holds the old run: said loudly
         assert any("run run-new" in p and "run-old" in p for p in problems)
     # the re-run of the day repairs everything: one write left, what Delta holds
@@ -114,9 +125,14 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
     lake, mongo = stores
     day = date(2026, 5, 2)
     write_both(lake, mongo, day, "run-1", 200, "a")
-    down = MongoResource(uri=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true", database=mongo.database,
-                         server_selection_timeout_ms=500)
-    with pytest.raises(ServerUnavailable, match=r"MongoDB: no server answers at 127\.0\.0\.1:\d+ .*podrec services start"):
+    down = MongoResource(
+        uri=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+        database=mongo.database,
+        server_selection_timeout_ms=500,
+    )
+    with pytest.raises(
+        ServerUnavailable, match=r"MongoDB: no server answers at 127\.0\.0\.1:\d+ .*podrec services start"
+    ):
         write_both(lake, down, day, "run-2", 250, "b")
     assert set(lake.read_day(TABLE, day, columns=["run_id"]).column("run_id").to_pylist()) == {"run-2"}
     assert {d["run_id"] for d in served(mongo, day)} == {"run-1"} and len(served(mongo, day)) == 2000
@@ -129,7 +145,8 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
     # a day Delta holds but MongoDB never served is a difference too
     lake.write_partition(TABLE, date(2026, 5, 3), pa.table({"user_id": ["u1"]}), "run-x")
     assert serving_copy_problems(lake, mongo, TABLE, date(2026, 5, 3))[0] == [
-        "MongoDB serves no write of 2026-05-03 (Delta has 1 rows)"]
+        "MongoDB serves no write of 2026-05-03 (Delta has 1 rows)"
+    ]
     assert json.dumps(facts)  # metadata is plain JSON
 
 
@@ -145,15 +162,23 @@ def test_a_missing_server_is_named_with_where_and_how_to_start_it(tmp_path):
 
     port = free_port()
     kafka = KafkaResource(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=1000)
-    result = dg.materialize([user_events], partition_key="2026-05-01", raise_on_error=False,
-                            resources={"kafka": kafka, "lake": LakeResource(root=str(tmp_path / "lake")),
-                                       "spark": spark_resource(load_settings({}))})
+    result = dg.materialize(
+        [user_events],
+        partition_key="2026-05-01",
+        raise_on_error=False,
+        resources={
+            "kafka": kafka,
+            "lake": LakeResource(root=str(tmp_path / "lake")),
+            "spark": spark_resource(load_settings({})),
+        },
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     text = str(error.message) + str(error.cause.message if error.cause else "")
     assert f"Kafka: no server answers at 127.0.0.1:{port}" in text and "podrec services start" in text
-    secret = MongoResource(uri=f"mongodb://admin:s3cret@127.0.0.1:{port}/?directConnection=true",
-                           server_selection_timeout_ms=300)
+    secret = MongoResource(
+        uri=f"mongodb://admin:s3cret@127.0.0.1:{port}/?directConnection=true", server_selection_timeout_ms=300
+    )
     with pytest.raises(ServerUnavailable) as raised:
         secret.served_days("final_recommendations")
     assert f"127.0.0.1:{port}" in str(raised.value) and "s3cret" not in str(raised.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,14 @@ def test_defaults_run_the_local_stack(tmp_path):
 
 
 def test_environment_overrides_and_types():
-    s = load_settings({"PODREC_ALS_FACTORS": "8", "PODREC_FUSION_ALPHA": "0.25", "PODREC_LANGUAGES": "en, de",
-                       "PODREC_KAFKA_BOOTSTRAP": "k1:9092,k2:9092"})
+    s = load_settings(
+        {
+            "PODREC_ALS_FACTORS": "8",
+            "PODREC_FUSION_ALPHA": "0.25",
+            "PODREC_LANGUAGES": "en, de",
+            "PODREC_KAFKA_BOOTSTRAP": "k1:9092,k2:9092",
+        }
+    )
     assert s.als_factors == 8 and s.fusion_alpha == 0.25
     assert s.language_list == ["en", "de"]
     assert s.kafka_external and s.kafka_servers == "k1:9092,k2:9092"
@@ -35,11 +40,14 @@ def test_dotenv_fills_gaps_but_environment_wins(tmp_path, monkeypatch):
     assert s.top_n == 7 and s.similarity_k == 5
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"PODREC_ENGINE": "hadoop"}, "PODREC_ENGINE"),
-    ({"PODREC_TOP_N": "ten"}, "PODREC_TOP_N"),
-    ({"PODREC_START_DATE": "yesterday"}, "yesterday"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"PODREC_ENGINE": "hadoop"}, "PODREC_ENGINE"),
+        ({"PODREC_TOP_N": "ten"}, "PODREC_TOP_N"),
+        ({"PODREC_START_DATE": "yesterday"}, "yesterday"),
+    ],
+)
 def test_invalid_values_are_named(env, message):
     with pytest.raises(ValueError, match=message):
         load_settings(env)

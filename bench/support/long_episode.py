@@ -28,8 +28,12 @@ RATE = 22050  # espeak-ng's own rate
 
 def _speak(text: str, voice: str, folder: Path) -> np.ndarray:
     path = folder / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(WORDS_PER_MINUTE), "-w", str(path), text],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(WORDS_PER_MINUTE), "-w", str(path), text],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     with wave.open(str(path), "rb") as source:
         assert source.getframerate() == RATE and source.getsampwidth() == 2
         return np.frombuffer(source.readframes(source.getnframes()), np.int16).astype(np.float32) / 32768.0
@@ -82,7 +86,9 @@ def build(target: Path, minutes: float) -> str:
         stream = container.add_stream("libmp3lame", rate=RATE, layout="mono")
         stream.bit_rate = 64000
         for start in range(0, len(samples), RATE * 10):
-            frame = av.AudioFrame.from_ndarray(samples[start:start + RATE * 10].reshape(1, -1), format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                samples[start : start + RATE * 10].reshape(1, -1), format="s16", layout="mono"
+            )
             frame.rate = RATE
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -37,24 +37,37 @@ def card(title: str | None, *children: Any, class_name: str = "", **kwargs: Any)
 
 
 def stat(label: str, value: Any, hint: str | None = None) -> html.Div:
-    return html.Div([
-        html.Div(label, className="stat-label"),
-        html.Div(value, className="stat-value"),
-        html.Div(hint or "", className="stat-hint"),
-    ], className="stat")
+    return html.Div(
+        [
+            html.Div(label, className="stat-label"),
+            html.Div(value, className="stat-value"),
+            html.Div(hint or "", className="stat-hint"),
+        ],
+        className="stat",
+    )
 
 
 def empty_state(title: str, hint: str, class_name: str = "") -> html.Div:
-    return html.Div([html.Div("∅", className="empty-icon"), html.Div(title, className="empty-title"),
-                     html.Div(hint, className="empty-hint")], className=f"empty {class_name}".strip())
+    return html.Div(
+        [
+            html.Div("∅", className="empty-icon"),
+            html.Div(title, className="empty-title"),
+            html.Div(hint, className="empty-hint"),
+        ],
+        className=f"empty {class_name}".strip(),
+    )
 
 
 def notice(text: Any, kind: str = "info", **kwargs: Any) -> html.Div:
     return html.Div(text, className=f"notice notice-{kind}", **kwargs)
 
 
-def table(frame: pd.DataFrame, columns: list[tuple[str, str | Callable[[Any], Any]]], class_name: str = "",
-          row_id: Callable[[Any], str] | None = None) -> html.Table:
+def table(
+    frame: pd.DataFrame,
+    columns: list[tuple[str, str | Callable[[Any], Any]]],
+    class_name: str = "",
+    row_id: Callable[[Any], str] | None = None,
+) -> html.Table:
     """An HTML table; each column is (header, field name or row -> cell)."""
     head = html.Thead(html.Tr([html.Th(h) for h, _ in columns]))
     rows = []
@@ -121,10 +134,14 @@ def figure(traces: list[dict], layout: dict | None = None, height: int = 300, **
     100+ ms per figure server-side; building dicts keeps callbacks fast)."""
     layout = dict(layout or {})
     base = {
-        "height": height, "margin": {"l": 48, "r": 16, "t": 16, "b": 40},
+        "height": height,
+        "margin": {"l": 48, "r": 16, "t": 16, "b": 40},
         "font": {"family": "Inter, system-ui, -apple-system, Segoe UI, sans-serif", "size": 12, "color": "#1f2937"},
-        "colorway": PALETTE, "legend": {"orientation": "h", "y": -0.18, "x": 0}, "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)", "hoverlabel": {"font": {"size": 12}},
+        "colorway": PALETTE,
+        "legend": {"orientation": "h", "y": -0.18, "x": 0},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "hoverlabel": {"font": {"size": 12}},
     }
     for axis in [k for k in layout if k.startswith(("xaxis", "yaxis"))] + ["xaxis", "yaxis"]:
         layout[axis] = {**_AXIS, **layout.get(axis, {})}
@@ -135,7 +152,9 @@ def values(series: Any) -> list:
     """A column as JSON-ready values (dates and timestamps as ISO strings)."""
     if hasattr(series, "dt") or str(getattr(series, "dtype", "")).startswith(("datetime", "date")):
         return [None if pd.isna(v) else pd.Timestamp(v).isoformat() for v in series]
-    return [None if (isinstance(v, float) and math.isnan(v)) else (v.item() if hasattr(v, "item") else v) for v in series]
+    return [
+        None if (isinstance(v, float) and math.isnan(v)) else (v.item() if hasattr(v, "item") else v) for v in series
+    ]
 
 
 def chips(items: Iterable[Any]) -> html.Div:

@@ -16,7 +16,16 @@ from podrec_assets.settings import Settings, get_settings
 
 def dash_command_argv(settings: Settings) -> list[str]:
     """The command line that serves the app on settings.host:settings.dash_port (settings via env)."""
-    return [sys.executable, "-m", "podrec_assets.cli", "dash", "--host", settings.host, "--port", str(settings.dash_port)]
+    return [
+        sys.executable,
+        "-m",
+        "podrec_assets.cli",
+        "dash",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.dash_port),
+    ]
 
 
 def dash_url(settings: Settings) -> str:
@@ -64,7 +73,10 @@ def serve(settings: Settings, host: str, port: int, debug: bool = False, threads
     from dash_app import data
 
     threading.Thread(target=data.current().warm_up, name="podrec-dash-warm-up", daemon=True).start()
-    print(f"podrec dash: serving on http://{host}:{port}/ (lake {settings.lake_root}, MongoDB db {settings.mongo_db})", flush=True)
+    print(
+        f"podrec dash: serving on http://{host}:{port}/ (lake {settings.lake_root}, MongoDB db {settings.mongo_db})",
+        flush=True,
+    )
     if debug:
         app.run(host=host, port=port, debug=True)
         return
@@ -81,10 +93,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "dash", help="serve the Dash app that explores recommendations, episodes, engagement and pipeline health",
-        description="Serve the Plotly Dash app (default http://127.0.0.1:8050, PODREC_HOST / PODREC_DASH_PORT). It reads "
-        "the Delta lake through DuckDB and the MongoDB serving copy; when MongoDB is down it shows a banner and reads "
-        "Delta instead. Pipeline health comes from the Dagster webserver on PODREC_DAGSTER_PORT when it answers.",
+        "dash",
+        help="serve the Dash app that explores recommendations, episodes, engagement and pipeline health",
+        description="Serve the Plotly Dash app (default http://127.0.0.1:8050, PODREC_HOST / PODREC_DASH_PORT). "
+        "It reads the Delta lake through DuckDB and the MongoDB serving copy; when MongoDB is down it shows a banner "
+        "and reads Delta instead. Pipeline health comes from the Dagster webserver on PODREC_DAGSTER_PORT when it "
+        "answers.",
     )
     parser.add_argument("--host", default=None, help="address to bind (default: PODREC_HOST)")
     parser.add_argument("--port", type=int, default=None, help="port (default: PODREC_DASH_PORT)")

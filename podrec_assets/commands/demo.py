@@ -48,16 +48,24 @@ def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
     for n, day in enumerate(days, 1):
         started = time.monotonic()
         print(f"[{n}/{len(days)}] {day}: materializing every asset ...", flush=True)
-        result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, raise_on_error=False,
-                                        run_config=quiet, tags={"podrec/source": "demo"})
+        result = job.execute_in_process(
+            partition_key=day.isoformat(),
+            instance=instance,
+            raise_on_error=False,
+            run_config=quiet,
+            tags={"podrec/source": "demo"},
+        )
         for event in result.get_asset_materialization_events():
             materialization = event.materialization
             rows = materialization.metadata.get("rows") or materialization.metadata.get("dagster/row_count")
             shown = f"{rows.value} rows" if rows is not None else ""
             print(f"    {materialization.asset_key.to_user_string():<34} {shown}", flush=True)
         failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        print(f"    done in {time.monotonic() - started:.0f}s (run {result.run_id[:8]})"
-              + (f"; FAILED steps: {', '.join(failed)}" if failed else ""), flush=True)
+        print(
+            f"    done in {time.monotonic() - started:.0f}s (run {result.run_id[:8]})"
+            + (f"; FAILED steps: {', '.join(failed)}" if failed else ""),
+            flush=True,
+        )
         results.append({"day": day.isoformat(), "success": result.success, "failed": failed})
     return results
 
@@ -80,17 +88,26 @@ def run_demo(settings: Settings, serve: bool = True, keep_services: bool = False
         print(f"publishing the demo catalog ({settings.demo_episodes_per_day} episodes/day) ...", flush=True)
         print("  ", publish_demo_catalog(settings, days, settings.demo_episodes_per_day, settings.seed), flush=True)
         print(f"simulating {settings.demo_users} users ...", flush=True)
-        print("  ", simulate_history(settings, days, settings.demo_users, settings.demo_events_per_user_day,
-                                      settings.seed), flush=True)
+        print(
+            "  ",
+            simulate_history(settings, days, settings.demo_users, settings.demo_events_per_user_day, settings.seed),
+            flush=True,
+        )
         results = materialize_days(settings, days)
         failed_days = [r["day"] for r in results if not r["success"]]
-        print(f"demo data ready in {time.monotonic() - began:.0f}s"
-              + (f"; days with failures: {', '.join(failed_days)} (see the Dagster UI)" if failed_days else ""), flush=True)
+        print(
+            f"demo data ready in {time.monotonic() - began:.0f}s"
+            + (f"; days with failures: {', '.join(failed_days)} (see the Dagster UI)" if failed_days else ""),
+            flush=True,
+        )
         if not serve:
             return 1 if failed_days else 0
         started_ui = serve_ui(settings)
-        print(f"\n  Dagster UI : http://{settings.host}:{settings.dagster_port}\n"
-              f"  Dash app   : http://{settings.host}:{settings.dash_port}\n\nCtrl-C stops everything.", flush=True)
+        print(
+            f"\n  Dagster UI : http://{settings.host}:{settings.dagster_port}\n"
+            f"  Dash app   : http://{settings.host}:{settings.dash_port}\n\nCtrl-C stops everything.",
+            flush=True,
+        )
         wait_for_stop_signal()
         return 0
     finally:
@@ -125,21 +142,31 @@ def serve_ui(settings: Settings) -> list:
 
 def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    overrides = {k: v for k, v in {"demo_days": args.days, "demo_episodes_per_day": args.episodes_per_day,
-                                   "demo_users": args.users}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "demo_days": args.days,
+            "demo_episodes_per_day": args.episodes_per_day,
+            "demo_users": args.users,
+        }.items()
+        if v is not None
+    }
     settings = replace(settings, **overrides)
     return run_demo(settings, serve=not args.no_serve, keep_services=args.keep_services)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="start everything, make demo data, materialize the graph, serve the UIs",
+        "demo",
+        help="start everything, make demo data, materialize the graph, serve the UIs",
         description="Start Kafka + MongoDB, publish a demo catalog (real text spoken by espeak-ng), simulate "
         "listeners, materialize every asset for every demo day, then serve the Dagster UI and the Dash app "
         "until Ctrl-C. State goes under $PODREC_HOME. Sizes default to PODREC_DEMO_* settings.",
     )
     parser.add_argument("--days", type=int, help="days of history (default PODREC_DEMO_DAYS)")
-    parser.add_argument("--episodes-per-day", type=int, help="episodes published per day (default PODREC_DEMO_EPISODES_PER_DAY)")
+    parser.add_argument(
+        "--episodes-per-day", type=int, help="episodes published per day (default PODREC_DEMO_EPISODES_PER_DAY)"
+    )
     parser.add_argument("--users", type=int, help="simulated users (default PODREC_DEMO_USERS)")
     parser.add_argument("--no-serve", action="store_true", help="do the work and exit (CI, scripts); stops the servers")
     parser.add_argument("--keep-services", action="store_true", help="with --no-serve: leave Kafka and MongoDB running")

@@ -46,22 +46,31 @@ def _run(args: argparse.Namespace) -> int:
                 record = {"id": doc["id"], "skipped": "empty text"}
             else:
                 embedded += 1
-                record = {"id": doc["id"], "model": params["model"], "chunk_count": emb.chunk_count,
-                          "token_count": emb.token_count, "vector": [round(float(x), 7) for x in emb.vector]}
+                record = {
+                    "id": doc["id"],
+                    "model": params["model"],
+                    "chunk_count": emb.chunk_count,
+                    "token_count": emb.token_count,
+                    "vector": [round(float(x), 7) for x in emb.vector],
+                }
             out.write(json.dumps(record) + "\n")
     finally:
         if out is not sys.stdout:
             out.close()
-    print(f"embedded {embedded} of {len(documents)} documents with {params['model']} "
-          f"(chunks of <= {params['max_chunk_tokens']} tokens, overlap {params['chunk_overlap']})", file=sys.stderr)
+    print(
+        f"embedded {embedded} of {len(documents)} documents with {params['model']} "
+        f"(chunks of <= {params['max_chunk_tokens']} tokens, overlap {params['chunk_overlap']})",
+        file=sys.stderr,
+    )
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "embed", help="embed documents (JSON lines with id and text) like the episode_vectors asset does",
-        description="Read JSON lines {\"id\": ..., \"text\": \"...\"} and write one line per document with its "
-        "unit vector, model, chunk and token counts (or \"skipped\" for an empty text). Uses PODREC_EMBED_MODEL, "
+        "embed",
+        help="embed documents (JSON lines with id and text) like the episode_vectors asset does",
+        description='Read JSON lines {"id": ..., "text": "..."} and write one line per document with its '
+        'unit vector, model, chunk and token counts (or "skipped" for an empty text). Uses PODREC_EMBED_MODEL, '
         "PODREC_EMBED_CHUNK_OVERLAP and PODREC_EMBED_BATCH_SIZE, exactly as the asset does.",
     )
     parser.add_argument("--input", default="-", help="JSON-lines file to read (default: standard input)")

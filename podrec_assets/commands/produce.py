@@ -26,20 +26,36 @@ def _run(args: argparse.Namespace) -> int:
         from podrec_assets.sources.demo_catalog import publish_demo_catalog
 
         days = _days(args, settings.demo_days)
-        say(f"demo catalog: {len(days)} days {days[0]}..{days[-1]}, {args.per_day or settings.demo_episodes_per_day}/day")
-        result = publish_demo_catalog(settings, days, args.per_day or settings.demo_episodes_per_day,
-                                      settings.seed if args.seed is None else args.seed, progress=say)
+        say(
+            f"demo catalog: {len(days)} days {days[0]}..{days[-1]}, "
+            f"{args.per_day or settings.demo_episodes_per_day}/day"
+        )
+        result = publish_demo_catalog(
+            settings,
+            days,
+            args.per_day or settings.demo_episodes_per_day,
+            settings.seed if args.seed is None else args.seed,
+            progress=say,
+        )
     elif args.source == "podcastindex":
         from podrec_assets.sources.podcastindex import PodcastIndexClient, recent_episodes
 
-        client = PodcastIndexClient(settings.podcastindex_api_key, settings.podcastindex_api_secret,
-                                    settings.podcastindex_base_url, settings.user_agent)
+        client = PodcastIndexClient(
+            settings.podcastindex_api_key,
+            settings.podcastindex_api_secret,
+            settings.podcastindex_base_url,
+            settings.user_agent,
+        )
         since = None
         if args.days:
-            since = int(datetime.combine(date.today() - timedelta(days=args.days), datetime.min.time(),
-                                         tzinfo=timezone.utc).timestamp())
-        episodes = recent_episodes(client, feeds=args.feeds_max, per_feed=args.per_feed, lang=args.lang,
-                                   since=since, progress=say)
+            since = int(
+                datetime.combine(
+                    date.today() - timedelta(days=args.days), datetime.min.time(), tzinfo=timezone.utc
+                ).timestamp()
+            )
+        episodes = recent_episodes(
+            client, feeds=args.feeds_max, per_feed=args.per_feed, lang=args.lang, since=since, progress=say
+        )
         result = {"episodes": len(episodes), **publish_episodes(kafka, episodes, progress=say)}
     else:
         from podrec_assets.sources.rss import FeedError, read_feed
@@ -59,30 +75,42 @@ def _run(args: argparse.Namespace) -> int:
                 say(f"  left out {problem}")
             episodes += read.episodes
             problems += len(read.problems)
-        result = {"episodes": len(episodes), "items_left_out": problems, "feeds_failed": failed,
-                  **publish_episodes(kafka, episodes, progress=say)}
+        result = {
+            "episodes": len(episodes),
+            "items_left_out": problems,
+            "feeds_failed": failed,
+            **publish_episodes(kafka, episodes, progress=say),
+        }
     print(json.dumps(result))
     return 1 if result.get("feeds_failed") and result.get("feeds_failed") == len(args.feeds or []) else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "produce", help="publish episodes to Kafka (episode-metadata, episode-ids)",
+        "produce",
+        help="publish episodes to Kafka (episode-metadata, episode-ids)",
         description="Publish episodes to the episode-metadata and episode-ids topics with record timestamp = "
         "published_at. Idempotent by episode_id: episodes already on episode-ids are not sent again.",
     )
     what = parser.add_subparsers(dest="what", required=True)
     episodes = what.add_parser(
-        "episodes", help="publish episodes from the demo catalog, PodcastIndex or RSS feeds",
+        "episodes",
+        help="publish episodes from the demo catalog, PodcastIndex or RSS feeds",
         description="demo: newsgroup posts spoken by espeak-ng into $PODREC_HOME/audio (no network). "
         "podcastindex: trending feeds' recent episodes (PODCASTINDEX_API_KEY/SECRET). rss: the given feeds.",
     )
     episodes.add_argument("--source", choices=["demo", "podcastindex", "rss"], default="demo")
-    episodes.add_argument("--days", type=int, default=None,
-                          help="demo: days of catalog ending --end-date (default PODREC_DEMO_DAYS); "
-                               "podcastindex: only episodes of the last D days")
+    episodes.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="demo: days of catalog ending --end-date (default PODREC_DEMO_DAYS); "
+        "podcastindex: only episodes of the last D days",
+    )
     episodes.add_argument("--end-date", default=None, help="demo: last day (YYYY-MM-DD, default yesterday)")
-    episodes.add_argument("--per-day", type=int, default=None, help="demo: episodes per day (default PODREC_DEMO_EPISODES_PER_DAY)")
+    episodes.add_argument(
+        "--per-day", type=int, default=None, help="demo: episodes per day (default PODREC_DEMO_EPISODES_PER_DAY)"
+    )
     episodes.add_argument("--seed", type=int, default=None, help="demo: seed (default PODREC_SEED)")
     episodes.add_argument("--feeds", nargs="+", default=None, metavar="URL", help="rss: feed URLs")
     episodes.add_argument("--feeds-max", type=int, default=10, help="podcastindex: trending feeds to read")

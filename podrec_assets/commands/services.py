@@ -29,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "services", help="start, stop or inspect the local Kafka broker and MongoDB server",
+        "services",
+        help="start, stop or inspect the local Kafka broker and MongoDB server",
         description="Manage the embedded servers (bound to 127.0.0.1, state under $PODREC_HOME/services). "
         "With PODREC_KAFKA_BOOTSTRAP / PODREC_MONGO_URI set, those servers are used and nothing is started. "
         "`status` exits 1 when a server is down.",

@@ -21,7 +21,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("settings", help="show the configuration in force",
-                                   description="Print every PODREC_* setting with the value in force (secrets masked).")
+    parser = subparsers.add_parser(
+        "settings",
+        help="show the configuration in force",
+        description="Print every PODREC_* setting with the value in force (secrets masked).",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the README's table of defaults")
     parser.set_defaults(handler=_run)

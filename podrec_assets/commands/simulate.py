@@ -24,21 +24,24 @@ def _run(args: argparse.Namespace) -> int:
         result = simulate_follow(settings, users, args.rate, seed, duration_s=args.duration, progress=not args.quiet)
     else:
         per_user_day = args.events_per_user_day or settings.demo_events_per_user_day
-        result = simulate_history(settings, _days(args), users, per_user_day, seed, late_share=args.late_share,
-                                  progress=not args.quiet)
+        result = simulate_history(
+            settings, _days(args), users, per_user_day, seed, late_share=args.late_share, progress=not args.quiet
+        )
     print(json.dumps(result, indent=2))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "simulate", help="simulate listening events into Kafka",
+        "simulate",
+        help="simulate listening events into Kafka",
         description="Simulate users with topic tastes listening to the published catalog (topic episode-metadata).",
     )
     kinds = parser.add_subparsers(dest="what", metavar="WHAT")
     kinds.required = True
     events = kinds.add_parser(
-        "events", help="produce user-events (history for past days, or --follow for a live stream)",
+        "events",
+        help="produce user-events (history for past days, or --follow for a live stream)",
         description="History mode stamps events on the last --days days (ending --end, default yesterday, UTC), "
         "with late arrivals and PODREC_MALFORMED_SHARE malformed messages, and writes the users' true tastes to "
         "the Delta table simulated_user_tastes. --follow streams now-stamped events at --rate until Ctrl-C.",
@@ -46,10 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     events.add_argument("--days", type=int, default=7, help="number of past days to simulate (default 7)")
     events.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: yesterday, UTC)")
     events.add_argument("--users", type=int, default=0, help="simulated users (default PODREC_DEMO_USERS)")
-    events.add_argument("--events-per-user-day", type=float, default=0.0,
-                        help="mean events per active user per day (default PODREC_DEMO_EVENTS_PER_USER_DAY)")
-    events.add_argument("--late-share", type=float, default=0.002,
-                        help="share of events arriving after their day ended, half beyond the allowed lateness")
+    events.add_argument(
+        "--events-per-user-day",
+        type=float,
+        default=0.0,
+        help="mean events per active user per day (default PODREC_DEMO_EVENTS_PER_USER_DAY)",
+    )
+    events.add_argument(
+        "--late-share",
+        type=float,
+        default=0.002,
+        help="share of events arriving after their day ended, half beyond the allowed lateness",
+    )
     events.add_argument("--seed", type=int, default=None, help="random seed (default PODREC_SEED)")
     events.add_argument("--follow", action="store_true", help="stream now-stamped events until Ctrl-C")
     events.add_argument("--rate", type=float, default=100.0, help="events per second with --follow (default 100)")

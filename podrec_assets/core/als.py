@@ -100,8 +100,9 @@ class Interactions:
         return int(self.engagement.nnz)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, user_col: str = "user_id", item_col: str = "episode_id",
-                   value_col: str = "engagement") -> "Interactions":
+    def from_frame(
+        cls, frame: pd.DataFrame, user_col: str = "user_id", item_col: str = "episode_id", value_col: str = "engagement"
+    ) -> "Interactions":
         """Sum ``value_col`` per (user, item) over all rows (e.g. the W days of a window) and index them."""
         if frame.empty:
             raise ValueError("no interactions: cannot train ALS on an empty window")
@@ -152,8 +153,9 @@ def model_version(backend: str, params: AlsParams, data_version: str) -> str:
     return f"als-{backend}-{hashlib.sha1(payload.encode()).hexdigest()[:12]}"
 
 
-def _frame(user_ids, item_ids, users: np.ndarray, items: np.ndarray, scores: np.ndarray,
-           seen: sp.csr_matrix | None = None) -> pd.DataFrame:
+def _frame(
+    user_ids, item_ids, users: np.ndarray, items: np.ndarray, scores: np.ndarray, seen: sp.csr_matrix | None = None
+) -> pd.DataFrame:
     """Flat top-N frame from per-user (n_users x N) arrays; padding (item < 0, -inf or -FLT_MAX) dropped.
 
     When a user has fewer unseen episodes than N, implicit also pads with repeated or already-seen items:
@@ -169,18 +171,21 @@ def _frame(user_ids, item_ids, users: np.ndarray, items: np.ndarray, scores: np.
         rows, cols = user_idx[keep], flat_items[keep]
         was_seen = np.asarray(seen[rows, cols]).ravel() != 0
         keep[np.flatnonzero(keep)[was_seen]] = False
-    out = pd.DataFrame({
-        "user_id": user_ids[user_idx[keep]],
-        "episode_id": item_ids[flat_items[keep]],
-        "score": flat_scores[keep],
-    }).drop_duplicates(["user_id", "episode_id"], keep="first")
+    out = pd.DataFrame(
+        {
+            "user_id": user_ids[user_idx[keep]],
+            "episode_id": item_ids[flat_items[keep]],
+            "score": flat_scores[keep],
+        }
+    ).drop_duplicates(["user_id", "episode_id"], keep="first")
     # re-rank after dropping padding so ranks stay 1..k
     out["rank"] = out.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
     return out[["user_id", "episode_id", "rank", "score"]]
 
 
-def recommend_reference(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, n: int,
-                        block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def recommend_reference(
+    user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, n: int, block: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """Plain-numpy exact top-N of unseen items per user: the obviously-right version the fast paths are tested
     against. Returns (items, scores), each n_users x n, padded with -1 / -inf."""
     n_users, n_items = user_factors.shape[0], item_factors.shape[0]
@@ -208,8 +213,13 @@ def _fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
     # implicit parallelises over users itself; a multi-threaded BLAS underneath only oversubscribes the cores.
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
-            factors=params.factors, regularization=params.regularization, alpha=1.0, iterations=params.iterations,
-            random_state=params.seed, num_threads=threads, calculate_training_loss=False,
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=1.0,
+            iterations=params.iterations,
+            random_state=params.seed,
+            num_threads=threads,
+            calculate_training_loss=False,
         )
         t0 = time.perf_counter()
         model.fit(data.confidence_matrix(params.alpha), show_progress=False)
@@ -221,8 +231,17 @@ def _fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
     ids = np.asarray(ids).reshape(len(users), -1)
     scores = np.asarray(scores).reshape(len(users), -1)
     top_n = _frame(data.user_ids, data.item_ids, users, ids, scores, seen=data.seen)
-    return AlsResult("implicit", params, top_n, data.user_ids, data.item_ids,
-                     np.asarray(model.user_factors), np.asarray(model.item_factors), fit_seconds, recommend_seconds)
+    return AlsResult(
+        "implicit",
+        params,
+        top_n,
+        data.user_ids,
+        data.item_ids,
+        np.asarray(model.user_factors),
+        np.asarray(model.item_factors),
+        fit_seconds,
+        recommend_seconds,
+    )
 
 
 def _fit_spark(data: Interactions, params: AlsParams, n: int, spark, checkpoint_dir: str | None = None) -> AlsResult:
@@ -238,17 +257,32 @@ def _fit_spark(data: Interactions, params: AlsParams, n: int, spark, checkpoint_
 
         spark.sparkContext.setCheckpointDir(checkpoint_dir or tempfile.mkdtemp(prefix="podrec-als-checkpoints-"))
     coo = data.engagement.tocoo()
-    ratings_pd = pd.DataFrame({"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
-                               "rating": np.log1p(coo.data).astype(np.float32)})
+    ratings_pd = pd.DataFrame(
+        {
+            "user": coo.row.astype(np.int32),
+            "item": coo.col.astype(np.int32),
+            "rating": np.log1p(coo.data).astype(np.float32),
+        }
+    )
     seen_coo = data.seen.tocoo()
     seen_pd = pd.DataFrame({"user": seen_coo.row.astype(np.int32), "item": seen_coo.col.astype(np.int32)})
     parallelism = int(spark.sparkContext.defaultParallelism)
     ratings = spark.createDataFrame(ratings_pd).repartition(parallelism).cache()
     ratings.count()
     als = ALS(
-        rank=params.factors, maxIter=params.iterations, regParam=params.regularization, alpha=params.alpha,
-        implicitPrefs=True, seed=params.seed, userCol="user", itemCol="item", ratingCol="rating",
-        coldStartStrategy="drop", nonnegative=False, numUserBlocks=parallelism, numItemBlocks=parallelism,
+        rank=params.factors,
+        maxIter=params.iterations,
+        regParam=params.regularization,
+        alpha=params.alpha,
+        implicitPrefs=True,
+        seed=params.seed,
+        userCol="user",
+        itemCol="item",
+        ratingCol="rating",
+        coldStartStrategy="drop",
+        nonnegative=False,
+        numUserBlocks=parallelism,
+        numItemBlocks=parallelism,
         checkpointInterval=5,
     )
     t0 = time.perf_counter()
@@ -278,20 +312,23 @@ def _fit_spark(data: Interactions, params: AlsParams, n: int, spark, checkpoint_
     user_factors = _dense_factors(user_f, data.n_users, params.factors)
     item_factors = _dense_factors(item_f, data.n_items, params.factors)
     top_pd = top_pd[~top_pd["user"].isin(heavy)].sort_values(["user", "rank"], kind="mergesort")
-    top_n = pd.DataFrame({
-        "user_id": data.user_ids[top_pd["user"].to_numpy()],
-        "episode_id": data.item_ids[top_pd["item"].to_numpy()],
-        "rank": top_pd["rank"].to_numpy(np.int32),
-        "score": top_pd["score"].to_numpy(np.float64),
-    })
+    top_n = pd.DataFrame(
+        {
+            "user_id": data.user_ids[top_pd["user"].to_numpy()],
+            "episode_id": data.item_ids[top_pd["item"].to_numpy()],
+            "rank": top_pd["rank"].to_numpy(np.int32),
+            "score": top_pd["score"].to_numpy(np.float64),
+        }
+    )
     if len(heavy):
         items, scores = recommend_reference(user_factors[heavy], item_factors, data.seen[heavy], n)
         top_n = pd.concat([top_n, _frame(data.user_ids, data.item_ids, heavy, items, scores)])
         top_n = top_n.sort_values(["user_id", "rank"], kind="mergesort")
     recommend_seconds = time.perf_counter() - t0
     top_n = top_n.reset_index(drop=True)
-    return AlsResult("spark", params, top_n, data.user_ids, data.item_ids, user_factors, item_factors,
-                     fit_seconds, recommend_seconds)
+    return AlsResult(
+        "spark", params, top_n, data.user_ids, data.item_ids, user_factors, item_factors, fit_seconds, recommend_seconds
+    )
 
 
 def _dense_factors(frame: pd.DataFrame, rows: int, factors: int) -> np.ndarray:
@@ -301,8 +338,15 @@ def _dense_factors(frame: pd.DataFrame, rows: int, factors: int) -> np.ndarray:
     return out
 
 
-def fit_recommend(data: Interactions, params: AlsParams, n: int, backend: str = "implicit", spark=None,
-                  data_version: str = "", checkpoint_dir: str | None = None) -> AlsResult:
+def fit_recommend(
+    data: Interactions,
+    params: AlsParams,
+    n: int,
+    backend: str = "implicit",
+    spark=None,
+    data_version: str = "",
+    checkpoint_dir: str | None = None,
+) -> AlsResult:
     """Train ALS on ``data`` and return each user's top ``n`` unseen items (the one interface of both backends).
 
     ``spark`` is a SparkSession, required for backend="spark"; ``checkpoint_dir`` is where Spark checkpoints
@@ -324,10 +368,17 @@ def fit_recommend(data: Interactions, params: AlsParams, n: int, backend: str = 
 
 def factors_frame(result: AlsResult) -> pd.DataFrame:
     """Factors as rows (kind user|episode, id, vector) for the lake, so a model can be reloaded or inspected."""
-    return pd.concat([
-        pd.DataFrame({"kind": "user", "id": result.user_ids, "vector": list(result.user_factors.astype(np.float32))}),
-        pd.DataFrame({"kind": "episode", "id": result.item_ids, "vector": list(result.item_factors.astype(np.float32))}),
-    ], ignore_index=True)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {"kind": "user", "id": result.user_ids, "vector": list(result.user_factors.astype(np.float32))}
+            ),
+            pd.DataFrame(
+                {"kind": "episode", "id": result.item_ids, "vector": list(result.item_factors.astype(np.float32))}
+            ),
+        ],
+        ignore_index=True,
+    )
 
 
 def holdout_last_day(frame: pd.DataFrame, last_day, day_col: str = "date") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -363,8 +414,15 @@ def random_holdout(frame: pd.DataFrame, share: float = 0.2, seed: int = 42) -> t
     return frame[keep], held[["user_id", "episode_id"]].reset_index(drop=True)
 
 
-def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "implicit", spark=None,
-             k: int = 10, previous_top_n: pd.DataFrame | None = None) -> dict[str, Any]:
+def validate(
+    frame: pd.DataFrame,
+    last_day,
+    params: AlsParams,
+    backend: str = "implicit",
+    spark=None,
+    k: int = 10,
+    previous_top_n: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """nDCG@k (and friends) of a model trained without the held-out part of ``frame`` (rows of a window with a
     ``date`` column). Method ``last_day_holdout`` (train on the days before ``last_day``, score on what users newly
     engaged with on it) when both parts are non-empty, otherwise ``random_20pct_holdout``; ``none`` when even
@@ -379,8 +437,14 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
     from podrec_assets.core import metrics
 
     nan = float("nan")
-    unpaired = {"paired_ndcg": nan, "previous_ndcg": nan, "change": nan, "change_stderr": nan, "paired_users": 0,
-                "paired_k": 0}
+    unpaired = {
+        "paired_ndcg": nan,
+        "previous_ndcg": nan,
+        "change": nan,
+        "change_stderr": nan,
+        "paired_users": 0,
+        "paired_k": 0,
+    }
 
     def scorable(train: pd.DataFrame, relevant: pd.DataFrame) -> bool:
         learned_users = train.loc[train["engagement"] > 0, "user_id"]
@@ -392,8 +456,15 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
         method = "random_20pct_holdout"
         train, relevant = random_holdout(frame, 0.2, params.seed)
     if not scorable(train, relevant):
-        return {"method": "none", "ndcg": nan, "ndcg_stderr": nan, "users": 0, "relevant_pairs": 0,
-                "train_rows": len(train), **unpaired}
+        return {
+            "method": "none",
+            "ndcg": nan,
+            "ndcg_stderr": nan,
+            "users": 0,
+            "relevant_pairs": 0,
+            "train_rows": len(train),
+            **unpaired,
+        }
     result = fit_recommend(Interactions.from_frame(train), params, k, backend=backend, spark=spark)
     scores = metrics.ranking_metrics(result.top_n, relevant, k)
     paired = unpaired
@@ -401,9 +472,24 @@ def validate(frame: pd.DataFrame, last_day, params: AlsParams, backend: str = "i
         # at the served list length when it is shorter than k, so a top-5 list is not judged against a top-10
         pair_k = min(k, int(previous_top_n.groupby("user_id").size().max()))
         change = metrics.paired_ndcg_change(result.top_n, previous_top_n, relevant, pair_k)
-        paired = {"paired_ndcg": change["new"], "previous_ndcg": change["old"], "change": change["change"],
-                  "change_stderr": change["change_stderr"], "paired_users": change["users"], "paired_k": pair_k}
-    return {"method": method, "ndcg": scores[f"ndcg@{k}"], "ndcg_stderr": scores[f"ndcg@{k}_stderr"],
-            "precision": scores[f"precision@{k}"], "recall": scores[f"recall@{k}"], "map": scores[f"map@{k}"],
-            "users": scores["users"], "relevant_pairs": len(relevant), "train_rows": len(train),
-            "fit_seconds": result.fit_seconds, **paired}
+        paired = {
+            "paired_ndcg": change["new"],
+            "previous_ndcg": change["old"],
+            "change": change["change"],
+            "change_stderr": change["change_stderr"],
+            "paired_users": change["users"],
+            "paired_k": pair_k,
+        }
+    return {
+        "method": method,
+        "ndcg": scores[f"ndcg@{k}"],
+        "ndcg_stderr": scores[f"ndcg@{k}_stderr"],
+        "precision": scores[f"precision@{k}"],
+        "recall": scores[f"recall@{k}"],
+        "map": scores[f"map@{k}"],
+        "users": scores["users"],
+        "relevant_pairs": len(relevant),
+        "train_rows": len(train),
+        "fit_seconds": result.fit_seconds,
+        **paired,
+    }

@@ -93,12 +93,19 @@ def load_whisper(model: str, models_dir: str | Path, cpu_threads: int = 2, num_w
     from faster_whisper import WhisperModel
 
     path = resolve_model_path(model, models_dir)
-    loaded = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=num_workers)
-    return Whisper(model=loaded, name=model if model in ("tiny.en", "base") else path.name, path=str(path),
-                   multilingual=loaded.model.is_multilingual)
+    loaded = WhisperModel(
+        str(path), device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=num_workers
+    )
+    return Whisper(
+        model=loaded,
+        name=model if model in ("tiny.en", "base") else path.name,
+        path=str(path),
+        multilingual=loaded.model.is_multilingual,
+    )
 
 
 # --- audio ---------------------------------------------------------------------------------------------
+
 
 def _quietest_cut(samples: np.ndarray, search_seconds: float = 10.0, frame_seconds: float = 0.25) -> int:
     """Index near the end of ``samples`` where a cut hurts least (lowest-energy frame of the last seconds)."""
@@ -143,7 +150,7 @@ def iter_audio_windows(path: str | Path, window_seconds: float = 600.0) -> Itera
             pending_len += len(chunk)
             if pending_len >= window + search:
                 joined = np.concatenate(pending)
-                cut = _quietest_cut(joined[:window + search], search_seconds)
+                cut = _quietest_cut(joined[: window + search], search_seconds)
                 yield offset_samples / SAMPLE_RATE, joined[:cut]
                 offset_samples += cut
                 rest = joined[cut:]
@@ -161,6 +168,7 @@ def iter_audio_windows(path: str | Path, window_seconds: float = 600.0) -> Itera
 
 # --- transcription -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Transcription:
     """What one audio file became: status ok or skipped_language (failures are exceptions)."""
@@ -176,9 +184,14 @@ class Transcription:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "language": self.language, "language_probability": self.language_probability,
-            "duration": self.audio_seconds, "wall_seconds": self.wall_seconds, "model": self.model,
-            "text": self.text, "segments": self.segments,
+            "status": self.status,
+            "language": self.language,
+            "language_probability": self.language_probability,
+            "duration": self.audio_seconds,
+            "wall_seconds": self.wall_seconds,
+            "model": self.model,
+            "text": self.text,
+            "segments": self.segments,
         }
 
 
@@ -187,8 +200,12 @@ class Transcription:
 # random sampling at higher temperatures, which transcribed a demo episode differently on every run (4 texts in
 # 4 runs, WER 0.85 against the spoken text); banning repeated 4-grams breaks the loop instead (the same text
 # every run, WER 0.33) and left the other demo episodes as they were.
-DECODING: dict[str, Any] = {"vad_filter": True, "condition_on_previous_text": True, "temperature": 0.0,
-                            "no_repeat_ngram_size": 4}
+DECODING: dict[str, Any] = {
+    "vad_filter": True,
+    "condition_on_previous_text": True,
+    "temperature": 0.0,
+    "no_repeat_ngram_size": 4,
+}
 # The batched pipeline: VAD cuts the window into speech chunks of <= 30 s that are decoded ``batch_size`` at a
 # time (no conditioning on the previous chunk, one segment per chunk). On a 6-minute episode with music and
 # pauses, 2 cores, tiny.en: 2.9x the sequential call's speed at a lower WER (0.246 vs 0.270); asking for
@@ -218,13 +235,20 @@ def _decode_window(whisper: Whisper, samples: np.ndarray, language: str | None, 
 
         # a pipeline per call: it is a thin wrapper, and workers > 1 share the model, not the wrapper's state
         return BatchedInferencePipeline(whisper.model).transcribe(
-            samples, language=language, beam_size=beam_size, batch_size=batch_size, **BATCHED_DECODING)
+            samples, language=language, beam_size=beam_size, batch_size=batch_size, **BATCHED_DECODING
+        )
     return whisper.model.transcribe(samples, language=language, beam_size=beam_size, **DECODING)
 
 
-def transcribe_audio(whisper: Whisper, path: str | Path, languages: list[str] | None = None,
-                     window_seconds: float = 600.0, beam_size: int = 5, batch_size: int = 8,
-                     progress: Callable[[float, float | None], None] | None = None) -> Transcription:
+def transcribe_audio(
+    whisper: Whisper,
+    path: str | Path,
+    languages: list[str] | None = None,
+    window_seconds: float = 600.0,
+    beam_size: int = 5,
+    batch_size: int = 8,
+    progress: Callable[[float, float | None], None] | None = None,
+) -> Transcription:
     """Transcribe one file (int8, VAD), window by window; skip it if its language is not in ``languages``.
 
     ``batch_size`` > 1 decodes each window's speech chunks in batches (``BATCHED_DECODING``), 1 decodes them
@@ -249,18 +273,31 @@ def transcribe_audio(whisper: Whisper, path: str | Path, languages: list[str] | 
             probability = float(info.language_probability)
             if allowed and language not in allowed:
                 # not decoded further: audio_seconds then counts only the first window
-                return Transcription("skipped_language", language, probability, round(audio_seconds, 3),
-                                     round(time.perf_counter() - started, 3), whisper.name)
+                return Transcription(
+                    "skipped_language",
+                    language,
+                    probability,
+                    round(audio_seconds, 3),
+                    round(time.perf_counter() - started, 3),
+                    whisper.name,
+                )
         for piece in pieces:
             text = piece.text.strip()
             if text:
-                segments.append({"start": round(offset + piece.start, 3), "end": round(offset + piece.end, 3), "text": text})
+                segments.append(
+                    {"start": round(offset + piece.start, 3), "end": round(offset + piece.end, 3), "text": text}
+                )
         if progress:
             progress(audio_seconds, total)
     return Transcription(
-        status="ok", language=language or "", language_probability=probability,
-        audio_seconds=round(audio_seconds, 3), wall_seconds=round(time.perf_counter() - started, 3),
-        model=whisper.name, text=" ".join(s["text"] for s in segments), segments=segments,
+        status="ok",
+        language=language or "",
+        language_probability=probability,
+        audio_seconds=round(audio_seconds, 3),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        model=whisper.name,
+        text=" ".join(s["text"] for s in segments),
+        segments=segments,
     )
 
 

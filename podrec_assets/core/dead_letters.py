@@ -12,8 +12,9 @@ from podrec_assets.core.schemas import DEAD_LETTERS, to_table
 DEAD_LETTERS_TABLE = "dead_letters"
 
 
-def dead_letter(topic: str, partition: int, offset: int, timestamp_ms: int, key: bytes | None,
-                value: bytes | None, reason: str) -> dict[str, Any]:
+def dead_letter(
+    topic: str, partition: int, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None, reason: str
+) -> dict[str, Any]:
     """One dead-letter row; the payload is kept as text (undecodable bytes escaped, never dropped)."""
     return {
         "topic": topic,

@@ -74,8 +74,8 @@ def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     with_special = list(tokenizer("a", add_special_tokens=True)["input_ids"])
     content = list(tokenizer("a", add_special_tokens=False)["input_ids"])
     for start in range(len(with_special) - len(content) + 1):
-        if with_special[start:start + len(content)] == content:
-            return with_special[:start], with_special[start + len(content):]
+        if with_special[start : start + len(content)] == content:
+            return with_special[:start], with_special[start + len(content) :]
     raise ValueError("cannot locate the text inside the tokenizer's special tokens")
 
 
@@ -86,7 +86,9 @@ def load_sentence_model(path: str | Path = "", device: str = "cpu") -> SentenceM
     """
     model_dir = Path(path).expanduser() if str(path) else default_model_path()
     if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a sentence-transformers model directory (no modules.json/config.json)")
+        raise FileNotFoundError(
+            f"{model_dir} is not a sentence-transformers model directory (no modules.json/config.json)"
+        )
     from sentence_transformers import SentenceTransformer
 
     started = time.perf_counter()
@@ -99,10 +101,22 @@ def load_sentence_model(path: str | Path = "", device: str = "cpu") -> SentenceM
     name = DEFAULT_MODEL_NAME if not str(path) else model_dir.resolve().name
     get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dimension = int(get_dimension())
-    log.info("loaded embedding model %s (%s tokens, dim %d) in %.1fs", name, max_len, dimension,
-             time.perf_counter() - started)
-    return SentenceModel(name=name, path=str(model_dir), model=model, max_seq_length=max_len,
-                         prefix_ids=prefix, suffix_ids=suffix, dimension=dimension)
+    log.info(
+        "loaded embedding model %s (%s tokens, dim %d) in %.1fs",
+        name,
+        max_len,
+        dimension,
+        time.perf_counter() - started,
+    )
+    return SentenceModel(
+        name=name,
+        path=str(model_dir),
+        model=model,
+        max_seq_length=max_len,
+        prefix_ids=prefix,
+        suffix_ids=suffix,
+        dimension=dimension,
+    )
 
 
 def chunk_token_ids(token_ids: Sequence[int], max_tokens: int, overlap: int) -> list[list[int]]:
@@ -121,7 +135,7 @@ def chunk_token_ids(token_ids: Sequence[int], max_tokens: int, overlap: int) -> 
     chunks = []
     start = 0
     while True:
-        chunks.append(ids[start:start + max_tokens])
+        chunks.append(ids[start : start + max_tokens])
         if start + max_tokens >= len(ids):
             return chunks
         start += stride
@@ -134,8 +148,12 @@ class DocumentEmbedding:
     token_count: int  # word pieces of the whole text (without special tokens, overlap counted once)
 
 
-def encode_chunks(model: SentenceModel, chunks: Sequence[Sequence[int]], batch_size: int = 32,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def encode_chunks(
+    model: SentenceModel,
+    chunks: Sequence[Sequence[int]],
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Unit vectors (float32, one row per chunk) of token-id chunks, encoded in length-sorted batches."""
     import torch
 
@@ -152,14 +170,14 @@ def encode_chunks(model: SentenceModel, chunks: Sequence[Sequence[int]], batch_s
     done = 0
     with torch.inference_mode():
         for start in range(0, len(order), max(1, batch_size)):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             rows = [model.prefix_ids + list(chunks[i]) + model.suffix_ids for i in idx]
             width = max(len(r) for r in rows)
             input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(rows), width), dtype=torch.long)
             for r, row in enumerate(rows):
-                input_ids[r, :len(row)] = torch.tensor(row, dtype=torch.long)
-                mask[r, :len(row)] = 1
+                input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+                mask[r, : len(row)] = 1
             features = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
             if wants_types:
                 features["token_type_ids"] = torch.zeros_like(input_ids).to(device)
@@ -184,9 +202,15 @@ def weighted_document_vector(chunk_vectors: np.ndarray, weights: Sequence[float]
     return (mean / norm).astype(np.float32)
 
 
-def embed_documents(model: SentenceModel, texts: Sequence[str], overlap: int = 32, batch_size: int = 32,
-                    log_every_s: float = 10.0, logger: logging.Logger | None = None,
-                    skip_empty: bool = False) -> list[DocumentEmbedding | None]:
+def embed_documents(
+    model: SentenceModel,
+    texts: Sequence[str],
+    overlap: int = 32,
+    batch_size: int = 32,
+    log_every_s: float = 10.0,
+    logger: logging.Logger | None = None,
+    skip_empty: bool = False,
+) -> list[DocumentEmbedding | None]:
     """One unit vector per text, in order.
 
     A text without a single token is an error, or ``None`` in its place with ``skip_empty`` (an empty
@@ -221,8 +245,13 @@ def embed_documents(model: SentenceModel, texts: Sequence[str], overlap: int = 3
         if start == end:
             result.append(None)
             continue
-        result.append(DocumentEmbedding(vector=weighted_document_vector(vectors[start:end], weights[start:end]),
-                                        chunk_count=end - start, token_count=len(ids)))
+        result.append(
+            DocumentEmbedding(
+                vector=weighted_document_vector(vectors[start:end], weights[start:end]),
+                chunk_count=end - start,
+                token_count=len(ids),
+            )
+        )
     return result
 
 

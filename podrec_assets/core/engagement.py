@@ -53,15 +53,15 @@ SELECT
   user_id,
   episode_id,
   CAST(SUM(CASE event
-      WHEN 'complete' THEN {w['weight_complete']}
-      WHEN 'like' THEN {w['weight_like']}
+      WHEN 'complete' THEN {w["weight_complete"]}
+      WHEN 'like' THEN {w["weight_like"]}
       WHEN 'rate' THEN CAST(rating - 3 AS DECIMAL(18, 6))
-      WHEN 'skip' THEN {w['weight_skip']}
-      WHEN 'pause' THEN {w['weight_pause']}
+      WHEN 'skip' THEN {w["weight_skip"]}
+      WHEN 'pause' THEN {w["weight_pause"]}
       WHEN 'play' THEN CASE
-          WHEN played_pct > {high!r} THEN {w['weight_play_high']}
-          WHEN played_pct < {low!r} THEN {w['weight_play_low']}
-          ELSE {w['weight_play_mid']} END
+          WHEN played_pct > {high!r} THEN {w["weight_play_high"]}
+          WHEN played_pct < {low!r} THEN {w["weight_play_low"]}
+          ELSE {w["weight_play_mid"]} END
       ELSE CAST(0 AS DECIMAL(18, 6)) END) AS DOUBLE) AS engagement,
   CAST(COUNT(*) AS BIGINT) AS event_count,
   CAST(MAX(played_pct) AS DOUBLE) AS max_played_pct,
@@ -74,8 +74,17 @@ ORDER BY user_id, episode_id
 
 
 def weights_from_settings(settings: Any) -> dict[str, float]:
-    names = ["weight_complete", "weight_like", "weight_play_high", "weight_play_low", "weight_play_mid",
-             "weight_skip", "weight_pause", "play_high_pct", "play_low_pct"]
+    names = [
+        "weight_complete",
+        "weight_like",
+        "weight_play_high",
+        "weight_play_low",
+        "weight_play_mid",
+        "weight_skip",
+        "weight_pause",
+        "play_high_pct",
+        "play_low_pct",
+    ]
     return {name: float(getattr(settings, name)) for name in names}
 
 

@@ -14,11 +14,15 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from podrec_assets.core.dead_letters import dead_letter
-from podrec_assets.core.published_transcripts import UnparsableTranscript, parse_transcript, ranked_links, transcript_links
+from podrec_assets.core.published_transcripts import (
+    UnparsableTranscript,
+    parse_transcript,
+    ranked_links,
+    transcript_links,
+)
 
 EPISODE_METADATA_TOPIC = "episode-metadata"
 EPISODE_IDS_TOPIC = "episode-ids"
@@ -102,18 +106,25 @@ def episode_message(episode: dict[str, Any]) -> tuple[bytes, bytes, int]:
     """(key, value, timestamp ms) for ``episode-metadata``: validated first, timestamp = published_at."""
     row = validate_episode(episode)
     value = {**row, "published_at": iso_utc(row["published_at"])}
-    return row["episode_id"].encode(), json.dumps(value, ensure_ascii=False).encode(), int(row["published_at"].timestamp() * 1000)
+    return (
+        row["episode_id"].encode(),
+        json.dumps(value, ensure_ascii=False).encode(),
+        int(row["published_at"].timestamp() * 1000),
+    )
 
 
 def episode_id_message(episode: dict[str, Any]) -> tuple[bytes, bytes, int]:
     """(key, value, timestamp ms) for ``episode-ids``."""
-    published = parse_time(episode["published_at"]) if isinstance(episode["published_at"], str) else episode["published_at"]
+    published = (
+        parse_time(episode["published_at"]) if isinstance(episode["published_at"], str) else episode["published_at"]
+    )
     value = {"episode_id": episode["episode_id"], "published_at": iso_utc(published)}
     return episode["episode_id"].encode(), json.dumps(value).encode(), int(published.timestamp() * 1000)
 
 
-def parse_episode_records(records: Iterable[Any], day: date, topic: str = EPISODE_METADATA_TOPIC
-                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def parse_episode_records(
+    records: Iterable[Any], day: date, topic: str = EPISODE_METADATA_TOPIC
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     """Kafka records of one day -> (rows, dead letters, duplicates dropped). Latest message per id wins."""
     latest: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
     dead: list[dict[str, Any]] = []
@@ -131,8 +142,11 @@ def parse_episode_records(records: Iterable[Any], day: date, topic: str = EPISOD
             if row["published_at"].date() != day:
                 raise InvalidEpisode(f"wrong_day: published_at {iso_utc(row['published_at'])} is not on {day}")
         except InvalidEpisode as exc:
-            dead.append(dead_letter(topic, record.partition, record.offset, record.timestamp_ms, record.key,
-                                    record.value, str(exc)))
+            dead.append(
+                dead_letter(
+                    topic, record.partition, record.offset, record.timestamp_ms, record.key, record.value, str(exc)
+                )
+            )
             continue
         valid += 1
         row["kafka_partition"] = record.partition
@@ -147,7 +161,9 @@ def parse_episode_records(records: Iterable[Any], day: date, topic: str = EPISOD
 
 def catalog_document(row: dict[str, Any]) -> dict[str, Any]:
     """The Mongo ``episodes`` catalog document of an episode row (serving fields only)."""
-    return {k: v for k, v in row.items() if k not in ("kafka_partition", "kafka_offset", "date", "run_id", "created_at")}
+    return {
+        k: v for k, v in row.items() if k not in ("kafka_partition", "kafka_offset", "date", "run_id", "created_at")
+    }
 
 
 # --- transcribing a day --------------------------------------------------------------------------------
@@ -156,16 +172,27 @@ PUBLISHER_MODEL = "publisher"  # the `model` of a row whose text is the publishe
 
 
 def transcript_row(episode_id: str, status: str, model: str, error: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {"episode_id": episode_id, "status": status, "error": error, "language": fields.get("language"),
-            "language_probability": fields.get("language_probability"), "audio_seconds": fields.get("audio_seconds"),
-            "wall_seconds": fields.get("wall_seconds"), "model": model, "text": fields.get("text"),
-            "segments": fields.get("segments") or [], "text_source": fields.get("text_source"),
-            "asr_reason": fields.get("asr_reason"), "transcript_url": fields.get("transcript_url"),
-            "transcript_format": fields.get("transcript_format")}
+    return {
+        "episode_id": episode_id,
+        "status": status,
+        "error": error,
+        "language": fields.get("language"),
+        "language_probability": fields.get("language_probability"),
+        "audio_seconds": fields.get("audio_seconds"),
+        "wall_seconds": fields.get("wall_seconds"),
+        "model": model,
+        "text": fields.get("text"),
+        "segments": fields.get("segments") or [],
+        "text_source": fields.get("text_source"),
+        "asr_reason": fields.get("asr_reason"),
+        "transcript_url": fields.get("transcript_url"),
+        "transcript_format": fields.get("transcript_format"),
+    }
 
 
-def published_transcript(episode: dict[str, Any], fetch_transcript: Callable[[str], bytes], allowed: set[str]
-                         ) -> tuple[dict[str, Any] | None, str]:
+def published_transcript(
+    episode: dict[str, Any], fetch_transcript: Callable[[str], bytes], allowed: set[str]
+) -> tuple[dict[str, Any] | None, str]:
     """The best usable publisher transcript of an episode as row fields, or None and why ASR must run.
 
     Links are tried best first (timed formats first); one that is in a language outside ``allowed``, cannot be
@@ -198,9 +225,15 @@ def published_transcript(episode: dict[str, Any], fetch_transcript: Callable[[st
             reasons.append(f"unparsable: {link['url']}: no text")
             continue
         audio_seconds = episode.get("duration_sec") or (parsed.segments[-1]["end"] if parsed.segments else None)
-        return {"language": language or None, "text": parsed.text, "segments": parsed.segments,
-                "audio_seconds": audio_seconds, "text_source": "published", "transcript_url": link["url"],
-                "transcript_format": parsed.format}, ""
+        return {
+            "language": language or None,
+            "text": parsed.text,
+            "segments": parsed.segments,
+            "audio_seconds": audio_seconds,
+            "text_source": "published",
+            "transcript_url": link["url"],
+            "transcript_format": parsed.format,
+        }, ""
     return None, "; ".join(reasons)
 
 
@@ -232,23 +265,29 @@ def transcribe_episodes(
         declared = base_language(episode.get("language"))
         if allowed and declared and declared not in allowed:
             say(f"[{index}/{total}] {episode_id}: skipped_language (declared {declared!r})")
-            return transcript_row(episode_id, "skipped_language", model_name, language=declared, language_probability=None)
+            return transcript_row(
+                episode_id, "skipped_language", model_name, language=declared, language_probability=None
+            )
         started = time.perf_counter()
         reason = "none_published"
         if fetch_transcript is not None:
             published, reason = published_transcript(episode, fetch_transcript, allowed)
             if published is not None:
                 wall = round(time.perf_counter() - started, 3)
-                say(f"[{index}/{total}] {episode_id}: publisher's {published['transcript_format']} transcript, "
-                    f"{len(published['text'].split())} words in {wall}s")
+                say(
+                    f"[{index}/{total}] {episode_id}: publisher's {published['transcript_format']} transcript, "
+                    f"{len(published['text'].split())} words in {wall}s"
+                )
                 return transcript_row(episode_id, "ok", PUBLISHER_MODEL, wall_seconds=wall, **published)
             if reason != "none_published":
                 say(f"[{index}/{total}] {episode_id}: publisher's transcript not usable, transcribing: {reason}")
 
         def window_done(done: float, whole: float | None) -> None:
             share = f" ({100 * done / whole:.0f}%)" if whole else ""
-            say(f"[{index}/{total}] {episode_id}: {done:.0f}/{whole or 0:.0f} s of audio transcribed{share}, "
-                f"{time.perf_counter() - started:.0f}s so far")
+            say(
+                f"[{index}/{total}] {episode_id}: {done:.0f}/{whole or 0:.0f} s of audio transcribed{share}, "
+                f"{time.perf_counter() - started:.0f}s so far"
+            )
 
         try:
             with fetch(episode["audio_url"]) as path:
@@ -256,15 +295,33 @@ def transcribe_episodes(
         except Exception as exc:  # noqa: BLE001 - one episode's failure must not stop the day
             wall = round(time.perf_counter() - started, 3)
             say(f"[{index}/{total}] {episode_id}: failed after {wall}s: {type(exc).__name__}: {exc}")
-            return transcript_row(episode_id, "failed", model_name, error=f"{type(exc).__name__}: {exc}"[:2000],
-                                  wall_seconds=wall, text_source="asr", asr_reason=reason)
+            return transcript_row(
+                episode_id,
+                "failed",
+                model_name,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                wall_seconds=wall,
+                text_source="asr",
+                asr_reason=reason,
+            )
         rtf = result.wall_seconds / result.audio_seconds if result.audio_seconds else 0.0
-        say(f"[{index}/{total}] {episode_id}: {result.status} ({result.language} {result.language_probability:.2f}), "
-            f"{result.audio_seconds:.1f}s audio in {result.wall_seconds:.1f}s (RTF {rtf:.3f})")
-        return transcript_row(episode_id, result.status, result.model, language=result.language,
-                              language_probability=result.language_probability, audio_seconds=result.audio_seconds,
-                              wall_seconds=result.wall_seconds, text=result.text, segments=result.segments,
-                              text_source="asr", asr_reason=reason)
+        say(
+            f"[{index}/{total}] {episode_id}: {result.status} ({result.language} {result.language_probability:.2f}), "
+            f"{result.audio_seconds:.1f}s audio in {result.wall_seconds:.1f}s (RTF {rtf:.3f})"
+        )
+        return transcript_row(
+            episode_id,
+            result.status,
+            result.model,
+            language=result.language,
+            language_probability=result.language_probability,
+            audio_seconds=result.audio_seconds,
+            wall_seconds=result.wall_seconds,
+            text=result.text,
+            segments=result.segments,
+            text_source="asr",
+            asr_reason=reason,
+        )
 
     items = list(enumerate(episodes, 1))
     if workers <= 1:

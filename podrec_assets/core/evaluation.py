@@ -30,7 +30,13 @@ import numpy as np
 import pandas as pd
 
 from podrec_assets.core.fusion import (
-    AlphaCurve, ContentIndex, PreparedDay, empty_recommendations, fill_with_popular, positive_mask, recommend,
+    AlphaCurve,
+    ContentIndex,
+    PreparedDay,
+    empty_recommendations,
+    fill_with_popular,
+    positive_mask,
+    recommend,
 )
 from podrec_assets.core.metrics import ndcg_per_user, ranking_metrics, standard_error
 
@@ -45,7 +51,9 @@ def relevant_pairs(daily_next: pd.DataFrame, min_engagement: float, already_seen
     positive = daily_next[positive_mask(daily_next, min_engagement)][[USER, ITEM]].drop_duplicates()
     if already_seen.empty:
         return positive.reset_index(drop=True)
-    merged = positive.merge(already_seen[[USER, ITEM]].drop_duplicates().assign(_seen=True), on=[USER, ITEM], how="left")
+    merged = positive.merge(
+        already_seen[[USER, ITEM]].drop_duplicates().assign(_seen=True), on=[USER, ITEM], how="left"
+    )
     return merged[merged["_seen"].isna()][[USER, ITEM]].reset_index(drop=True)
 
 
@@ -114,14 +122,30 @@ def popularity_lists(prepared: PreparedDay, users, k: int) -> pd.DataFrame:
 def content_lists(prepared: PreparedDay, top_n: int) -> pd.DataFrame:
     """The content-only baseline: content candidates ranked by content score alone (α = 0 everywhere)."""
     only_content = prepared.normalised[prepared.normalised["in_content"]]
-    fused = PreparedDay(prepared.day, only_content, prepared.age_days, [], prepared.popular, prepared.excluded,
-                        prepared.history, prepared.index)
+    fused = PreparedDay(
+        prepared.day,
+        only_content,
+        prepared.age_days,
+        [],
+        prepared.popular,
+        prepared.excluded,
+        prepared.history,
+        prepared.index,
+    )
     return recommend(fused, AlphaCurve(0.0, 0.0, 0), top_n)
 
 
-def evaluate_models(lists: dict[str, pd.DataFrame], relevant: pd.DataFrame, relevant_new: pd.DataFrame, k: int,
-                    catalog_size: int, interactions: pd.DataFrame, index: ContentIndex,
-                    tastes: pd.DataFrame | None = None, categories: pd.Series | None = None) -> pd.DataFrame:
+def evaluate_models(
+    lists: dict[str, pd.DataFrame],
+    relevant: pd.DataFrame,
+    relevant_new: pd.DataFrame,
+    k: int,
+    catalog_size: int,
+    interactions: pd.DataFrame,
+    index: ContentIndex,
+    tastes: pd.DataFrame | None = None,
+    categories: pd.Series | None = None,
+) -> pd.DataFrame:
     """Long table model, metric, k, value, users_evaluated for every model's list (same users for all)."""
     users = set(relevant[USER])
     for recs in lists.values():
@@ -157,9 +181,17 @@ DEFAULT_ALPHA_NEW_GRID = (0.0, 0.1, 0.3, 0.5)
 DEFAULT_RAMP_GRID = (1, 3)
 
 
-def select_alpha(validations: list[tuple[PreparedDay, pd.DataFrame]], top_n: int, k: int, default: AlphaCurve,
-                 alphas=DEFAULT_ALPHA_GRID, alpha_news=DEFAULT_ALPHA_NEW_GRID, ramps=DEFAULT_RAMP_GRID,
-                 min_users: int = 20, min_gain_stderrs: float = 2.0) -> tuple[AlphaCurve, pd.DataFrame, str]:
+def select_alpha(
+    validations: list[tuple[PreparedDay, pd.DataFrame]],
+    top_n: int,
+    k: int,
+    default: AlphaCurve,
+    alphas=DEFAULT_ALPHA_GRID,
+    alpha_news=DEFAULT_ALPHA_NEW_GRID,
+    ramps=DEFAULT_RAMP_GRID,
+    min_users: int = 20,
+    min_gain_stderrs: float = 2.0,
+) -> tuple[AlphaCurve, pd.DataFrame, str]:
     """Grid-search the α curve on validation pairs (lists for day V judged against day V+1), pooled.
 
     ``validations``: (prepared day V, relevant pairs of V+1) for one or more days V before the day being
@@ -178,39 +210,59 @@ def select_alpha(validations: list[tuple[PreparedDay, pd.DataFrame]], top_n: int
     for validation, relevant in validations:
         # only users with something relevant can score: fuse just their candidates (same result, less work)
         judged_users = set(relevant[USER])
-        subset = PreparedDay(validation.day, validation.normalised[validation.normalised[USER].isin(judged_users)],
-                             validation.age_days, [u for u in validation.users if u in judged_users],
-                             validation.popular, validation.excluded[validation.excluded[USER].isin(judged_users)],
-                             validation.history, validation.index)
+        subset = PreparedDay(
+            validation.day,
+            validation.normalised[validation.normalised[USER].isin(judged_users)],
+            validation.age_days,
+            [u for u in validation.users if u in judged_users],
+            validation.popular,
+            validation.excluded[validation.excluded[USER].isin(judged_users)],
+            validation.history,
+            validation.index,
+        )
         for curve in curves:
             per_curve[curve].append(ndcg_per_user(recommend(subset, curve, top_n), relevant, k))
     # one value per user: the mean of their nDCG over the validation days they were judged on
-    pooled = {curve: pd.concat(parts).groupby(level=0).mean() if parts else pd.Series(dtype=float)
-              for curve, parts in per_curve.items()}
+    pooled = {
+        curve: pd.concat(parts).groupby(level=0).mean() if parts else pd.Series(dtype=float)
+        for curve, parts in per_curve.items()
+    }
     settings_scores = pooled[default]
     rows = []
     for curve, scores in pooled.items():
         common = scores.index.intersection(settings_scores.index)
         gain = scores[common] - settings_scores[common]
-        rows.append({"alpha": curve.alpha, "alpha_new": curve.alpha_new, "ramp_days": curve.ramp_days,
-                     f"ndcg@{k}": float(scores.mean()) if len(scores) else float("nan"), "users": len(scores),
-                     "gain_vs_settings": float(gain.mean()) if len(gain) else float("nan"),
-                     "gain_stderr": standard_error(gain)})
+        rows.append(
+            {
+                "alpha": curve.alpha,
+                "alpha_new": curve.alpha_new,
+                "ramp_days": curve.ramp_days,
+                f"ndcg@{k}": float(scores.mean()) if len(scores) else float("nan"),
+                "users": len(scores),
+                "gain_vs_settings": float(gain.mean()) if len(gain) else float("nan"),
+                "gain_stderr": standard_error(gain),
+            }
+        )
     evidence = pd.DataFrame(rows)
     days = ", ".join(v.day.isoformat() for v, _ in validations)
     if evidence.empty or evidence["users"].max() < min_users:
         return default, evidence, f"kept the settings: fewer than {min_users} validation users (days {days})"
-    distance = ((evidence["alpha"] - default.alpha).abs() + (evidence["alpha_new"] - default.alpha_new).abs()
-                + (evidence["ramp_days"] - default.ramp_days).abs() / 10.0)
+    distance = (
+        (evidence["alpha"] - default.alpha).abs()
+        + (evidence["alpha_new"] - default.alpha_new).abs()
+        + (evidence["ramp_days"] - default.ramp_days).abs() / 10.0
+    )
     # equal nDCG up to float noise is a tie: keep the curve nearest the settings
     evidence = evidence.assign(_distance=distance, _score=evidence[f"ndcg@{k}"].round(9))
     evidence = evidence.sort_values(["_score", "_distance"], ascending=[False, True], kind="mergesort")
     evidence = evidence.drop(columns=["_distance", "_score"]).reset_index(drop=True)
     best = evidence.iloc[0]
     best_curve = AlphaCurve(float(best["alpha"]), float(best["alpha_new"]), int(best["ramp_days"]))
-    summary = (f"best ndcg@{k}={best[f'ndcg@{k}']:.4f} ({best_curve.label()}) vs {settings_scores.mean():.4f} for the "
-               f"settings ({default.label()}) on {int(best['users'])} validation users (days {days}): gain "
-               f"{best['gain_vs_settings']:+.4f} ± {best['gain_stderr']:.4f}")
+    summary = (
+        f"best ndcg@{k}={best[f'ndcg@{k}']:.4f} ({best_curve.label()}) vs {settings_scores.mean():.4f} for the "
+        f"settings ({default.label()}) on {int(best['users'])} validation users (days {days}): gain "
+        f"{best['gain_vs_settings']:+.4f} ± {best['gain_stderr']:.4f}"
+    )
     margin = 0.0 if math.isnan(best["gain_stderr"]) else min_gain_stderrs * best["gain_stderr"]
     if best_curve == default or not best["gain_vs_settings"] > margin:
         return default, evidence, f"kept the settings: {summary}, within {min_gain_stderrs:g} standard errors"

@@ -135,9 +135,17 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
     if not 0.0 <= played <= 1.0:
         raise InvalidEvent(f"invalid_value: played_pct {played} is outside [0, 1]")
     return {
-        "event_id": payload["event_id"], "ts": ts, "user_id": payload["user_id"], "episode_id": payload["episode_id"],
-        "event": event, "device": payload["device"], "rating": rating, "position_sec": position,
-        "from_sec": from_sec, "to_sec": to_sec, "played_pct": played,
+        "event_id": payload["event_id"],
+        "ts": ts,
+        "user_id": payload["user_id"],
+        "episode_id": payload["episode_id"],
+        "event": event,
+        "device": payload["device"],
+        "rating": rating,
+        "position_sec": position,
+        "from_sec": from_sec,
+        "to_sec": to_sec,
+        "played_pct": played,
     }
 
 
@@ -191,9 +199,17 @@ def split_day(
             if record.offset >= previous_day_stop.get(record.partition, 0):
                 too_late += 1
                 event_day = day_of_ms(ts_ms)
-                dead.append(dead_letter(topic, record.partition, record.offset, ts_ms, record.key, record.value,
-                                        f"too_late: event of {event_day} arrived after that day closed "
-                                        f"(allowed lateness {lateness})"))
+                dead.append(
+                    dead_letter(
+                        topic,
+                        record.partition,
+                        record.offset,
+                        ts_ms,
+                        record.key,
+                        record.value,
+                        f"too_late: event of {event_day} arrived after that day closed (allowed lateness {lateness})",
+                    )
+                )
             else:
                 other_days += 1
             continue
@@ -204,16 +220,19 @@ def split_day(
             event = parse_event(record.value)
             event_ms = int(event["ts"].timestamp() * 1000)
             if event_ms > ts_ms + tolerance_ms or event_ms > now_ms + tolerance_ms:
-                raise InvalidEvent(f"future_timestamp: ts {format_ts(event['ts'])} is after the record time "
-                                   f"{format_ts(EPOCH + timedelta(milliseconds=ts_ms))} / now {format_ts(now)}")
+                raise InvalidEvent(
+                    f"future_timestamp: ts {format_ts(event['ts'])} is after the record time "
+                    f"{format_ts(EPOCH + timedelta(milliseconds=ts_ms))} / now {format_ts(now)}"
+                )
             if not start_ms <= event_ms < end_ms:
                 raise InvalidEvent(f"timestamp_mismatch: ts {format_ts(event['ts'])} is not on the record's day {day}")
             if event["episode_id"] not in catalog:
                 raise InvalidEvent(f"unknown_episode: {event['episode_id']!r:.80} is not in the catalog as of {day}")
             first = seen.get(event["event_id"])
             if first is not None:
-                raise InvalidEvent(f"duplicate_event_id: {event['event_id']} first seen at partition {first[0]} "
-                                   f"offset {first[1]}")
+                raise InvalidEvent(
+                    f"duplicate_event_id: {event['event_id']} first seen at partition {first[0]} offset {first[1]}"
+                )
         except InvalidEvent as exc:
             dead.append(dead_letter(topic, record.partition, record.offset, ts_ms, record.key, record.value, str(exc)))
             continue

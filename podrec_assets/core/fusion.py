@@ -66,8 +66,9 @@ def positive_mask(daily: pd.DataFrame, min_engagement: float) -> pd.Series:
     return daily["completed"].fillna(False).astype(bool) | (daily["engagement"].fillna(0.0) >= min_engagement)
 
 
-def popular_episodes(daily: pd.DataFrame, day: date, min_engagement: float, half_life_days: float,
-                     episodes: pd.Series | None = None) -> pd.DataFrame:
+def popular_episodes(
+    daily: pd.DataFrame, day: date, min_engagement: float, half_life_days: float, episodes: pd.Series | None = None
+) -> pd.DataFrame:
     """Episodes ranked by recent popularity: positive users per episode, each day weighted 0.5^(age/half-life).
 
     ``daily`` needs user_id, episode_id, engagement, completed, date; ``episodes`` optionally restricts to a catalog.
@@ -113,8 +114,9 @@ class ContentIndex:
         return self.matrix[[self.position[e] for e in episode_ids]]
 
 
-def user_content_candidates(history: pd.DataFrame, als: pd.DataFrame, index: ContentIndex, excluded: pd.DataFrame,
-                            content_candidates: int) -> pd.DataFrame:
+def user_content_candidates(
+    history: pd.DataFrame, als: pd.DataFrame, index: ContentIndex, excluded: pd.DataFrame, content_candidates: int
+) -> pd.DataFrame:
     """Candidate rows per user with content score, explanation and ALS score.
 
     ``history``: user_id, episode_id (positive history); ``als``: user_id, episode_id, score (ALS top-N);
@@ -167,12 +169,17 @@ def user_content_candidates(history: pd.DataFrame, als: pd.DataFrame, index: Con
             out_because.append(b)
             out_in_als.append(ia)
             out_in_content.append(ic)
-    return pd.DataFrame({
-        USER: pd.Series(out_users, dtype=object), ITEM: pd.Series(out_items, dtype=object),
-        "als_score": pd.Series(out_als, dtype=float), "content_score": pd.Series(out_content, dtype=float),
-        "because_episode_id": pd.Series(out_because, dtype=object),
-        "in_als": pd.Series(out_in_als, dtype=bool), "in_content": pd.Series(out_in_content, dtype=bool),
-    })
+    return pd.DataFrame(
+        {
+            USER: pd.Series(out_users, dtype=object),
+            ITEM: pd.Series(out_items, dtype=object),
+            "als_score": pd.Series(out_als, dtype=float),
+            "content_score": pd.Series(out_content, dtype=float),
+            "because_episode_id": pd.Series(out_because, dtype=object),
+            "in_als": pd.Series(out_in_als, dtype=bool),
+            "in_content": pd.Series(out_in_content, dtype=bool),
+        }
+    )
 
 
 def _minmax_per_user(users: pd.Series, values: pd.Series) -> pd.Series:
@@ -202,9 +209,12 @@ def fuse(normalised: pd.DataFrame, age_days: pd.Series, curve: AlphaCurve, top_n
         return empty_recommendations()
     ages = normalised[ITEM].map(age_days).astype(float).fillna(float(curve.ramp_days))
     alpha = curve.at(ages.to_numpy())
-    scored = normalised.assign(alpha=alpha, final_score=alpha * normalised["als_norm"] + (1 - alpha) * normalised["content_norm"])
+    scored = normalised.assign(
+        alpha=alpha, final_score=alpha * normalised["als_norm"] + (1 - alpha) * normalised["content_norm"]
+    )
     scored["reason"] = np.select(
-        [scored["in_als"] & scored["in_content"], scored["in_als"]], ["hybrid", "als"], default="content")
+        [scored["in_als"] & scored["in_content"], scored["in_als"]], ["hybrid", "als"], default="content"
+    )
     # order by user, final score descending, episode id (ties); lexsort on codes is much faster than sort_values
     user_codes, _ = pd.factorize(scored[USER], sort=True)
     item_codes, _ = pd.factorize(scored[ITEM], sort=True)
@@ -218,21 +228,38 @@ def fuse(normalised: pd.DataFrame, age_days: pd.Series, curve: AlphaCurve, top_n
     return top[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
 
 
-RECOMMENDATION_COLUMNS = ("user_id", "episode_id", "rank", "final_score", "als_score", "content_score", "alpha",
-                          "reason", "because_episode_id")
+RECOMMENDATION_COLUMNS = (
+    "user_id",
+    "episode_id",
+    "rank",
+    "final_score",
+    "als_score",
+    "content_score",
+    "alpha",
+    "reason",
+    "because_episode_id",
+)
 
 
 def empty_recommendations() -> pd.DataFrame:
-    return pd.DataFrame({
-        "user_id": pd.Series(dtype=object), "episode_id": pd.Series(dtype=object), "rank": pd.Series(dtype="int64"),
-        "final_score": pd.Series(dtype=float), "als_score": pd.Series(dtype=float),
-        "content_score": pd.Series(dtype=float), "alpha": pd.Series(dtype=float),
-        "reason": pd.Series(dtype=object), "because_episode_id": pd.Series(dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": pd.Series(dtype=object),
+            "episode_id": pd.Series(dtype=object),
+            "rank": pd.Series(dtype="int64"),
+            "final_score": pd.Series(dtype=float),
+            "als_score": pd.Series(dtype=float),
+            "content_score": pd.Series(dtype=float),
+            "alpha": pd.Series(dtype=float),
+            "reason": pd.Series(dtype=object),
+            "because_episode_id": pd.Series(dtype=object),
+        }
+    )
 
 
-def fill_with_popular(recommendations: pd.DataFrame, users, popular: pd.DataFrame, excluded: pd.DataFrame,
-                      top_n: int) -> pd.DataFrame:
+def fill_with_popular(
+    recommendations: pd.DataFrame, users, popular: pd.DataFrame, excluded: pd.DataFrame, top_n: int
+) -> pd.DataFrame:
     """Give every user in ``users`` N rows: their fused list, then popular episodes they may still see.
 
     Popular rows get reason ``popular``, a final score below every fused score (so ranks stay ordered), and no
@@ -265,9 +292,19 @@ def fill_with_popular(recommendations: pd.DataFrame, users, popular: pd.DataFram
             rank += 1
             missing -= 1
             # below 0: fused scores are in [0, 1], popular fills come after them, ordered by popularity
-            fills.append({USER: user, ITEM: eid, "rank": rank, "final_score": popular_score[eid] / top_popularity - 1.0,
-                          "als_score": np.nan, "content_score": np.nan, "alpha": np.nan, "reason": "popular",
-                          "because_episode_id": None})
+            fills.append(
+                {
+                    USER: user,
+                    ITEM: eid,
+                    "rank": rank,
+                    "final_score": popular_score[eid] / top_popularity - 1.0,
+                    "als_score": np.nan,
+                    "content_score": np.nan,
+                    "alpha": np.nan,
+                    "reason": "popular",
+                    "because_episode_id": None,
+                }
+            )
     if not fills:
         return recommendations.reset_index(drop=True)
     combined = pd.concat([recommendations, pd.DataFrame(fills)], ignore_index=True)
@@ -279,10 +316,10 @@ class FusionInputs:
     """Everything a day's fusion needs, as frames (the asset reads them from the lake)."""
 
     day: date
-    als: pd.DataFrame            # user_id, episode_id, score   (als_top_n of the day)
-    daily: pd.DataFrame          # user_episode_daily up to the day: user_id, episode_id, engagement, completed, date
-    vectors: pd.DataFrame        # episode_vectors up to the day: episode_id, vector
-    published: pd.Series         # published_at (UTC timestamps) by episode_id
+    als: pd.DataFrame  # user_id, episode_id, score   (als_top_n of the day)
+    daily: pd.DataFrame  # user_episode_daily up to the day: user_id, episode_id, engagement, completed, date
+    vectors: pd.DataFrame  # episode_vectors up to the day: episode_id, vector
+    published: pd.Series  # published_at (UTC timestamps) by episode_id
     history_days: int
     min_engagement: float
     popularity_half_life_days: float
@@ -314,8 +351,11 @@ def prepare_day(inputs: FusionInputs) -> PreparedDay:
     start = pd.Timestamp(day) - pd.Timedelta(days=inputs.history_days - 1)
     daily = daily[daily["date"] <= pd.Timestamp(day)]
     window = daily[daily["date"] >= start]
-    history = window[positive_mask(window, inputs.min_engagement)][[USER, ITEM]].drop_duplicates() \
-        if len(window) else empty_pairs
+    history = (
+        window[positive_mask(window, inputs.min_engagement)][[USER, ITEM]].drop_duplicates()
+        if len(window)
+        else empty_pairs
+    )
     completed = daily[daily["completed"].fillna(False).astype(bool)][[USER, ITEM]] if len(daily) else empty_pairs
     seen = window[[USER, ITEM]] if len(window) else empty_pairs
     excluded = pd.concat([completed, seen], ignore_index=True).drop_duplicates()

@@ -49,14 +49,20 @@ def _sort_top(indices: np.ndarray, scores: np.ndarray, k: int) -> Neighbours:
     out_sc = np.full((indices.shape[0], k), -np.inf, dtype=np.float32)
     for row in range(indices.shape[0]):
         order = np.lexsort((indices[row], -scores[row].astype(np.float64)))[:k]
-        out_idx[row, :len(order)] = indices[row, order]
-        out_sc[row, :len(order)] = scores[row, order]
+        out_idx[row, : len(order)] = indices[row, order]
+        out_sc[row, : len(order)] = scores[row, order]
     out_idx[~np.isfinite(out_sc)] = -1
     return Neighbours(out_idx, out_sc)
 
 
-def top_k_cosine(queries: np.ndarray, catalog: np.ndarray, k: int, self_index=None,
-                 catalog_block: int = 4096, query_block: int = 1024) -> Neighbours:
+def top_k_cosine(
+    queries: np.ndarray,
+    catalog: np.ndarray,
+    k: int,
+    self_index=None,
+    catalog_block: int = 4096,
+    query_block: int = 1024,
+) -> Neighbours:
     """Exact top-k catalog rows by cosine for each query, tile by tile (bounded memory)."""
     queries = np.asarray(queries, dtype=np.float32)
     catalog = np.asarray(catalog, dtype=np.float32)
@@ -79,13 +85,16 @@ def top_k_cosine(queries: np.ndarray, catalog: np.ndarray, k: int, self_index=No
             take = min(k, c1 - c0)
             if take < c1 - c0:
                 width = c1 - c0  # the largest `take` sit at the end after partitioning (no negated copy)
-                part = np.argpartition(tile, width - take, axis=1)[:, width - take:]
+                part = np.argpartition(tile, width - take, axis=1)[:, width - take :]
             else:
                 part = np.broadcast_to(np.arange(c1 - c0), (q1 - q0, c1 - c0))
             cand_sc = np.concatenate([best_sc, np.take_along_axis(tile, part, axis=1)], axis=1)
             cand_idx = np.concatenate([best_idx, part + c0], axis=1)
-            keep = np.argpartition(-cand_sc, k - 1, axis=1)[:, :k] if cand_sc.shape[1] > k else \
-                np.broadcast_to(np.arange(cand_sc.shape[1]), cand_sc.shape)
+            keep = (
+                np.argpartition(-cand_sc, k - 1, axis=1)[:, :k]
+                if cand_sc.shape[1] > k
+                else np.broadcast_to(np.arange(cand_sc.shape[1]), cand_sc.shape)
+            )
             best_sc = np.take_along_axis(cand_sc, keep, axis=1)
             best_idx = np.take_along_axis(cand_idx, keep, axis=1)
         sorted_block = _sort_top(best_idx, best_sc, k)
@@ -116,6 +125,14 @@ def similarity_rows(query_ids: list[str], catalog_ids: list[str], neighbours: Ne
                 break
             rank += 1
             cosine = float(score)
-            rows.append({"new_episode_id": new_id, "historical_episode_id": catalog_ids[idx], "rank": rank,
-                         "cosine_similarity": cosine, "distance": 1.0 - cosine, "model": model})
+            rows.append(
+                {
+                    "new_episode_id": new_id,
+                    "historical_episode_id": catalog_ids[idx],
+                    "rank": rank,
+                    "cosine_similarity": cosine,
+                    "distance": 1.0 - cosine,
+                    "model": model,
+                }
+            )
     return rows

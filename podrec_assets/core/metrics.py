@@ -116,8 +116,13 @@ def paired_ndcg_change(new: pd.DataFrame, old: pd.DataFrame, relevant: pd.DataFr
         nan = float("nan")
         return {"new": nan, "old": nan, "change": nan, "change_stderr": nan, "users": 0}
     change = a[users] - b[users]
-    return {"new": float(a[users].mean()), "old": float(b[users].mean()), "change": float(change.mean()),
-            "change_stderr": standard_error(change), "users": int(len(users))}
+    return {
+        "new": float(a[users].mean()),
+        "old": float(b[users].mean()),
+        "change": float(change.mean()),
+        "change_stderr": standard_error(change),
+        "users": int(len(users)),
+    }
 
 
 def _average_precision_sums(top: pd.DataFrame, actual: pd.Series) -> pd.Series:
@@ -157,8 +162,14 @@ def ranking_metrics(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -
     top, actual = _prepare(recommended, relevant, k)
     n_users = int(len(actual))
     if n_users == 0:
-        return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, f"map@{k}": 0.0, "users": 0,
-                f"ndcg@{k}_stderr": float("nan")}
+        return {
+            f"precision@{k}": 0.0,
+            f"recall@{k}": 0.0,
+            f"ndcg@{k}": 0.0,
+            f"map@{k}": 0.0,
+            "users": 0,
+            f"ndcg@{k}_stderr": float("nan"),
+        }
     per_user = _per_user_hits(top, actual)
     ap_sums = _average_precision_sums(top, actual)
     ndcg = _ndcg_per_user(top, actual, k)

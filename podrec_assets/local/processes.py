@@ -126,12 +126,16 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.pid() is None:
-                raise ServiceError(f"{what} exited during start-up. Last log lines ({self.log_file}):\n{self.log_tail()}")
+                raise ServiceError(
+                    f"{what} exited during start-up. Last log lines ({self.log_file}):\n{self.log_tail()}"
+                )
             if probe():
                 return
             time.sleep(0.2)
         self.stop()
-        raise ServiceError(f"{what} did not answer within {timeout_s:.0f}s. Last log lines ({self.log_file}):\n{self.log_tail()}")
+        raise ServiceError(
+            f"{what} did not answer within {timeout_s:.0f}s. Last log lines ({self.log_file}):\n{self.log_tail()}"
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> bool:
         """Signal the PID, wait for it to exit, SIGKILL after the timeout. True if something was stopped."""

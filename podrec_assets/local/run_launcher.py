@@ -43,5 +43,6 @@ class LocalRunLauncher(DefaultRunLauncher):
             alive = False
         if alive:
             return CheckRunHealthResult(WorkerStatus.RUNNING)
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker (pid {pid}) is gone: it was killed or crashed "
-                                                         "before the run finished")
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"the run worker (pid {pid}) is gone: it was killed or crashed before the run finished"
+        )

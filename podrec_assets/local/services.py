@@ -1,8 +1,9 @@
 """The embedded local stack: an Apache Kafka broker (KRaft, one JVM) and a MongoDB server (SecantusDB).
 
 Both bind 127.0.0.1, keep data, logs and pid files under ``$PODREC_HOME/services/``, and are stopped by
-PID. Kafka's jars come from Maven Central at ``make setup`` (``local/kafka/pom.xml``); nothing is fetched here. When ``PODREC_KAFKA_BOOTSTRAP`` / ``PODREC_MONGO_URI`` point at external servers, nothing is started
-and ``status`` only probes them.
+PID. Kafka's jars come from Maven Central at ``make setup`` (``local/kafka/pom.xml``); nothing is fetched here.
+When ``PODREC_KAFKA_BOOTSTRAP`` / ``PODREC_MONGO_URI`` point at external servers, nothing is started and
+``status`` only probes them.
 """
 
 from __future__ import annotations
@@ -68,8 +69,18 @@ def kafka_server_properties(settings: Settings, data_dir: Path) -> str:
 
 def kafka_java(settings: Settings, main_class: str, *args: str) -> list[str]:
     heap = settings.kafka_heap_mb
-    return ["java", f"-Xmx{heap}m", f"-Xms{min(256, heap)}m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", kafka_classpath(), main_class, *args]
+    return [
+        "java",
+        f"-Xmx{heap}m",
+        f"-Xms{min(256, heap)}m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
+        "-cp",
+        kafka_classpath(),
+        main_class,
+        *args,
+    ]
 
 
 def format_kafka_storage(settings: Settings, config: Path, data_dir: Path, cluster_id: str | None = None) -> None:
@@ -78,11 +89,16 @@ def format_kafka_storage(settings: Settings, config: Path, data_dir: Path, clust
         return
     cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     # one argument with "=": a random id starts with "-" one time in 64, which the tool would take for an option
-    done = subprocess.run(kafka_java(settings, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                                     f"--config={config}"),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        kafka_java(settings, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={config}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if done.returncode != 0:
-        raise ServiceError(f"Kafka: formatting its storage in {data_dir} failed:\n{(done.stdout + done.stderr)[-2000:]}")
+        raise ServiceError(
+            f"Kafka: formatting its storage in {data_dir} failed:\n{(done.stdout + done.stderr)[-2000:]}"
+        )
 
 
 def secantus_binary() -> Path:
@@ -101,7 +117,9 @@ def kafka_ready(bootstrap: str, timeout_ms: int = 1500) -> bool:
     from kafka.errors import KafkaError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+        )
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -191,14 +209,18 @@ class LocalStack:
                 )
         elif self.kafka.pid() is None:
             require_free_port("Kafka", "127.0.0.1", s.kafka_port, "PODREC_KAFKA_PORT")
-            require_free_port("Kafka's controller", "127.0.0.1", s.kafka_controller_listen_port, "PODREC_KAFKA_CONTROLLER_PORT")
+            require_free_port(
+                "Kafka's controller", "127.0.0.1", s.kafka_controller_listen_port, "PODREC_KAFKA_CONTROLLER_PORT"
+            )
             data_dir = s.services_dir / "kafka-data"
             data_dir.mkdir(parents=True, exist_ok=True)
             config = s.services_dir / "kafka.properties"
             config.write_text(kafka_server_properties(s, data_dir))
             format_kafka_storage(s, config, data_dir)
             self.kafka.start(kafka_java(s, "kafka.Kafka", str(config)))
-            self.kafka.wait_ready(lambda: kafka_ready(s.kafka_servers), s.service_start_timeout_s, f"Kafka (127.0.0.1:{s.kafka_port})")
+            self.kafka.wait_ready(
+                lambda: kafka_ready(s.kafka_servers), s.service_start_timeout_s, f"Kafka (127.0.0.1:{s.kafka_port})"
+            )
         ensure_topics(s)
         return self.kafka_status()
 
@@ -222,11 +244,22 @@ class LocalStack:
             require_free_port("MongoDB", "127.0.0.1", s.mongo_port, "PODREC_MONGO_PORT")
             data_dir = s.services_dir / "mongodb-data"
             data_dir.mkdir(parents=True, exist_ok=True)
-            argv = [str(secantus_binary()), "--host", "127.0.0.1", "--port", str(s.mongo_port),
-                    "--storage-path", str(data_dir), "--log-level", "WARNING"]
+            argv = [
+                str(secantus_binary()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(s.mongo_port),
+                "--storage-path",
+                str(data_dir),
+                "--log-level",
+                "WARNING",
+            ]
             # its own cwd, so it never picks up a stray secantusd.toml from the caller's directory
             self.mongo.start(argv, cwd=s.services_dir)
-            self.mongo.wait_ready(lambda: mongo_ready(s.mongo_url), s.service_start_timeout_s, f"MongoDB (127.0.0.1:{s.mongo_port})")
+            self.mongo.wait_ready(
+                lambda: mongo_ready(s.mongo_url), s.service_start_timeout_s, f"MongoDB (127.0.0.1:{s.mongo_port})"
+            )
         return self.mongo_status()
 
     def mongo_status(self) -> ServiceStatus:
@@ -254,4 +287,3 @@ class LocalStack:
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(f"== {p.log_file} ==\n{p.log_tail(lines)}" for p in (self.kafka, self.mongo))
-

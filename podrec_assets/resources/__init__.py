@@ -13,13 +13,17 @@ from podrec_assets.settings import Settings
 
 def build_resources(settings: Settings) -> dict:
     return {
-        "kafka": KafkaResource(bootstrap_servers=settings.kafka_servers, lateness_minutes=settings.kafka_lateness_minutes),
+        "kafka": KafkaResource(
+            bootstrap_servers=settings.kafka_servers, lateness_minutes=settings.kafka_lateness_minutes
+        ),
         "mongo": MongoResource(uri=settings.mongo_url, database=settings.mongo_db),
         "lake": LakeResource(root=settings.lake_root, storage_options_json=settings.lake_storage_options),
         "spark": spark_resource(settings),
         "asr": AsrResource.from_settings(settings),
         "embedder": EmbedderResource(
-            model_path=settings.embed_model, chunk_overlap=settings.embed_chunk_overlap, batch_size=settings.embed_batch_size,
+            model_path=settings.embed_model,
+            chunk_overlap=settings.embed_chunk_overlap,
+            batch_size=settings.embed_batch_size,
         ),
     }
 

@@ -32,12 +32,19 @@ class AsrResource(ConfigurableResource):
     def from_settings(cls, settings, **overrides: Any) -> "AsrResource":
         """The resource the settings describe (``overrides`` win: e.g. the transcribe command's flags)."""
         fields = dict(
-            model=settings.asr_model, threads=settings.asr_threads, workers=settings.asr_workers,
-            batch_size=settings.asr_batch_size, languages=settings.languages,
-            models_dir=str(settings.home_path / "models"), audio_max_mb=settings.audio_max_mb,
-            audio_timeout_s=settings.audio_timeout_s, audio_retries=settings.audio_retries,
-            transcript_max_mb=settings.transcript_max_mb, transcript_timeout_s=settings.transcript_timeout_s,
-            user_agent=settings.user_agent, download_dir=str(settings.home_path / "downloads"),
+            model=settings.asr_model,
+            threads=settings.asr_threads,
+            workers=settings.asr_workers,
+            batch_size=settings.asr_batch_size,
+            languages=settings.languages,
+            models_dir=str(settings.home_path / "models"),
+            audio_max_mb=settings.audio_max_mb,
+            audio_timeout_s=settings.audio_timeout_s,
+            audio_retries=settings.audio_retries,
+            transcript_max_mb=settings.transcript_max_mb,
+            transcript_timeout_s=settings.transcript_timeout_s,
+            user_agent=settings.user_agent,
+            download_dir=str(settings.home_path / "downloads"),
         )
         return cls(**{**fields, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -45,8 +52,9 @@ class AsrResource(ConfigurableResource):
         if self._loaded is None:
             from podrec_assets.core.asr import load_whisper
 
-            self._loaded = load_whisper(self.model, self.models_dir, cpu_threads=self.threads,
-                                        num_workers=max(1, self.workers))
+            self._loaded = load_whisper(
+                self.model, self.models_dir, cpu_threads=self.threads, num_workers=max(1, self.workers)
+            )
         return self._loaded
 
     @property
@@ -57,16 +65,24 @@ class AsrResource(ConfigurableResource):
         """Context manager yielding a local path with the audio of ``url`` (limits from settings)."""
         from podrec_assets.core.audio import FetchLimits, fetched_file
 
-        limits = FetchLimits(max_bytes=self.audio_max_mb * 1024 * 1024, timeout_s=self.audio_timeout_s,
-                             retries=self.audio_retries, user_agent=self.user_agent)
+        limits = FetchLimits(
+            max_bytes=self.audio_max_mb * 1024 * 1024,
+            timeout_s=self.audio_timeout_s,
+            retries=self.audio_retries,
+            user_agent=self.user_agent,
+        )
         return fetched_file(url, limits, self.download_dir or None)
 
     def fetch_transcript(self, url: str) -> bytes:
         """The bytes of a publisher's transcript (its own size and time limits; retries as for audio)."""
         from podrec_assets.core.audio import FetchLimits, fetched_file
 
-        limits = FetchLimits(max_bytes=self.transcript_max_mb * 1024 * 1024, timeout_s=self.transcript_timeout_s,
-                             retries=self.audio_retries, user_agent=self.user_agent)
+        limits = FetchLimits(
+            max_bytes=self.transcript_max_mb * 1024 * 1024,
+            timeout_s=self.transcript_timeout_s,
+            retries=self.audio_retries,
+            user_agent=self.user_agent,
+        )
         with fetched_file(url, limits, self.download_dir or None) as path:
             return path.read_bytes()
 

@@ -35,12 +35,24 @@ class EmbedderResource(ConfigurableResource):
         """``core.embedding.embed_documents`` with this resource's model, overlap and batch size."""
         from podrec_assets.core.embedding import embed_documents
 
-        return embed_documents(self.model(), texts, overlap=self.chunk_overlap, batch_size=self.batch_size,
-                               logger=logger, skip_empty=skip_empty)
+        return embed_documents(
+            self.model(),
+            texts,
+            overlap=self.chunk_overlap,
+            batch_size=self.batch_size,
+            logger=logger,
+            skip_empty=skip_empty,
+        )
 
     def params(self) -> dict[str, Any]:
         """What a vector depends on, for materialization metadata (loads the model)."""
         model = self.model()
-        return {"model": model.name, "model_path": model.path, "dimension": model.dimension,
-                "max_seq_length": model.max_seq_length, "max_chunk_tokens": model.max_chunk_tokens,
-                "chunk_overlap": self.chunk_overlap, "batch_size": self.batch_size}
+        return {
+            "model": model.name,
+            "model_path": model.path,
+            "dimension": model.dimension,
+            "max_seq_length": model.max_seq_length,
+            "max_chunk_tokens": model.max_chunk_tokens,
+            "chunk_overlap": self.chunk_overlap,
+            "batch_size": self.batch_size,
+        }

@@ -65,8 +65,11 @@ class DayRange:
     def lost_since(self, stored_top_offsets: dict[int, int]) -> list[str]:
         """Partitions where the broker now ends at or below an offset a stored day was read from: its data was
         wiped or the topic recreated, so reading again would replace the day with other, fewer records."""
-        return [f"partition {p} ends at offset {self.log_end.get(p, 0)} but the stored day holds offset {top}"
-                for p, top in sorted(stored_top_offsets.items()) if self.log_end.get(p, 0) <= top]
+        return [
+            f"partition {p} ends at offset {self.log_end.get(p, 0)} but the stored day holds offset {top}"
+            for p, top in sorted(stored_top_offsets.items())
+            if self.log_end.get(p, 0) <= top
+        ]
 
     def why_rereading_loses(self, stored_rows: int, stored_top_offsets: dict[int, int]) -> str | None:
         """Why reading this day again would replace its ``stored_rows`` with less (None when it would not): the
@@ -75,13 +78,17 @@ class DayRange:
             return None
         lost = self.lost_since(stored_top_offsets)
         if lost:
-            return (f"the broker holds fewer records of topic {self.topic!r} than the stored day was read from "
-                    f"({'; '.join(lost)}): its data was wiped or the topic recreated")
+            return (
+                f"the broker holds fewer records of topic {self.topic!r} than the stored day was read from "
+                f"({'; '.join(lost)}): its data was wiped or the topic recreated"
+            )
         truncated = self.possibly_truncated
         if truncated:
             detail = ", ".join(f"partition {p}: log starts at offset {self.log_start[p]}" for p in truncated)
-            return (f"the broker no longer holds the start of {self.day} on topic {self.topic!r} ({detail}; older "
-                    "records were deleted by retention)")
+            return (
+                f"the broker no longer holds the start of {self.day} on topic {self.topic!r} ({detail}; older "
+                "records were deleted by retention)"
+            )
         return None
 
     def range_metadata(self) -> dict[str, str]:
@@ -90,8 +97,10 @@ class DayRange:
     def spark_offsets(self) -> tuple[str, str]:
         """startingOffsets / endingOffsets for Spark's Kafka source: exactly these ranges (end exclusive)."""
         ranges = self.ranges
-        return (json.dumps({self.topic: {str(p): a for p, (a, _) in ranges.items()}}),
-                json.dumps({self.topic: {str(p): b for p, (_, b) in ranges.items()}}))
+        return (
+            json.dumps({self.topic: {str(p): a for p, (a, _) in ranges.items()}}),
+            json.dumps({self.topic: {str(p): b for p, (_, b) in ranges.items()}}),
+        )
 
 
 class Producer:
@@ -115,20 +124,36 @@ class Producer:
 
         self.bootstrap_servers = bootstrap_servers
         self._failures, self._failed, self._sent = failures, failed, 0
-        self._producer = RdKafkaProducer({
-            "bootstrap.servers": bootstrap_servers, "queue.buffering.max.messages": 500_000,
-            "delivery.report.only.error": True, "on_delivery": delivered, "log_level": 3,
-            "partitioner": "murmur2_random",  # the key -> partition mapping of kafka-python and the Java client
-            "max.in.flight.requests.per.connection": 5,  # as kafka-python: retries cannot reorder much
-            "message.timeout.ms": int(delivery_timeout_s * 1000), **options})
+        self._producer = RdKafkaProducer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "queue.buffering.max.messages": 500_000,
+                "delivery.report.only.error": True,
+                "on_delivery": delivered,
+                "log_level": 3,
+                "partitioner": "murmur2_random",  # the key -> partition mapping of kafka-python and the Java client
+                "max.in.flight.requests.per.connection": 5,  # as kafka-python: retries cannot reorder much
+                "message.timeout.ms": int(delivery_timeout_s * 1000),
+                **options,
+            }
+        )
 
     def _raise_failures(self) -> None:
         if self._failed[0]:
-            raise RuntimeError(f"could not deliver {self._failed[0]} Kafka records to {self.bootstrap_servers} ("
-                               + "; ".join(self._failures) + "): is the broker running? (`podrec services start`)")
+            raise RuntimeError(
+                f"could not deliver {self._failed[0]} Kafka records to {self.bootstrap_servers} ("
+                + "; ".join(self._failures)
+                + "): is the broker running? (`podrec services start`)"
+            )
 
-    def send(self, topic: str, value: bytes | None, key: bytes | None = None, timestamp_ms: int | None = None,
-             partition: int | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        timestamp_ms: int | None = None,
+        partition: int | None = None,
+    ) -> None:
         """Queue one record (the record timestamp is ``timestamp_ms``, default now); raises once deliveries fail."""
         kwargs: dict[str, Any] = {"value": value, "key": key}
         if timestamp_ms is not None:
@@ -156,8 +181,10 @@ class Producer:
         remaining = self._producer.flush(timeout_s)
         self._raise_failures()
         if remaining:
-            raise RuntimeError(f"{remaining} Kafka records were not delivered to {self.bootstrap_servers} within "
-                               f"{timeout_s:g}s: is the broker running? (`podrec services start`)")
+            raise RuntimeError(
+                f"{remaining} Kafka records were not delivered to {self.bootstrap_servers} within "
+                f"{timeout_s:g}s: is the broker running? (`podrec services start`)"
+            )
 
     def close(self) -> None:
         """Drop what was not sent yet (call ``flush`` first to wait for it) and stop librdkafka's threads."""
@@ -174,8 +201,11 @@ class KafkaResource(ConfigurableResource):
     request_timeout_ms: int = 10000
 
     def _client_kwargs(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.bootstrap_servers.split(","), "bootstrap_timeout_ms": self.request_timeout_ms,
-                "request_timeout_ms": max(self.request_timeout_ms, 3000) + 1000}
+        return {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "bootstrap_timeout_ms": self.request_timeout_ms,
+            "request_timeout_ms": max(self.request_timeout_ms, 3000) + 1000,
+        }
 
     def producer(self, linger_ms: int = 20, batch_bytes: int = 1024 * 1024, acks: str = "all") -> "Producer":
         """A producer (librdkafka through confluent-kafka: ~8x kafka-python's send rate, needed by the simulator)."""
@@ -230,7 +260,9 @@ class KafkaResource(ConfigurableResource):
             while pending:
                 if time.monotonic() > deadline:
                     missing = {tp.partition: (consumer.position(tp), wanted[tp][1]) for tp in pending}
-                    raise TimeoutError(f"Kafka {topic}: range not fully read within {timeout_s}s (position, stop): {missing}")
+                    raise TimeoutError(
+                        f"Kafka {topic}: range not fully read within {timeout_s}s (position, stop): {missing}"
+                    )
                 batch = consumer.poll(timeout_ms=500, max_records=50000)
                 for tp, messages in batch.items():
                     stop = wanted[tp][1]
@@ -254,8 +286,10 @@ class KafkaResource(ConfigurableResource):
         try:
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
-                raise RuntimeError(f"Kafka topic {topic!r} does not exist on {self.bootstrap_servers}. "
-                                   "Run `podrec services start` (it creates the topics) or create it.")
+                raise RuntimeError(
+                    f"Kafka topic {topic!r} does not exist on {self.bootstrap_servers}. "
+                    "Run `podrec services start` (it creates the topics) or create it."
+                )
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             log_start, log_end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
             found = {name: consumer.offsets_for_times({tp: ms for tp in tps}) for name, ms in times_ms.items()}
@@ -280,8 +314,15 @@ class KafkaResource(ConfigurableResource):
         exact (the first offset stamped at or after D's start: nothing of D lies before it).
         """
         start_ms, end_ms, late_ms = day_bounds_ms(day, self.lateness_minutes)
-        found = self.offsets_at_times(topic, {"start": start_ms, "midnight": end_ms, "stop": late_ms,
-                                              "previous_stop": start_ms + self.lateness_minutes * 60_000})
+        found = self.offsets_at_times(
+            topic,
+            {
+                "start": start_ms,
+                "midnight": end_ms,
+                "stop": late_ms,
+                "previous_stop": start_ms + self.lateness_minutes * 60_000,
+            },
+        )
         if through_log_end:
             found["stop"] = dict(found["log_end"])
         return DayRange(topic, day, self.lateness_minutes, **found)
@@ -299,13 +340,16 @@ class KafkaResource(ConfigurableResource):
         if not day_range.record_count:
             return []
         starting, ending = day_range.spark_offsets()
-        frame = (spark.read.format("kafka")
-                 .option("kafka.bootstrap.servers", self.bootstrap_servers)
-                 .option("assign", json.dumps({day_range.topic: sorted(day_range.start)}))
-                 .option("startingOffsets", starting).option("endingOffsets", ending)
-                 .option("kafka.request.timeout.ms", str(max(self.request_timeout_ms, 3000) + 1000))
-                 .load()
-                 .selectExpr("partition", "offset", "unix_millis(timestamp) AS timestamp_ms", "key", "value"))
+        frame = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", self.bootstrap_servers)
+            .option("assign", json.dumps({day_range.topic: sorted(day_range.start)}))
+            .option("startingOffsets", starting)
+            .option("endingOffsets", ending)
+            .option("kafka.request.timeout.ms", str(max(self.request_timeout_ms, 3000) + 1000))
+            .load()
+            .selectExpr("partition", "offset", "unix_millis(timestamp) AS timestamp_ms", "key", "value")
+        )
         table = frame.toArrow()
         columns = [table.column(name).to_pylist() for name in ("partition", "offset", "timestamp_ms", "key", "value")]
         records = [KafkaRecord(*fields) for fields in zip(*columns)]

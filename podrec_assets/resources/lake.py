@@ -78,12 +78,22 @@ class LakeResource(ConfigurableResource):
             try:
                 if self.exists(name):
                     write_deltalake(
-                        self.table_uri(name), stamped, mode="overwrite", predicate=partition_predicate(day, where),
-                        partition_by=["date"], schema_mode="merge", storage_options=self.storage_options,
+                        self.table_uri(name),
+                        stamped,
+                        mode="overwrite",
+                        predicate=partition_predicate(day, where),
+                        partition_by=["date"],
+                        schema_mode="merge",
+                        storage_options=self.storage_options,
                     )
                 else:
-                    write_deltalake(self.table_uri(name), stamped, mode="append", partition_by=["date"],
-                                    storage_options=self.storage_options)
+                    write_deltalake(
+                        self.table_uri(name),
+                        stamped,
+                        mode="append",
+                        partition_by=["date"],
+                        storage_options=self.storage_options,
+                    )
                 break
             except CommitFailedError:
                 if attempt == 7:
@@ -136,21 +146,29 @@ class LakeResource(ConfigurableResource):
         frame = spark.read.format("delta").option("versionAsOf", int(version)).load(self._spark_uri(name))
         return frame.where(f"date >= DATE'{start.isoformat()}' AND date <= DATE'{end.isoformat()}'")
 
-    def spark_write_partition(self, name: str, day: date, frame: Any, run_id: str,
-                              where: dict[str, Any] | None = None) -> dict[str, Any]:
+    def spark_write_partition(
+        self, name: str, day: date, frame: Any, run_id: str, where: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``write_partition`` for a Spark DataFrame, written by Spark's Delta writer with the same semantics:
         the rows of ``day`` (and ``where``) replaced in one commit (replaceWhere), stamped like every write."""
         from pyspark.sql import functions as F
 
-        stamped = (frame.drop(*[c for c in COMMON_COLUMNS if c in frame.columns])
-                   .withColumn("date", F.lit(day.isoformat()).cast("date"))
-                   .withColumn("run_id", F.lit(run_id))
-                   .withColumn("created_at", F.lit(datetime.now(timezone.utc)).cast("timestamp")))
+        stamped = (
+            frame.drop(*[c for c in COMMON_COLUMNS if c in frame.columns])
+            .withColumn("date", F.lit(day.isoformat()).cast("date"))
+            .withColumn("run_id", F.lit(run_id))
+            .withColumn("created_at", F.lit(datetime.now(timezone.utc)).cast("timestamp"))
+        )
         for attempt in range(8):
             try:
                 if self.exists(name):
-                    (stamped.write.format("delta").mode("overwrite").option("replaceWhere", partition_predicate(day, where))
-                     .option("mergeSchema", "true").save(self._spark_uri(name)))
+                    (
+                        stamped.write.format("delta")
+                        .mode("overwrite")
+                        .option("replaceWhere", partition_predicate(day, where))
+                        .option("mergeSchema", "true")
+                        .save(self._spark_uri(name))
+                    )
                 else:
                     stamped.write.format("delta").mode("append").partitionBy("date").save(self._spark_uri(name))
                 break

@@ -67,7 +67,9 @@ class MongoResource(ConfigurableResource):
         if self._client is None:
             from pymongo import MongoClient
 
-            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.server_selection_timeout_ms, tz_aware=True)
+            self._client = MongoClient(
+                self.uri, serverSelectionTimeoutMS=self.server_selection_timeout_ms, tz_aware=True
+            )
         return self._client
 
     def db(self):
@@ -104,9 +106,16 @@ class MongoResource(ConfigurableResource):
             coll.create_index(spec["keys"], unique=spec.get("unique", False))
 
     @_needs_server
-    def replace_day(self, collection: str, day: date, documents: Iterable[dict[str, Any]], run_id: str,
-                    model_version: str | None = None, batch_size: int = 5000,
-                    delta_version: int | None = None) -> dict[str, int]:
+    def replace_day(
+        self,
+        collection: str,
+        day: date,
+        documents: Iterable[dict[str, Any]],
+        run_id: str,
+        model_version: str | None = None,
+        batch_size: int = 5000,
+        delta_version: int | None = None,
+    ) -> dict[str, int]:
         """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version),
         swapped in for readers in one step once every document is written."""
         self.ensure_indexes(collection)
@@ -116,16 +125,28 @@ class MongoResource(ConfigurableResource):
         batch: list[dict[str, Any]] = []
         inserted = 0
         for doc in documents:
-            batch.append({**doc, "date": day_key, "run_id": run_id, "model_version": model_version, "write_id": write_id})
+            batch.append(
+                {**doc, "date": day_key, "run_id": run_id, "model_version": model_version, "write_id": write_id}
+            )
             if len(batch) >= batch_size:
                 inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
                 batch = []
         if batch:
             inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
-        self.db()[SERVING_DAYS].replace_one({"_id": f"{collection}/{day_key}"}, {
-            "collection": collection, "date": day_key, "write_id": write_id, "run_id": run_id, "rows": inserted,
-            "model_version": model_version, "delta_version": delta_version,
-            "written_at": datetime.now(timezone.utc)}, upsert=True)
+        self.db()[SERVING_DAYS].replace_one(
+            {"_id": f"{collection}/{day_key}"},
+            {
+                "collection": collection,
+                "date": day_key,
+                "write_id": write_id,
+                "run_id": run_id,
+                "rows": inserted,
+                "model_version": model_version,
+                "delta_version": delta_version,
+                "written_at": datetime.now(timezone.utc),
+            },
+            upsert=True,
+        )
         deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
         return {"inserted": inserted, "deleted": deleted}
 
@@ -159,8 +180,9 @@ class MongoResource(ConfigurableResource):
         return result.deleted_count
 
     @_needs_server
-    def upsert_many(self, collection: str, key_fields: Sequence[str], documents: Iterable[dict[str, Any]],
-                    batch_size: int = 5000) -> int:
+    def upsert_many(
+        self, collection: str, key_fields: Sequence[str], documents: Iterable[dict[str, Any]], batch_size: int = 5000
+    ) -> int:
         """Bulk upsert by key (the catalog: an episode keeps one document whatever day re-publishes it)."""
         from pymongo import ReplaceOne
 

@@ -39,7 +39,8 @@ class SparkResource(LazyPySparkResource):
                 raise RuntimeError(
                     f"Spark: the Delta Lake and Kafka connector jars are missing in {jars_dir}. Run `make setup` "
                     "(it copies them from Maven Central with `mvn`, see podrec_assets/local/spark/pom.xml), "
-                    "or point PODREC_SPARK_JARS_DIR at a folder that holds them.")
+                    "or point PODREC_SPARK_JARS_DIR at a folder that holds them."
+                )
         super()._init_session()
 
 

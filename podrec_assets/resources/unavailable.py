@@ -11,4 +11,5 @@ def server_unavailable(server: str, where: str, setting: str, cause: BaseExcepti
     return ServerUnavailable(
         f"{server}: no server answers at {where} ({type(cause).__name__}). The local stack's servers start with "
         f"`podrec services start` (`podrec services status` shows them); a server set by {setting} must be started "
-        "where it runs. Re-run the step once the server is up (a re-run of a day is idempotent).")
+        "where it runs. Re-run the step once the server is up (a re-run of a day is idempotent)."
+    )

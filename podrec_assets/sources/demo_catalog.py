@@ -24,8 +24,13 @@ from podrec_assets.sources.demo_corpus import DemoDocument, load_demo_documents
 # Eight topics; the two sports shows (and space/electronics) give near neighbours across shows too.
 DEMO_TOPICS = ("space", "medicine", "cryptography", "hockey", "baseball", "cars", "electronics", "middle east politics")
 SHOW_NAMES = {
-    "space": "Orbit Hour", "medicine": "Second Opinion", "cryptography": "Key Exchange", "hockey": "Blue Line",
-    "baseball": "Bullpen Talk", "cars": "Torque", "electronics": "Solder & Signal",
+    "space": "Orbit Hour",
+    "medicine": "Second Opinion",
+    "cryptography": "Key Exchange",
+    "hockey": "Blue Line",
+    "baseball": "Bullpen Talk",
+    "cars": "Torque",
+    "electronics": "Solder & Signal",
     "middle east politics": "Middle East Dispatch",
 }
 VOICES = ("en-us", "en-us+m3", "en")  # espeak-ng voices Whisper transcribes well (WER < 10 % at 150 wpm)
@@ -48,8 +53,9 @@ def _topic_queues(seed: int, documents: list[DemoDocument]) -> dict[str, list[De
     return queues
 
 
-def plan_catalog(days: list[date], per_day: int, seed: int, speech_seconds: int,
-                 documents: list[DemoDocument] | None = None) -> list[dict[str, Any]]:
+def plan_catalog(
+    days: list[date], per_day: int, seed: int, speech_seconds: int, documents: list[DemoDocument] | None = None
+) -> list[dict[str, Any]]:
     """The demo episodes of ``days`` (metadata plus the text to speak), deterministic by seed and day."""
     queues = _topic_queues(seed, documents if documents is not None else load_demo_documents())
     max_words = max(10, int(speech_seconds * WORDS_PER_MINUTE / 60))
@@ -62,22 +68,25 @@ def plan_catalog(days: list[date], per_day: int, seed: int, speech_seconds: int,
             document = queue[(counter // len(DEMO_TOPICS)) % len(queue)]
             seconds = 5 * 3600 + _stable_int(seed, day, slot) % (17 * 3600)
             published = datetime.combine(day, time(), tzinfo=timezone.utc).replace(
-                hour=seconds // 3600, minute=seconds // 60 % 60, second=seconds % 60)
+                hour=seconds // 3600, minute=seconds // 60 % 60, second=seconds % 60
+            )
             spoken = " ".join(document.text.split()[:max_words])
             slug = topic.replace(" ", "-")
-            planned.append({
-                "episode_id": f"demo-{day:%Y%m%d}-{slot:03d}",
-                "podcast_id": f"demo-{slug}",
-                "podcast_title": SHOW_NAMES.get(topic, topic.title()),
-                "episode_title": document.title,
-                "description": spoken,
-                "language": "en",
-                "published_at": published.isoformat().replace("+00:00", "Z"),
-                "categories": [topic],
-                "source": "demo",
-                "doc_id": document.doc_id,
-                "voice": VOICES[_stable_int(seed, topic) % len(VOICES)],
-            })
+            planned.append(
+                {
+                    "episode_id": f"demo-{day:%Y%m%d}-{slot:03d}",
+                    "podcast_id": f"demo-{slug}",
+                    "podcast_title": SHOW_NAMES.get(topic, topic.title()),
+                    "episode_title": document.title,
+                    "description": spoken,
+                    "language": "en",
+                    "published_at": published.isoformat().replace("+00:00", "Z"),
+                    "categories": [topic],
+                    "source": "demo",
+                    "doc_id": document.doc_id,
+                    "voice": VOICES[_stable_int(seed, topic) % len(VOICES)],
+                }
+            )
     return planned
 
 
@@ -88,8 +97,12 @@ def synthesize(text: str, target: Path, voice: str, max_seconds: float) -> float
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.{random.getrandbits(32):08x}.tmp")
     try:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(WORDS_PER_MINUTE), "-w", str(staging), text],
-                       check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(WORDS_PER_MINUTE), "-w", str(staging), text],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         with wave.open(str(staging), "rb") as source:
             params = source.getparams()
             frames = source.readframes(min(source.getnframes(), int(max_seconds * source.getframerate())))
@@ -107,8 +120,9 @@ def wav_seconds(path: Path) -> float:
         return round(source.getnframes() / source.getframerate(), 3)
 
 
-def build_demo_episodes(settings, days: list[date], per_day: int, seed: int,
-                        progress: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def build_demo_episodes(
+    settings, days: list[date], per_day: int, seed: int, progress: Callable[[str], None] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Plan the catalog and make sure every episode's audio exists; returns (episodes, audio counts)."""
     say = progress or (lambda message: None)
     audio_dir = Path(settings.audio_dir)
@@ -131,13 +145,16 @@ def build_demo_episodes(settings, days: list[date], per_day: int, seed: int,
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         episodes = list(pool.map(with_audio, planned))
-    say(f"{len(episodes)} demo episodes over {len(set(days))} days: {counts['audio_synthesised']} clips synthesised, "
-        f"{counts['audio_reused']} already there (under {audio_dir})")
+    say(
+        f"{len(episodes)} demo episodes over {len(set(days))} days: {counts['audio_synthesised']} clips synthesised, "
+        f"{counts['audio_reused']} already there (under {audio_dir})"
+    )
     return episodes, counts
 
 
-def publish_demo_catalog(settings, days: list[date], per_day: int, seed: int,
-                         progress: Callable[[str], None] | None = None) -> dict:
+def publish_demo_catalog(
+    settings, days: list[date], per_day: int, seed: int, progress: Callable[[str], None] | None = None
+) -> dict:
     """Synthesise the demo catalog's audio and publish it to Kafka (idempotent by episode_id)."""
     from podrec_assets.resources.kafka import KafkaResource
     from podrec_assets.sources.publisher import publish_episodes
@@ -145,5 +162,10 @@ def publish_demo_catalog(settings, days: list[date], per_day: int, seed: int,
     episodes, counts = build_demo_episodes(settings, days, per_day, seed, progress)
     kafka = KafkaResource(bootstrap_servers=settings.kafka_servers, lateness_minutes=settings.kafka_lateness_minutes)
     published = publish_episodes(kafka, episodes, progress=progress)
-    return {"episodes": len(episodes), "days": len(set(days)), "topics": len({e["categories"][0] for e in episodes}),
-            **counts, **published}
+    return {
+        "episodes": len(episodes),
+        "days": len(set(days)),
+        "topics": len({e["categories"][0] for e in episodes}),
+        **counts,
+        **published,
+    }

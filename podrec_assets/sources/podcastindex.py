@@ -34,11 +34,21 @@ def auth_headers(api_key: str, api_secret: str, user_agent: str, now: float | No
 
 
 class PodcastIndexClient:
-    def __init__(self, api_key: str, api_secret: str, base_url: str = "https://api.podcastindex.org/api/1.0",
-                 user_agent: str = "podrec/0.1", timeout_s: float = 20.0, retries: int = 4, backoff_s: float = 1.0):
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        base_url: str = "https://api.podcastindex.org/api/1.0",
+        user_agent: str = "podrec/0.1",
+        timeout_s: float = 20.0,
+        retries: int = 4,
+        backoff_s: float = 1.0,
+    ):
         if not api_key or not api_secret:
-            raise PodcastIndexAuthError("PodcastIndex needs PODCASTINDEX_API_KEY and PODCASTINDEX_API_SECRET "
-                                        "(free at https://api.podcastindex.org)")
+            raise PodcastIndexAuthError(
+                "PodcastIndex needs PODCASTINDEX_API_KEY and PODCASTINDEX_API_SECRET "
+                "(free at https://api.podcastindex.org)"
+            )
         self.api_key, self.api_secret = api_key, api_secret
         self.base_url = base_url.rstrip("/")
         self.user_agent, self.timeout_s, self.retries, self.backoff_s = user_agent, timeout_s, retries, backoff_s
@@ -54,8 +64,10 @@ class PodcastIndexClient:
                 break
             except urllib.error.HTTPError as exc:
                 if exc.code == 401:
-                    raise PodcastIndexAuthError(f"PodcastIndex refused the credentials (HTTP 401) for {path}; "
-                                                "check PODCASTINDEX_API_KEY / PODCASTINDEX_API_SECRET") from exc
+                    raise PodcastIndexAuthError(
+                        f"PodcastIndex refused the credentials (HTTP 401) for {path}; "
+                        "check PODCASTINDEX_API_KEY / PODCASTINDEX_API_SECRET"
+                    ) from exc
                 if (exc.code == 429 or exc.code >= 500) and attempt < self.retries:
                     retry_after = exc.headers.get("Retry-After", "")
                     delay = float(retry_after) if retry_after.isdigit() else self.backoff_s * 2 ** (attempt - 1)
@@ -98,19 +110,33 @@ def episode_from_item(item: dict[str, Any], feed: dict[str, Any]) -> dict[str, A
         "description": plain_text(item.get("description"))[:5000],
         "audio_url": item["enclosureUrl"],
         "language": item.get("feedLanguage") or feed.get("language") or "",
-        "published_at": datetime.fromtimestamp(int(item["datePublished"]), tz=timezone.utc).isoformat().replace("+00:00", "Z"),
+        "published_at": datetime.fromtimestamp(int(item["datePublished"]), tz=timezone.utc)
+        .isoformat()
+        .replace("+00:00", "Z"),
         "duration_sec": float(item["duration"]) if isinstance(item.get("duration"), (int, float)) else None,
         "categories": [str(v) for v in (categories.values() if isinstance(categories, dict) else categories)],
         "source": "podcastindex",
-        "transcripts": [{"url": t["url"], "type": str(t.get("type") or ""), "language": str(t.get("language") or ""),
-                         "rel": str(t.get("rel") or "")}
-                        for t in item.get("transcripts") or []
-                        if isinstance(t, dict) and isinstance(t.get("url"), str) and t["url"].startswith(("http://", "https://"))],
+        "transcripts": [
+            {
+                "url": t["url"],
+                "type": str(t.get("type") or ""),
+                "language": str(t.get("language") or ""),
+                "rel": str(t.get("rel") or ""),
+            }
+            for t in item.get("transcripts") or []
+            if isinstance(t, dict) and isinstance(t.get("url"), str) and t["url"].startswith(("http://", "https://"))
+        ],
     }
 
 
-def recent_episodes(client: PodcastIndexClient, feeds: int = 10, per_feed: int = 5, lang: str | None = "en",
-                    since: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def recent_episodes(
+    client: PodcastIndexClient,
+    feeds: int = 10,
+    per_feed: int = 5,
+    lang: str | None = "en",
+    since: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """Episodes of the trending feeds (items without audio are left out and counted)."""
     say = progress or (lambda message: None)
     episodes, without_audio = [], 0

@@ -34,8 +34,9 @@ def published_episode_ids(kafka) -> set[str]:
     return ids
 
 
-def publish_episodes(kafka, episodes: Iterable[dict[str, Any]], force: bool = False,
-                     progress: Callable[[str], None] | None = None) -> dict[str, int]:
+def publish_episodes(
+    kafka, episodes: Iterable[dict[str, Any]], force: bool = False, progress: Callable[[str], None] | None = None
+) -> dict[str, int]:
     """Validate and publish episodes not yet on the topics; returns counts (published, already, invalid)."""
     say = progress or (lambda message: None)
     known = set() if force else published_episode_ids(kafka)
@@ -56,6 +57,8 @@ def publish_episodes(kafka, episodes: Iterable[dict[str, Any]], force: bool = Fa
     if metadata:
         kafka.produce(EPISODE_METADATA_TOPIC, metadata)
         kafka.produce(EPISODE_IDS_TOPIC, ids)
-    say(f"published {len(metadata)} episodes to {EPISODE_METADATA_TOPIC} and {EPISODE_IDS_TOPIC}; "
-        f"{already} already there, {invalid} invalid")
+    say(
+        f"published {len(metadata)} episodes to {EPISODE_METADATA_TOPIC} and {EPISODE_IDS_TOPIC}; "
+        f"{already} already there, {invalid} invalid"
+    )
     return {"published": len(metadata), "already_published": already, "invalid": invalid}

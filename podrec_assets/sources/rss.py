@@ -75,13 +75,24 @@ def transcript_tags(body: bytes) -> list[list[dict[str, str]]] | None:
     except ElementTree.ParseError:
         return None
     items = [element for element in root.iter() if element.tag in ("item", "{http://www.w3.org/2005/Atom}entry")]
-    return [[{"url": tag.get("url", ""), "type": tag.get("type", ""), "language": tag.get("language", ""),
-              "rel": tag.get("rel", "")}
-             for tag in item if _is_podcast_namespace(tag.tag, "transcript") and tag.get("url")]
-            for item in items]
+    return [
+        [
+            {
+                "url": tag.get("url", ""),
+                "type": tag.get("type", ""),
+                "language": tag.get("language", ""),
+                "rel": tag.get("rel", ""),
+            }
+            for tag in item
+            if _is_podcast_namespace(tag.tag, "transcript") and tag.get("url")
+        ]
+        for item in items
+    ]
 
 
-def fetch_feed(url: str, user_agent: str = "podrec/0.1", timeout_s: float = 30.0, max_bytes: int = 20 * 1024 * 1024) -> bytes:
+def fetch_feed(
+    url: str, user_agent: str = "podrec/0.1", timeout_s: float = 30.0, max_bytes: int = 20 * 1024 * 1024
+) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": user_agent})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -124,20 +135,22 @@ def parse_feed(url: str, body: bytes) -> FeedRead:
         published = datetime.fromtimestamp(calendar.timegm(stamp), tz=timezone.utc)
         guid = entry.get("id") or audio
         categories = [t["term"] for t in entry.get("tags", []) or [] if t.get("term")] or feed_categories
-        read.episodes.append({
-            "episode_id": _stable_id("rss", url, guid),
-            "podcast_id": podcast_id,
-            "podcast_title": title,
-            "episode_title": entry.get("title") or "",
-            "description": plain_text(entry.get("summary"))[:5000],
-            "audio_url": audio,
-            "language": entry.get("language") or feed_language,
-            "published_at": published.isoformat().replace("+00:00", "Z"),
-            "duration_sec": parse_duration(entry.get("itunes_duration")),
-            "categories": categories,
-            "source": "rss",
-            "transcripts": [link for link in transcripts[index] if link["url"].startswith(("http://", "https://"))],
-        })
+        read.episodes.append(
+            {
+                "episode_id": _stable_id("rss", url, guid),
+                "podcast_id": podcast_id,
+                "podcast_title": title,
+                "episode_title": entry.get("title") or "",
+                "description": plain_text(entry.get("summary"))[:5000],
+                "audio_url": audio,
+                "language": entry.get("language") or feed_language,
+                "published_at": published.isoformat().replace("+00:00", "Z"),
+                "duration_sec": parse_duration(entry.get("itunes_duration")),
+                "categories": categories,
+                "source": "rss",
+                "transcripts": [link for link in transcripts[index] if link["url"].startswith(("http://", "https://"))],
+            }
+        )
     return read
 
 

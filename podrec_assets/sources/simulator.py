@@ -55,8 +55,40 @@ TASTES_TABLE = "simulated_user_tastes"
 TASTE_LOYALTY = 0.8
 ACTIVE_SHARE = 0.6
 DEVICES = ("ios", "android", "web", "smart_speaker", "car")
-DIURNAL = [1, 0.6, 0.4, 0.3, 0.3, 0.6, 2, 4, 5, 3, 2, 2, 3, 2, 2, 2, 3, 5, 5, 4, 4, 4, 3, 2]  # listens per hour (relative)
-MALFORMED_KINDS = ("invalid_json", "missing_field", "wrong_type", "unknown_episode", "future_timestamp", "duplicate_event_id")
+DIURNAL = [
+    1,
+    0.6,
+    0.4,
+    0.3,
+    0.3,
+    0.6,
+    2,
+    4,
+    5,
+    3,
+    2,
+    2,
+    3,
+    2,
+    2,
+    2,
+    3,
+    5,
+    5,
+    4,
+    4,
+    4,
+    3,
+    2,
+]  # listens per hour (relative)
+MALFORMED_KINDS = (
+    "invalid_json",
+    "missing_field",
+    "wrong_type",
+    "unknown_episode",
+    "future_timestamp",
+    "duplicate_event_id",
+)
 DAY_MS = 86_400_000
 
 
@@ -101,6 +133,7 @@ class SimulationStats:
 
 # --- catalog --------------------------------------------------------------------------------------
 
+
 def catalog_from_messages(values: list[bytes | None]) -> dict[str, dict[str, Any]]:
     """episode_id -> the latest decodable `episode-metadata` message for it (messages in offset order)."""
     catalog: dict[str, dict[str, Any]] = {}
@@ -128,7 +161,8 @@ def read_catalog(kafka) -> list[Episode]:
         duration = payload.get("duration_sec")
         duration = float(duration) if isinstance(duration, (int, float)) and duration > 0 else 1800.0
         topics = tuple(c for c in (payload.get("categories") or []) if isinstance(c, str) and c) or (
-            str(payload.get("podcast_title") or "general"),)
+            str(payload.get("podcast_title") or "general"),
+        )
         episodes.append(Episode(episode_id, int(published.timestamp() * 1000), duration, topics))
     episodes.sort(key=lambda e: (e.published_ms, e.episode_id))
     return episodes
@@ -136,13 +170,16 @@ def read_catalog(kafka) -> list[Episode]:
 
 # --- the model ------------------------------------------------------------------------------------
 
+
 class ListeningModel:
     """Users, tastes and popularity for one seed; generates the events of a user's day."""
 
     def __init__(self, episodes: list[Episode], users: int, seed: int, partitions: int):
         if not episodes:
-            raise ValueError(f"the {CATALOG_TOPIC} topic has no episodes: publish a catalog first "
-                             "(`podrec produce demo` or the demo) before simulating events")
+            raise ValueError(
+                f"the {CATALOG_TOPIC} topic has no episodes: publish a catalog first "
+                "(`podrec produce demo` or the demo) before simulating events"
+            )
         rng = random.Random(f"podrec-sim-{seed}")
         self.episodes = episodes
         self.published = [e.published_ms for e in episodes]
@@ -170,8 +207,13 @@ class ListeningModel:
 
     def tastes_table(self) -> pa.Table:
         rows = [(u.user_id, topic, weight) for u in self.users for topic, weight in sorted(u.tastes.items())]
-        return pa.table({"user_id": [r[0] for r in rows], "topic": [r[1] for r in rows],
-                         "weight": pa.array([r[2] for r in rows], pa.float64())})
+        return pa.table(
+            {
+                "user_id": [r[0] for r in rows],
+                "topic": [r[1] for r in rows],
+                "weight": pa.array([r[2] for r in rows], pa.float64()),
+            }
+        )
 
     def _pool(self, available: int, day_ms: int, topic: str | None) -> tuple[list[int], list[float]]:
         key = (available, day_ms, topic)
@@ -196,7 +238,7 @@ class ListeningModel:
         topic = None
         if rng.random() < TASTE_LOYALTY:
             r, acc = rng.random(), 0.0
-            for topic, weight in user.tastes.items():
+            for topic, weight in user.tastes.items():  # noqa: B007 - the topic the loop stops at is the pick
                 acc += weight
                 if r < acc:
                     break
@@ -223,8 +265,18 @@ class ListeningModel:
         now = start_ms
 
         def add(kind: str, from_sec: float, to_sec: float, rating: int | None = None) -> None:
-            events.append({"event": kind, "ts": now, "from_sec": from_sec, "to_sec": to_sec, "position_sec": to_sec,
-                           "played_pct": round(min(1.0, to_sec / d), 4), "rating": rating, "device": device})
+            events.append(
+                {
+                    "event": kind,
+                    "ts": now,
+                    "from_sec": from_sec,
+                    "to_sec": to_sec,
+                    "position_sec": to_sec,
+                    "played_pct": round(min(1.0, to_sec / d), 4),
+                    "rating": rating,
+                    "device": device,
+                }
+            )
 
         segments = [(0.0, end)]
         if not skip and rng.random() < 0.35 and end > 2:
@@ -281,7 +333,9 @@ def _ts_text(ts_ms: int) -> str:
     day, in_day = divmod(ts_ms, DAY_MS)
     prefix = _TS_PREFIX.get(day)
     if prefix is None:
-        prefix = _TS_PREFIX[day] = (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(days=day)).strftime("%Y-%m-%dT")
+        prefix = _TS_PREFIX[day] = (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(days=day)).strftime(
+            "%Y-%m-%dT"
+        )
     seconds, ms = divmod(in_day, 1000)
     minutes, s = divmod(seconds, 60)
     h, m = divmod(minutes, 60)
@@ -295,11 +349,22 @@ def _uuid4(rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _payload(event_id: str, user: User, episode_id: str, event: dict[str, Any], ts_text: str | None = None) -> dict[str, Any]:
-    return {"event_id": event_id, "ts": ts_text or _ts_text(event["ts"]),
-            "user_id": user.user_id, "episode_id": episode_id, "event": event["event"], "device": event["device"],
-            "rating": event["rating"], "position_sec": event["position_sec"], "from_sec": event["from_sec"],
-            "to_sec": event["to_sec"], "played_pct": event["played_pct"]}
+def _payload(
+    event_id: str, user: User, episode_id: str, event: dict[str, Any], ts_text: str | None = None
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "ts": ts_text or _ts_text(event["ts"]),
+        "user_id": user.user_id,
+        "episode_id": episode_id,
+        "event": event["event"],
+        "device": event["device"],
+        "rating": event["rating"],
+        "position_sec": event["position_sec"],
+        "from_sec": event["from_sec"],
+        "to_sec": event["to_sec"],
+        "played_pct": event["played_pct"],
+    }
 
 
 _encoder = json.JSONEncoder(separators=(",", ":"))
@@ -319,7 +384,11 @@ def _malformed(rng: random.Random, kind: str, original: dict[str, Any], out: Out
         text = _encode(payload)
         value = text[: rng.randint(5, len(text) - 5)]
     elif kind == "missing_field":
-        name = "rating" if payload["event"] == "rate" else rng.choice(["ts", "user_id", "episode_id", "event", "played_pct"])
+        name = (
+            "rating"
+            if payload["event"] == "rate"
+            else rng.choice(["ts", "user_id", "episode_id", "event", "played_pct"])
+        )
         payload.pop(name)
         value = _encode(payload)
     elif kind == "wrong_type":
@@ -336,8 +405,17 @@ def _malformed(rng: random.Random, kind: str, original: dict[str, Any], out: Out
     return Outgoing(out.arrival_ms + rng.randint(1, 5000), out.ts_ms, out.key, value, out.partition)
 
 
-def generate_day(model: ListeningModel, day: date, events_per_user_day: float, seed: int, malformed_share: float,
-                 late_share: float, lateness: timedelta, stats: SimulationStats, now_ms: int) -> list[Outgoing]:
+def generate_day(
+    model: ListeningModel,
+    day: date,
+    events_per_user_day: float,
+    seed: int,
+    malformed_share: float,
+    late_share: float,
+    lateness: timedelta,
+    stats: SimulationStats,
+    now_ms: int,
+) -> list[Outgoing]:
     """Every message (valid, late and malformed) of one simulated day, deterministic by (seed, day)."""
     rng = random.Random(f"podrec-sim-{seed}-{day.isoformat()}")
     day_ms = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
@@ -358,10 +436,12 @@ def generate_day(model: ListeningModel, day: date, events_per_user_day: float, s
                 continue
             event_id = _uuid4(rng)
             rating = event["rating"]
-            value = (f'{{"event_id":"{event_id}","ts":"{_ts_text(ts)}","user_id":"{user.user_id}",'
-                     f'"episode_id":{model.episode_json(episode)},"event":"{event["event"]}","device":"{event["device"]}",'
-                     f'"rating":{"null" if rating is None else rating},"position_sec":{event["position_sec"]!r},'
-                     f'"from_sec":{event["from_sec"]!r},"to_sec":{event["to_sec"]!r},"played_pct":{event["played_pct"]!r}}}')
+            value = (
+                f'{{"event_id":"{event_id}","ts":"{_ts_text(ts)}","user_id":"{user.user_id}",'
+                f'"episode_id":{model.episode_json(episode)},"event":"{event["event"]}","device":"{event["device"]}",'
+                f'"rating":{"null" if rating is None else rating},"position_sec":{event["position_sec"]!r},'
+                f'"from_sec":{event["from_sec"]!r},"to_sec":{event["to_sec"]!r},"played_pct":{event["played_pct"]!r}}}'
+            )
             event_day = day if day_ms <= ts < next_day_ms else datetime.fromtimestamp(ts / 1000, timezone.utc).date()
             arrival = ts
             if late_share and rng.random() < late_share:
@@ -406,6 +486,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 # --- producing ------------------------------------------------------------------------------------
 
+
 def _producer(kafka):
     return kafka.producer(acks="1", linger_ms=50)
 
@@ -418,34 +499,48 @@ def _write_tastes(lake, table: pa.Table) -> str:
     return uri
 
 
-def ordered_messages(model: ListeningModel, days: list[date], events_per_user_day: float, seed: int,
-                     malformed_share: float, late_share: float, lateness: timedelta, now_ms: int,
-                     stats: SimulationStats, chunk: int = 20000) -> Iterator[list[tuple[int, bytes, bytes, int]]]:
+def ordered_messages(
+    model: ListeningModel,
+    days: list[date],
+    events_per_user_day: float,
+    seed: int,
+    malformed_share: float,
+    late_share: float,
+    lateness: timedelta,
+    now_ms: int,
+    stats: SimulationStats,
+    chunk: int = 20000,
+) -> Iterator[list[tuple[int, bytes, bytes, int]]]:
     """(timestamp_ms, key, value, partition) chunks in arrival order; late ones carried into the next day."""
     pending: list[Outgoing] = []
     ordered = sorted(days)
     for number, day in enumerate(ordered):
-        messages = pending + generate_day(model, day, events_per_user_day, seed, malformed_share, late_share,
-                                          lateness, stats, now_ms)
+        messages = pending + generate_day(
+            model, day, events_per_user_day, seed, malformed_share, late_share, lateness, stats, now_ms
+        )
         messages.sort(key=lambda m: m.arrival_ms)
         if number == len(ordered) - 1:
             send, pending = messages, []
         else:
             following = ordered[number + 1]
-            cutoff = int(datetime(following.year, following.month, following.day, tzinfo=timezone.utc).timestamp() * 1000)
+            cutoff = int(
+                datetime(following.year, following.month, following.day, tzinfo=timezone.utc).timestamp() * 1000
+            )
             split = bisect.bisect_left([m.arrival_ms for m in messages], cutoff)
             send, pending = messages[:split], messages[split:]
         for start in range(0, len(send), chunk):
-            yield [(m.ts_ms, m.key, m.value, m.partition) for m in send[start:start + chunk]]
+            yield [(m.ts_ms, m.key, m.value, m.partition) for m in send[start : start + chunk]]
 
 
-def _generate_in_child(connection, model, seed, days, events_per_user_day, malformed_share, late_share, lateness,
-                       now_ms) -> None:
+def _generate_in_child(
+    connection, model, seed, days, events_per_user_day, malformed_share, late_share, lateness, now_ms
+) -> None:
     """Forked child (inherits ``model``): generate and send chunks over ``connection``, overlapping the producer."""
     try:
         stats = SimulationStats()
-        for chunk in ordered_messages(model, days, events_per_user_day, seed, malformed_share, late_share, lateness,
-                                      now_ms, stats):
+        for chunk in ordered_messages(
+            model, days, events_per_user_day, seed, malformed_share, late_share, lateness, now_ms, stats
+        ):
             connection.send(("chunk", chunk))
         connection.send(("done", stats))
     except BaseException as exc:  # reported by the parent
@@ -454,8 +549,15 @@ def _generate_in_child(connection, model, seed, days, events_per_user_day, malfo
         connection.close()
 
 
-def simulate_history(settings, days: list[date], users: int, events_per_user_day: float, seed: int,
-                     late_share: float = 0.002, progress: bool = False) -> dict:
+def simulate_history(
+    settings,
+    days: list[date],
+    users: int,
+    events_per_user_day: float,
+    seed: int,
+    late_share: float = 0.002,
+    progress: bool = False,
+) -> dict:
     """Produce the listening history of ``days`` (event-time stamped) and write the users' true tastes.
 
     Generation runs in a child process and the producer in this one, so the two overlap. Returns counts:
@@ -472,15 +574,30 @@ def simulate_history(settings, days: list[date], users: int, events_per_user_day
     episodes = read_catalog(kafka)
     partitions = len(kafka.end_offsets(EVENTS_TOPIC))
     if partitions == 0:
-        raise ValueError(f"Kafka topic {EVENTS_TOPIC!r} does not exist on {settings.kafka_servers}: run `podrec services start`")
+        raise ValueError(
+            f"Kafka topic {EVENTS_TOPIC!r} does not exist on {settings.kafka_servers}: run `podrec services start`"
+        )
     model = ListeningModel(episodes, users, seed, partitions)
     tastes_uri = _write_tastes(lake, model.tastes_table())
     lateness = timedelta(minutes=settings.kafka_lateness_minutes)
     now_ms = int(time.time() * 1000)
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_generate_in_child, daemon=True, args=(
-        sender, model, seed, sorted(days), events_per_user_day, settings.malformed_share, late_share, lateness, now_ms))
+    child = context.Process(
+        target=_generate_in_child,
+        daemon=True,
+        args=(
+            sender,
+            model,
+            seed,
+            sorted(days),
+            events_per_user_day,
+            settings.malformed_share,
+            late_share,
+            lateness,
+            now_ms,
+        ),
+    )
     child.start()
     sender.close()
     producer = _producer(kafka)
@@ -512,16 +629,26 @@ def simulate_history(settings, days: list[date], users: int, events_per_user_day
             child.kill()
     seconds = time.perf_counter() - started
     return {
-        "days": [d.isoformat() for d in sorted(days)], "users": users, "episodes": len(episodes), "topics": len(model.topics),
-        "valid_events": sum(stats.valid_by_day.values()), "valid_by_day": dict(sorted(stats.valid_by_day.items())),
-        "malformed": stats.malformed, "late_within_lateness": stats.late_within, "late_beyond_lateness": stats.late_beyond,
-        "messages": messages, "seconds": round(seconds, 3), "messages_per_second": round(messages / seconds, 1),
-        "tastes_table": tastes_uri, "seed": seed,
+        "days": [d.isoformat() for d in sorted(days)],
+        "users": users,
+        "episodes": len(episodes),
+        "topics": len(model.topics),
+        "valid_events": sum(stats.valid_by_day.values()),
+        "valid_by_day": dict(sorted(stats.valid_by_day.items())),
+        "malformed": stats.malformed,
+        "late_within_lateness": stats.late_within,
+        "late_beyond_lateness": stats.late_beyond,
+        "messages": messages,
+        "seconds": round(seconds, 3),
+        "messages_per_second": round(messages / seconds, 1),
+        "tastes_table": tastes_uri,
+        "seed": seed,
     }
 
 
-def simulate_follow(settings, users: int, rate: float, seed: int, duration_s: float | None = None,
-                    progress: bool = False) -> dict:
+def simulate_follow(
+    settings, users: int, rate: float, seed: int, duration_s: float | None = None, progress: bool = False
+) -> dict:
     """Stream now-stamped events at ``rate`` per second until Ctrl-C (or ``duration_s``)."""
     from podrec_assets.resources import build_resources
 
@@ -550,11 +677,15 @@ def simulate_follow(settings, users: int, rate: float, seed: int, duration_s: fl
                     episode = model.pick(rng, user, now_ms, now_ms - now_ms % DAY_MS)
                     if episode is None:
                         raise ValueError("no episode is published yet: nothing to listen to")
-                    queue = [(user, episode, e) for e in model.listen(rng, user, episode, now_ms, rng.choice(user.devices))]
+                    queue = [
+                        (user, episode, e) for e in model.listen(rng, user, episode, now_ms, rng.choice(user.devices))
+                    ]
                 user, episode, event = queue.pop(0)
                 event["ts"] = now_ms
                 payload = _payload(_uuid4(rng), user, episode.episode_id, event)
-                producer.send(EVENTS_TOPIC, key=user.key, value=_encode(payload), timestamp_ms=now_ms, partition=user.partition)
+                producer.send(
+                    EVENTS_TOPIC, key=user.key, value=_encode(payload), timestamp_ms=now_ms, partition=user.partition
+                )
             sent += due
             bar.update(due)
             producer.check()  # a live stream reports a failing broker at once, not at Ctrl-C

@@ -1,6 +1,5 @@
 """`als_top_n[D]`: ALS trained on the W days of `user_episode_daily` ending on D; thin wrapper over core.als."""
 
-
 import math
 import warnings
 from dataclasses import replace
@@ -26,14 +25,19 @@ def window_mapping(window_days: int) -> dg.TimeWindowPartitionMapping:
     days of the product train on a shorter window)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta
-        return dg.TimeWindowPartitionMapping(start_offset=-(window_days - 1), end_offset=0,
-                                             allow_nonexistent_upstream_partitions=True)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-(window_days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+        )
 
 
 def params_from(settings: Settings) -> als.AlsParams:
     return als.AlsParams(
-        factors=settings.als_factors, regularization=settings.als_regularization, iterations=settings.als_iterations,
-        alpha=settings.als_confidence_alpha, seed=settings.als_seed, threads=settings.als_threads,
+        factors=settings.als_factors,
+        regularization=settings.als_regularization,
+        iterations=settings.als_iterations,
+        alpha=settings.als_confidence_alpha,
+        seed=settings.als_seed,
+        threads=settings.als_threads,
     )
 
 
@@ -53,8 +57,9 @@ def _preview(top_n: pd.DataFrame, users: int = 10) -> str:
     deps=[dg.AssetDep(SOURCE, partition_mapping=window_mapping(get_settings().als_window_days))],
     kinds={"python", "delta", "mongodb"},
 )
-def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource,
-              spark: SparkResource) -> dg.MaterializeResult:
+def als_top_n(
+    context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource, spark: SparkResource
+) -> dg.MaterializeResult:
     """Top-N unseen episodes per user from implicit-feedback ALS on the window D-(W-1)..D of user_episode_daily.
 
     Engine local trains with `implicit`, engine spark with Spark ML (same confidence, see core/als.py). Before the
@@ -73,7 +78,8 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     if frame.empty:
         raise dg.Failure(
             f"no interactions in {SOURCE} from {start} to {day} (window of {window} days, Delta version {version}): "
-            f"materialize {SOURCE} for those days or widen PODREC_ALS_WINDOW_DAYS")
+            f"materialize {SOURCE} for those days or widen PODREC_ALS_WINDOW_DAYS"
+        )
     days_read = sorted({pd.Timestamp(d).date() for d in frame["date"].unique()})
     backend = backend_for(settings.engine)
     session = spark.spark_session if backend == "spark" else None
@@ -86,59 +92,80 @@ def als_top_n(context: dg.AssetExecutionContext, lake: LakeResource, mongo: Mong
     params = params_from(settings)
     params = replace(params, factors=als.capped_factors(params.factors, data.n_items))
     if params.factors < settings.als_factors:
-        context.log.info(f"{data.n_items} episodes in the window: training {params.factors} factors "
-                         f"instead of PODREC_ALS_FACTORS={settings.als_factors}")
+        context.log.info(
+            f"{data.n_items} episodes in the window: training {params.factors} factors "
+            f"instead of PODREC_ALS_FACTORS={settings.als_factors}"
+        )
     if session is not None and session.sparkContext.getCheckpointDir() is None:
         session.sparkContext.setCheckpointDir(str(settings.home_path / "spark-checkpoints"))
-    previous = lake.read_day("als_top_n", day - timedelta(days=1), columns=["user_id", "episode_id", "rank"]).to_pandas() \
-        if lake.exists("als_top_n") else None
+    previous = (
+        lake.read_day("als_top_n", day - timedelta(days=1), columns=["user_id", "episode_id", "rank"]).to_pandas()
+        if lake.exists("als_top_n")
+        else None
+    )
     validation = als.validate(frame, day, params, backend=backend, spark=session, k=k, previous_top_n=previous)
     data_version = f"{SOURCE}@v{version}[{start}..{day}]"
-    result = als.fit_recommend(data, params, settings.top_n, backend=backend, spark=session, data_version=data_version,
-                               checkpoint_dir=str(settings.home_path / "spark-checkpoints"))
+    result = als.fit_recommend(
+        data,
+        params,
+        settings.top_n,
+        backend=backend,
+        spark=session,
+        data_version=data_version,
+        checkpoint_dir=str(settings.home_path / "spark-checkpoints"),
+    )
 
     top_n = result.top_n.assign(model_version=result.model_version)
     run_id = context.run.run_id
     written = lake.write_partition("als_top_n", day, pa_table(top_n, schemas.ALS_TOP_N), run_id)
     factors = als.factors_frame(result).assign(model_version=result.model_version)
     factors_written = lake.write_partition("als_factors", day, pa_table(factors, schemas.ALS_FACTORS), run_id)
-    served = mongo.replace_day("als_top_n", day, top_n[["user_id", "episode_id", "rank", "score"]].to_dict("records"),
-                               run_id, model_version=result.model_version, delta_version=written["delta_version"])
+    served = mongo.replace_day(
+        "als_top_n",
+        day,
+        top_n[["user_id", "episode_id", "rank", "score"]].to_dict("records"),
+        run_id,
+        model_version=result.model_version,
+        delta_version=written["delta_version"],
+    )
 
     ndcg = validation["ndcg"]
-    return dg.MaterializeResult(metadata={
-        "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
-        "validation_ndcg@10_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
-        "paired_ndcg_this_model": dg.MetadataValue.float(float(validation["paired_ndcg"])),
-        "paired_ndcg_previous_model": dg.MetadataValue.float(float(validation["previous_ndcg"])),
-        "ndcg_change_vs_previous": dg.MetadataValue.float(float(validation["change"])),
-        "ndcg_change_stderr": dg.MetadataValue.float(float(validation["change_stderr"])),
-        "paired_users": int(validation["paired_users"]),
-        "paired_k": int(validation["paired_k"]),
-        "validation_method": validation["method"],
-        "validation_users": int(validation["users"]),
-        "validation": dg.MetadataValue.json({key: (None if isinstance(v, float) and math.isnan(v) else v)
-                                             for key, v in validation.items()}),
-        "model_version": result.model_version,
-        "backend": backend,
-        "params": dg.MetadataValue.json({**params.as_dict(), "top_n": settings.top_n, "window_days": window}),
-        "window": f"{start}..{day}",
-        "days_read": dg.MetadataValue.json([d.isoformat() for d in days_read]),
-        "days_read_count": len(days_read),
-        "delta_versions_read": dg.MetadataValue.json({SOURCE: version}),
-        "rows_read": len(frame),
-        "users": data.n_users,
-        "episodes": data.n_items,
-        "positive_pairs": data.nnz,
-        "fit_seconds": round(result.fit_seconds, 3),
-        "recommend_seconds": round(result.recommend_seconds, 3),
-        "rows": written["rows"],
-        "delta_version": written["delta_version"],
-        "factors_delta_version": factors_written["delta_version"],
-        "mongo_inserted": served["inserted"],
-        "mongo_deleted": served["deleted"],
-        "preview": dg.MetadataValue.md(_preview(result.top_n)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
+            "validation_ndcg@10_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
+            "paired_ndcg_this_model": dg.MetadataValue.float(float(validation["paired_ndcg"])),
+            "paired_ndcg_previous_model": dg.MetadataValue.float(float(validation["previous_ndcg"])),
+            "ndcg_change_vs_previous": dg.MetadataValue.float(float(validation["change"])),
+            "ndcg_change_stderr": dg.MetadataValue.float(float(validation["change_stderr"])),
+            "paired_users": int(validation["paired_users"]),
+            "paired_k": int(validation["paired_k"]),
+            "validation_method": validation["method"],
+            "validation_users": int(validation["users"]),
+            "validation": dg.MetadataValue.json(
+                {key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in validation.items()}
+            ),
+            "model_version": result.model_version,
+            "backend": backend,
+            "params": dg.MetadataValue.json({**params.as_dict(), "top_n": settings.top_n, "window_days": window}),
+            "window": f"{start}..{day}",
+            "days_read": dg.MetadataValue.json([d.isoformat() for d in days_read]),
+            "days_read_count": len(days_read),
+            "delta_versions_read": dg.MetadataValue.json({SOURCE: version}),
+            "rows_read": len(frame),
+            "users": data.n_users,
+            "episodes": data.n_items,
+            "positive_pairs": data.nnz,
+            "fit_seconds": round(result.fit_seconds, 3),
+            "recommend_seconds": round(result.recommend_seconds, 3),
+            "rows": written["rows"],
+            "delta_version": written["delta_version"],
+            "factors_delta_version": factors_written["delta_version"],
+            "mongo_inserted": served["inserted"],
+            "mongo_deleted": served["deleted"],
+            "preview": dg.MetadataValue.md(_preview(result.top_n)),
+        }
+    )
 
 
 def pa_table(frame: pd.DataFrame, schema):

@@ -1,9 +1,9 @@
 """Content model assets: transcript embeddings (`episode_vectors`) and nearest episodes (`similarities`)."""
 
-
 import time
 import warnings
-from datetime import date, datetime, time as dtime, timezone
+from datetime import date, datetime, timezone
+from datetime import time as dtime
 
 import dagster as dg
 import numpy as np
@@ -49,18 +49,29 @@ def _last_by_episode(rows: list[dict]) -> list[dict]:
     deps=[dg.AssetDep("transcripts"), dg.AssetDep("episodes")],
     kinds={"python", "delta"},
 )
-def episode_vectors(context: dg.AssetExecutionContext, lake: LakeResource, embedder: EmbedderResource) -> dg.MaterializeResult:
+def episode_vectors(
+    context: dg.AssetExecutionContext, lake: LakeResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
     """One unit vector per `ok` transcript of day D: token-window chunks, token-weighted mean, float32.
 
     Failed, skipped and empty transcripts are not embedded; each is listed with its reason in the metadata.
     """
     day = partition_day(context)
     if not lake.exists("transcripts"):
-        raise dg.Failure(f"Delta table 'transcripts' does not exist under {lake.root}: materialize transcripts[{day}] first")
-    transcripts = _last_by_episode(lake.read_day("transcripts", day, columns=["episode_id", "status", "text"]).to_pylist())
-    published = {r["episode_id"]: r["published_at"] for r in
-                 lake.read_day("episodes", day, columns=["episode_id", "published_at"]).to_pylist()} \
-        if lake.exists("episodes") else {}
+        raise dg.Failure(
+            f"Delta table 'transcripts' does not exist under {lake.root}: materialize transcripts[{day}] first"
+        )
+    transcripts = _last_by_episode(
+        lake.read_day("transcripts", day, columns=["episode_id", "status", "text"]).to_pylist()
+    )
+    published = (
+        {
+            r["episode_id"]: r["published_at"]
+            for r in lake.read_day("episodes", day, columns=["episode_id", "published_at"]).to_pylist()
+        }
+        if lake.exists("episodes")
+        else {}
+    )
 
     skipped: dict[str, str] = {}
     todo = []
@@ -84,25 +95,37 @@ def episode_vectors(context: dg.AssetExecutionContext, lake: LakeResource, embed
         if published_at is None:
             missing_published += 1
             published_at = _day_start(day)
-        rows.append({"episode_id": row["episode_id"], "published_at": published_at, "model": params["model"],
-                     "chunk_count": emb.chunk_count, "token_count": emb.token_count, "vector": emb.vector.tolist()})
+        rows.append(
+            {
+                "episode_id": row["episode_id"],
+                "published_at": published_at,
+                "model": params["model"],
+                "chunk_count": emb.chunk_count,
+                "token_count": emb.token_count,
+                "vector": emb.vector.tolist(),
+            }
+        )
     if transcripts and not rows:
         context.log.warning("no transcript of %s could be embedded: %s", day, skipped)
-    written = lake.write_partition("episode_vectors", day, schemas.to_table(rows, schemas.EPISODE_VECTORS), context.run.run_id)
+    written = lake.write_partition(
+        "episode_vectors", day, schemas.to_table(rows, schemas.EPISODE_VECTORS), context.run.run_id
+    )
     chunks = sum(r["chunk_count"] for r in rows)
-    return dg.MaterializeResult(metadata={
-        "rows": written["rows"],
-        "delta_version": written["delta_version"],
-        "transcripts_read": len(transcripts),
-        "skipped": len(skipped),
-        "skipped_reasons": dg.MetadataValue.json(skipped),
-        "chunks": chunks,
-        "tokens": sum(r["token_count"] for r in rows),
-        "embed_seconds": round(seconds, 2),
-        "chunks_per_second": round(chunks / seconds, 1) if seconds > 0 and chunks else 0.0,
-        "published_at_missing": missing_published,
-        **{f"param_{k}": v for k, v in params.items()},
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "rows": written["rows"],
+            "delta_version": written["delta_version"],
+            "transcripts_read": len(transcripts),
+            "skipped": len(skipped),
+            "skipped_reasons": dg.MetadataValue.json(skipped),
+            "chunks": chunks,
+            "tokens": sum(r["token_count"] for r in rows),
+            "embed_seconds": round(seconds, 2),
+            "chunks_per_second": round(chunks / seconds, 1) if seconds > 0 and chunks else 0.0,
+            "published_at_missing": missing_published,
+            **{f"param_{k}": v for k, v in params.items()},
+        }
+    )
 
 
 @dg.asset(
@@ -140,37 +163,60 @@ def similarities(context: dg.AssetExecutionContext, lake: LakeResource, mongo: M
     latest = {episode_id: position for position, episode_id in enumerate(ids)}
     keep = sorted(latest.values())
     catalog_ids = [ids[i] for i in keep]
-    catalog = normalize_rows(vectors_matrix(same_model["vector"].take(pa.array(keep, pa.int64())))) if keep \
+    catalog = (
+        normalize_rows(vectors_matrix(same_model["vector"].take(pa.array(keep, pa.int64()))))
+        if keep
         else np.zeros((0, 1), np.float32)
+    )
     catalog_days = same_model["date"].take(pa.array(keep, pa.int64())).to_pylist() if keep else []
     position = {episode_id: i for i, episode_id in enumerate(catalog_ids)}
     query_ids = sorted({eid for eid, d in zip(catalog_ids, catalog_days) if d == day})
     self_index = np.asarray([position[q] for q in query_ids], dtype=np.int64)
 
     started = time.perf_counter()
-    neighbours = top_k_cosine(catalog[self_index] if len(query_ids) else np.zeros((0, catalog.shape[1]), np.float32),
-                              catalog, k, self_index=self_index, catalog_block=settings.knn_block_size)
+    neighbours = top_k_cosine(
+        catalog[self_index] if len(query_ids) else np.zeros((0, catalog.shape[1]), np.float32),
+        catalog,
+        k,
+        self_index=self_index,
+        catalog_block=settings.knn_block_size,
+    )
     knn_seconds = time.perf_counter() - started
     rows = similarity_rows(query_ids, catalog_ids, neighbours, model)
-    written = lake.write_partition("similarities", day, schemas.to_table(rows, schemas.SIMILARITIES), context.run.run_id)
-    served = mongo.replace_day("similarities", day, rows, context.run.run_id, model_version=model or None,
-                              delta_version=written["delta_version"])
+    written = lake.write_partition(
+        "similarities", day, schemas.to_table(rows, schemas.SIMILARITIES), context.run.run_id
+    )
+    served = mongo.replace_day(
+        "similarities",
+        day,
+        rows,
+        context.run.run_id,
+        model_version=model or None,
+        delta_version=written["delta_version"],
+    )
 
     top1 = [r["cosine_similarity"] for r in rows if r["rank"] == 1]
-    preview = "\n".join(f"| {r['new_episode_id']} | {r['rank']} | {r['historical_episode_id']} | {r['cosine_similarity']:.3f} |"
-                        for r in rows if r["rank"] <= 3)
-    return dg.MaterializeResult(metadata={
-        "rows": written["rows"],
-        "delta_version": written["delta_version"],
-        "mongo_inserted": served["inserted"],
-        "mongo_deleted": served["deleted"],
-        "episodes_queried": len(query_ids),
-        "catalog_size": len(catalog_ids),
-        "history_days_read": len(set(history["date"].to_pylist())),
-        "other_model_rows_excluded": other_model_rows,
-        "k": k,
-        "model": model,
-        "knn_seconds": round(knn_seconds, 3),
-        "mean_top1_cosine": round(float(np.mean(top1)), 4) if top1 else 0.0,
-        "preview": dg.MetadataValue.md("| new episode | rank | neighbour | cosine |\n|---|---|---|---|\n" + preview[:20000]),
-    })
+    preview = "\n".join(
+        f"| {r['new_episode_id']} | {r['rank']} | {r['historical_episode_id']} | {r['cosine_similarity']:.3f} |"
+        for r in rows
+        if r["rank"] <= 3
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": written["rows"],
+            "delta_version": written["delta_version"],
+            "mongo_inserted": served["inserted"],
+            "mongo_deleted": served["deleted"],
+            "episodes_queried": len(query_ids),
+            "catalog_size": len(catalog_ids),
+            "history_days_read": len(set(history["date"].to_pylist())),
+            "other_model_rows_excluded": other_model_rows,
+            "k": k,
+            "model": model,
+            "knn_seconds": round(knn_seconds, 3),
+            "mean_top1_cosine": round(float(np.mean(top1)), 4) if top1 else 0.0,
+            "preview": dg.MetadataValue.md(
+                "| new episode | rank | neighbour | cosine |\n|---|---|---|---|\n" + preview[:20000]
+            ),
+        }
+    )

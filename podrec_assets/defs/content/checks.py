@@ -1,6 +1,5 @@
 """Checks on the content model's outputs: vectors a KNN can trust."""
 
-
 import dagster as dg
 import numpy as np
 
@@ -21,7 +20,12 @@ def episode_vectors_unit_length(context: dg.AssetCheckExecutionContext, lake: La
         return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
     norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
     bad = [eid for eid, n in zip(table["episode_id"].to_pylist(), norms) if not np.isfinite(n) or abs(n - 1.0) > 1e-3]
-    return dg.AssetCheckResult(passed=not bad, metadata={
-        "rows": table.num_rows, "dimension": int(matrix.shape[1]), "not_unit": dg.MetadataValue.json(bad[:50]),
-        "max_norm_error": float(np.max(np.abs(norms - 1.0))) if np.isfinite(norms).all() else float("inf"),
-    })
+    return dg.AssetCheckResult(
+        passed=not bad,
+        metadata={
+            "rows": table.num_rows,
+            "dimension": int(matrix.shape[1]),
+            "not_unit": dg.MetadataValue.json(bad[:50]),
+            "max_norm_error": float(np.max(np.abs(norms - 1.0))) if np.isfinite(norms).all() else float("inf"),
+        },
+    )

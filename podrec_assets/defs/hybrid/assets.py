@@ -5,7 +5,6 @@ D (a user's history can be any of them) and "never recommend a completed episode
 `user_episode_daily`, so those are read from the first partition to D, and lineage says so (ALL_DAYS_THROUGH_D).
 """
 
-
 import json
 import math
 import warnings
@@ -28,8 +27,9 @@ with warnings.catch_warnings():
 
     def _window(start_offset: int, end_offset: int = 0) -> dg.TimeWindowPartitionMapping:
         """Days D+start_offset .. D+end_offset; days before the first partition are simply absent."""
-        return dg.TimeWindowPartitionMapping(start_offset=start_offset, end_offset=end_offset,
-                                             allow_nonexistent_upstream_partitions=True)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=start_offset, end_offset=end_offset, allow_nonexistent_upstream_partitions=True
+        )
 
     VALIDATION_DAYS_AND_SAME_DAY = _window(-get_settings().fusion_validation_days)
     PREVIOUS_DAY = _window(-1, -1)
@@ -51,13 +51,20 @@ class _DayData:
     def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
         first = settings.start_day
         self.settings = settings
-        self.daily = _read(lake, "user_episode_daily", first, last_day,
-                           ["user_id", "episode_id", "engagement", "completed", "date"])
+        self.daily = _read(
+            lake, "user_episode_daily", first, last_day, ["user_id", "episode_id", "engagement", "completed", "date"]
+        )
         self.vectors = _read(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
-        self.episodes = _read(lake, "episodes", first, last_day,
-                              ["episode_id", "published_at", "categories", "episode_title", "date"])
-        self.als = _read(lake, "als_top_n", last_day - timedelta(days=settings.fusion_validation_days), last_day,
-                         ["user_id", "episode_id", "rank", "score", "model_version", "date"])
+        self.episodes = _read(
+            lake, "episodes", first, last_day, ["episode_id", "published_at", "categories", "episode_title", "date"]
+        )
+        self.als = _read(
+            lake,
+            "als_top_n",
+            last_day - timedelta(days=settings.fusion_validation_days),
+            last_day,
+            ["user_id", "episode_id", "rank", "score", "model_version", "date"],
+        )
         for frame in (self.daily, self.vectors, self.episodes, self.als):
             frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
 
@@ -78,16 +85,24 @@ class _DayData:
 
     def prepare(self, day: date) -> fusion.PreparedDay:
         s = self.settings
-        return fusion.prepare_day(fusion.FusionInputs(
-            day=day, als=self.als_of(day), daily=self.daily[self.daily["date"] <= day],
-            vectors=self.vectors_of(day), published=self.published(day),
-            history_days=s.history_days, min_engagement=s.positive_engagement,
-            popularity_half_life_days=s.popularity_half_life_days, content_candidates=s.content_candidates,
-        ))
+        return fusion.prepare_day(
+            fusion.FusionInputs(
+                day=day,
+                als=self.als_of(day),
+                daily=self.daily[self.daily["date"] <= day],
+                vectors=self.vectors_of(day),
+                published=self.published(day),
+                history_days=s.history_days,
+                min_engagement=s.positive_engagement,
+                popularity_half_life_days=s.popularity_half_life_days,
+                content_candidates=s.content_candidates,
+            )
+        )
 
     def relevant(self, prepared: fusion.PreparedDay, truth_day: date) -> pd.DataFrame:
-        return evaluation.relevant_pairs(self.daily[self.daily["date"] == truth_day],
-                                         self.settings.positive_engagement, prepared.excluded)
+        return evaluation.relevant_pairs(
+            self.daily[self.daily["date"] == truth_day], self.settings.positive_engagement, prepared.excluded
+        )
 
 
 def _markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -117,7 +132,9 @@ def _clean(value):
         dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
     ],
 )
-def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource) -> dg.MaterializeResult:
+def final_recommendations(
+    context: dg.AssetExecutionContext, lake: LakeResource, mongo: MongoResource
+) -> dg.MaterializeResult:
     """Top-N episodes per user for day D: ALS fused with content, age-dependent α, explanations, cold start."""
     settings = get_settings()
     day = partition_day(context)
@@ -142,7 +159,9 @@ def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource,
             curve, evidence, why = evaluation.select_alpha(pairs, settings.top_n, settings.metrics_k, default_curve)
             selection_md = _markdown(evidence.head(10))
     elif settings.fusion_alpha_select != "fixed":
-        raise ValueError(f"PODREC_FUSION_ALPHA_SELECT must be 'validate' or 'fixed', not {settings.fusion_alpha_select!r}")
+        raise ValueError(
+            f"PODREC_FUSION_ALPHA_SELECT must be 'validate' or 'fixed', not {settings.fusion_alpha_select!r}"
+        )
 
     prepared = data.prepare(day)
     recs = fusion.recommend(prepared, curve, settings.top_n)
@@ -151,29 +170,49 @@ def final_recommendations(context: dg.AssetExecutionContext, lake: LakeResource,
     written = lake.write_partition("final_recommendations", day, table, context.run_id)
 
     titles = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["episode_title"].to_dict()
-    docs = [{k: _clean(v) for k, v in row.items()} | {
-        "episode_title": titles.get(row["episode_id"]),
-        "because_episode_title": titles.get(row["because_episode_id"]) if row["because_episode_id"] else None,
-    } for row in recs.to_dict("records")]
-    served = mongo.replace_day("final_recommendations", day, docs, context.run_id, model_version=version,
-                              delta_version=written["delta_version"])
+    docs = [
+        {k: _clean(v) for k, v in row.items()}
+        | {
+            "episode_title": titles.get(row["episode_id"]),
+            "because_episode_title": titles.get(row["because_episode_id"]) if row["because_episode_id"] else None,
+        }
+        for row in recs.to_dict("records")
+    ]
+    served = mongo.replace_day(
+        "final_recommendations",
+        day,
+        docs,
+        context.run_id,
+        model_version=version,
+        delta_version=written["delta_version"],
+    )
 
     users = recs["user_id"].nunique() if len(recs) else 0
-    cold_users = int((recs.groupby("user_id")["reason"].apply(lambda r: (r == "popular").all())).sum()) if len(recs) else 0
+    cold_users = (
+        int((recs.groupby("user_id")["reason"].apply(lambda r: (r == "popular").all())).sum()) if len(recs) else 0
+    )
     reasons = recs["reason"].value_counts().to_dict() if len(recs) else {}
     metadata = {
-        "rows": written["rows"], "users": users, "cold_start_users": cold_users,
+        "rows": written["rows"],
+        "users": users,
+        "cold_start_users": cold_users,
         "reasons": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
-        "alpha": curve.alpha, "alpha_new": curve.alpha_new, "alpha_ramp_days": curve.ramp_days,
-        "alpha_choice": why, "model_version": version, "delta_version": written["delta_version"],
-        "mongo_inserted": served["inserted"], "mongo_deleted": served["deleted"],
+        "alpha": curve.alpha,
+        "alpha_new": curve.alpha_new,
+        "alpha_ramp_days": curve.ramp_days,
+        "alpha_choice": why,
+        "model_version": version,
+        "delta_version": written["delta_version"],
+        "mongo_inserted": served["inserted"],
+        "mongo_deleted": served["deleted"],
         "catalog_episodes": len(prepared.index),
     }
     if selection_md:
         metadata["alpha_validation"] = dg.MetadataValue.md(selection_md)
     if len(recs):
-        metadata["preview"] = dg.MetadataValue.md(_markdown(recs.head(10).assign(
-            because_episode_id=recs.head(10)["because_episode_id"].fillna(""))))
+        metadata["preview"] = dg.MetadataValue.md(
+            _markdown(recs.head(10).assign(because_episode_id=recs.head(10)["because_episode_id"].fillna("")))
+        )
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -198,10 +237,16 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     data = _DayData(lake, settings, day)
     hybrid = _read(lake, "final_recommendations", rec_day, rec_day, ["user_id", "episode_id", "rank"])
     if hybrid.empty:
-        written = lake.write_partition("recommendation_metrics", day, to_table([], RECOMMENDATION_METRICS), context.run_id)
-        return dg.MaterializeResult(metadata={
-            "rows": 0, "note": f"nothing to evaluate: no final_recommendations for {rec_day}",
-            "delta_version": written["delta_version"]})
+        written = lake.write_partition(
+            "recommendation_metrics", day, to_table([], RECOMMENDATION_METRICS), context.run_id
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "rows": 0,
+                "note": f"nothing to evaluate: no final_recommendations for {rec_day}",
+                "delta_version": written["delta_version"],
+            }
+        )
 
     prepared = data.prepare(rec_day)
     relevant = data.relevant(prepared, day)
@@ -219,23 +264,31 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     lists = {model: recs for model, recs in lists.items() if not recs.empty}  # e.g. no ALS model that day
     window_start = rec_day - timedelta(days=settings.history_days - 1)
     interactions = data.daily[(data.daily["date"] >= window_start) & (data.daily["date"] <= rec_day)]
-    tastes = _frame(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"])) if lake.exists(TASTES_TABLE) \
+    tastes = (
+        _frame(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"]))
+        if lake.exists(TASTES_TABLE)
         else pd.DataFrame()
+    )
     if not tastes.empty:
         tastes = tastes.drop_duplicates(["user_id", "topic"], keep="last")
     categories = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["categories"]
     catalog_size = len(set(prepared.index.ids) | set(published.index))
-    scores = evaluation.evaluate_models(lists, relevant, relevant_new, k, catalog_size, interactions, prepared.index,
-                                        tastes, categories)
-    written = lake.write_partition("recommendation_metrics", day, to_table(scores.to_dict("records"), RECOMMENDATION_METRICS),
-                                   context.run_id)
+    scores = evaluation.evaluate_models(
+        lists, relevant, relevant_new, k, catalog_size, interactions, prepared.index, tastes, categories
+    )
+    written = lake.write_partition(
+        "recommendation_metrics", day, to_table(scores.to_dict("records"), RECOMMENDATION_METRICS), context.run_id
+    )
 
     wide = scores.pivot(index="metric", columns="model", values="value").reindex(columns=list(lists)).reset_index()
     value = scores.set_index(["model", "metric"])["value"]
     metadata = {
-        "rows": written["rows"], "delta_version": written["delta_version"], "recommended_for": rec_day.isoformat(),
+        "rows": written["rows"],
+        "delta_version": written["delta_version"],
+        "recommended_for": rec_day.isoformat(),
         "users_evaluated": int(scores[scores["metric"] == f"ndcg@{k}"]["users_evaluated"].max()),
-        "relevant_pairs": len(relevant), "relevant_new_episode_pairs": len(relevant_new),
+        "relevant_pairs": len(relevant),
+        "relevant_new_episode_pairs": len(relevant_new),
         "metrics": dg.MetadataValue.md(_markdown(wide)),
         "plot": dg.MetadataValue.json(_plot(scores, k)),
         "positive_engagement": f"completed or engagement >= {settings.positive_engagement}",

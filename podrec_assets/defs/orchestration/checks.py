@@ -4,7 +4,6 @@ Each factory returns checks only for asset keys that exist, so a check becomes a
 asset lands. Every check is partitioned like its asset and reads just that day from the lake.
 """
 
-
 import math
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
@@ -34,16 +33,24 @@ CONTRACTS: dict[str, Contract] = {
     "user_events": Contract("user_events", schemas.USER_EVENTS, [["event_id"]]),
     "user_episode_daily": Contract("user_episode_daily", schemas.USER_EPISODE_DAILY, [["user_id", "episode_id"]]),
     "episode_vectors": Contract("episode_vectors", schemas.EPISODE_VECTORS, [["episode_id"]]),
-    "similarities": Contract("similarities", schemas.SIMILARITIES,
-                             [["new_episode_id", "historical_episode_id", "model"], ["new_episode_id", "model", "rank"]]),
+    "similarities": Contract(
+        "similarities",
+        schemas.SIMILARITIES,
+        [["new_episode_id", "historical_episode_id", "model"], ["new_episode_id", "model", "rank"]],
+    ),
     "als_top_n": Contract("als_top_n", schemas.ALS_TOP_N, [["user_id", "episode_id"], ["user_id", "rank"]]),
-    "final_recommendations": Contract("final_recommendations", schemas.FINAL_RECOMMENDATIONS,
-                                      [["user_id", "episode_id"], ["user_id", "rank"]]),
-    "recommendation_metrics": Contract("recommendation_metrics", schemas.RECOMMENDATION_METRICS, [["model", "metric", "k"]]),
-    "dead_letters/episode_metadata": Contract("dead_letters", schemas.DEAD_LETTERS, [["kafka_partition", "kafka_offset"]],
-                                              {"topic": "episode-metadata"}),
-    "dead_letters/user_events": Contract("dead_letters", schemas.DEAD_LETTERS, [["kafka_partition", "kafka_offset"]],
-                                         {"topic": "user-events"}),
+    "final_recommendations": Contract(
+        "final_recommendations", schemas.FINAL_RECOMMENDATIONS, [["user_id", "episode_id"], ["user_id", "rank"]]
+    ),
+    "recommendation_metrics": Contract(
+        "recommendation_metrics", schemas.RECOMMENDATION_METRICS, [["model", "metric", "k"]]
+    ),
+    "dead_letters/episode_metadata": Contract(
+        "dead_letters", schemas.DEAD_LETTERS, [["kafka_partition", "kafka_offset"]], {"topic": "episode-metadata"}
+    ),
+    "dead_letters/user_events": Contract(
+        "dead_letters", schemas.DEAD_LETTERS, [["kafka_partition", "kafka_offset"]], {"topic": "user-events"}
+    ),
 }
 
 # dead-letter asset -> the good rows of the same messages
@@ -69,7 +76,11 @@ def normalized_type(t: pa.DataType) -> str:
     if pa.types.is_list(t) or pa.types.is_large_list(t) or str(t).startswith("list_view"):
         return f"list<{normalized_type(t.value_type)}>"
     if pa.types.is_struct(t):
-        return "struct<" + ",".join(f"{t.field(i).name}:{normalized_type(t.field(i).type)}" for i in range(t.num_fields)) + ">"
+        return (
+            "struct<"
+            + ",".join(f"{t.field(i).name}:{normalized_type(t.field(i).type)}" for i in range(t.num_fields))
+            + ">"
+        )
     if pa.types.is_timestamp(t):
         tz = "UTC" if (t.tz or "").upper() in {"UTC", "+00:00", "Z", "ETC/UTC"} else (t.tz or "")
         return f"timestamp[{t.unit},{tz}]"
@@ -113,10 +124,12 @@ def finite_in(column: pa.ChunkedArray, low: float, high: float) -> tuple[int, fl
 CheckBody = Callable[[dg.AssetCheckExecutionContext, LakeResource, date], dg.AssetCheckResult]
 
 
-def _partitioned_check(asset_key: dg.AssetKey, name: str, description: str, body: CheckBody,
-                       blocking: bool = False) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset_key, name=name, description=description, blocking=blocking,
-                    partitions_def=daily_partitions)
+def _partitioned_check(
+    asset_key: dg.AssetKey, name: str, description: str, body: CheckBody, blocking: bool = False
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset_key, name=name, description=description, blocking=blocking, partitions_def=daily_partitions
+    )
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource):
         return body(context, lake, date.fromisoformat(context.partition_key))
 
@@ -131,8 +144,11 @@ def contract_checks(key_string: str, contract: Contract) -> list[dg.AssetChecksD
         if table is None:
             return dg.AssetCheckResult(passed=False, description=f"Delta table {contract.table!r} does not exist.")
         problems = schema_problems(table.schema, contract.schema)
-        return dg.AssetCheckResult(passed=not problems, metadata={"rows": table.num_rows, "problems": "; ".join(problems) or "none"},
-                                   description="; ".join(problems) or None)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            metadata={"rows": table.num_rows, "problems": "; ".join(problems) or "none"},
+            description="; ".join(problems) or None,
+        )
 
     def unique_body(context, lake, day):
         table = read_partition(lake, contract, day)
@@ -149,14 +165,28 @@ def contract_checks(key_string: str, contract: Contract) -> list[dg.AssetChecksD
         return dg.AssetCheckResult(passed=not problems, metadata=metadata, description="; ".join(problems) or None)
 
     return [
-        _partitioned_check(asset_key, "schema_matches_contract",
-                           f"The day's rows of Delta table {contract.table} have every column of core/schemas.py with its type.", schema_body),
-        _partitioned_check(asset_key, "keys_unique", f"No two rows of the day share a key ({' / '.join(map(str, contract.keys))}).", unique_body),
+        _partitioned_check(
+            asset_key,
+            "schema_matches_contract",
+            f"The day's rows of Delta table {contract.table} have every column of core/schemas.py with its type.",
+            schema_body,
+        ),
+        _partitioned_check(
+            asset_key,
+            "keys_unique",
+            f"No two rows of the day share a key ({' / '.join(map(str, contract.keys))}).",
+            unique_body,
+        ),
     ]
 
 
-def _range_check(key_string: str, name: str, description: str, rules: Callable[[pa.Table, Settings], dict[str, int]],
-                 settings: Settings) -> dg.AssetChecksDefinition:
+def _range_check(
+    key_string: str,
+    name: str,
+    description: str,
+    rules: Callable[[pa.Table, Settings], dict[str, int]],
+    settings: Settings,
+) -> dg.AssetChecksDefinition:
     contract = CONTRACTS[key_string]
 
     def body(context, lake, day):
@@ -164,7 +194,10 @@ def _range_check(key_string: str, name: str, description: str, rules: Callable[[
         if table is None:
             return dg.AssetCheckResult(passed=False, description=f"Delta table {contract.table!r} does not exist.")
         violations = rules(table, settings) if table.num_rows else {}
-        return dg.AssetCheckResult(passed=not any(violations.values()), metadata={"rows": table.num_rows, **{k: int(v) for k, v in violations.items()}})
+        return dg.AssetCheckResult(
+            passed=not any(violations.values()),
+            metadata={"rows": table.num_rows, **{k: int(v) for k, v in violations.items()}},
+        )
 
     return _partitioned_check(dg.AssetKey.from_user_string(key_string), name, description, body)
 
@@ -177,23 +210,32 @@ def _rank_violations(table: pa.Table, settings: Settings) -> int:
 def _similarity_rules(table, settings):
     bad_cos, _, _ = finite_in(table["cosine_similarity"], -1.0 - 1e-5, 1.0 + 1e-5)
     ranks = table["rank"].to_numpy(zero_copy_only=False)
-    return {"cosine outside [-1, 1]": bad_cos,
-            "rank outside 1..K": int(np.sum((ranks < 1) | (ranks > settings.similarity_k))),
-            "self pairs": int(pc.sum(pc.equal(table["new_episode_id"], table["historical_episode_id"])).as_py() or 0)}
+    return {
+        "cosine outside [-1, 1]": bad_cos,
+        "rank outside 1..K": int(np.sum((ranks < 1) | (ranks > settings.similarity_k))),
+        "self pairs": int(pc.sum(pc.equal(table["new_episode_id"], table["historical_episode_id"])).as_py() or 0),
+    }
 
 
 def _als_rules(table, settings):
     bad_score, _, _ = finite_in(table["score"], -math.inf, math.inf)
-    return {"rank outside 1..N": _rank_violations(table, settings), "non-finite scores": bad_score,
-            "missing model_version": table["model_version"].null_count}
+    return {
+        "rank outside 1..N": _rank_violations(table, settings),
+        "non-finite scores": bad_score,
+        "missing model_version": table["model_version"].null_count,
+    }
 
 
 def _final_rules(table, settings):
     bad_alpha, _, _ = finite_in(table["alpha"], 0.0, 1.0)
     bad_score, _, _ = finite_in(table["final_score"], -math.inf, math.inf)
     reasons = set(table["reason"].to_pylist())
-    return {"rank outside 1..N": _rank_violations(table, settings), "alpha outside [0, 1]": bad_alpha,
-            "non-finite final_score": bad_score, "unknown reasons": len(reasons - {"als", "content", "hybrid", "popular"})}
+    return {
+        "rank outside 1..N": _rank_violations(table, settings),
+        "alpha outside [0, 1]": bad_alpha,
+        "non-finite final_score": bad_score,
+        "unknown reasons": len(reasons - {"als", "content", "hybrid", "popular"}),
+    }
 
 
 def _metrics_rules(table, settings):
@@ -212,8 +254,10 @@ def _daily_rules(table, settings):
 
 def _transcript_rules(table, settings):
     statuses = table["status"].to_pylist()
-    return {"unknown status": sum(s not in {"ok", "failed", "skipped_language"} for s in statuses),
-            "ok without text": sum(1 for s, t in zip(statuses, table["text"].to_pylist()) if s == "ok" and not t)}
+    return {
+        "unknown status": sum(s not in {"ok", "failed", "skipped_language"} for s in statuses),
+        "ok without text": sum(1 for s, t in zip(statuses, table["text"].to_pylist()) if s == "ok" and not t),
+    }
 
 
 def _vector_rules(table, settings):
@@ -228,13 +272,38 @@ def _vector_rules(table, settings):
 
 
 RANGE_CHECKS: list[tuple[str, str, str, Callable]] = [
-    ("episode_vectors", "vectors_unit_length", "Every episode vector has the same dimension and unit L2 norm.", _vector_rules),
-    ("similarities", "scores_in_range", "Cosine in [-1, 1], rank in 1..K, no episode is its own neighbour.", _similarity_rules),
+    (
+        "episode_vectors",
+        "vectors_unit_length",
+        "Every episode vector has the same dimension and unit L2 norm.",
+        _vector_rules,
+    ),
+    (
+        "similarities",
+        "scores_in_range",
+        "Cosine in [-1, 1], rank in 1..K, no episode is its own neighbour.",
+        _similarity_rules,
+    ),
     ("als_top_n", "scores_in_range", "Rank in 1..N, finite scores, model version recorded.", _als_rules),
-    ("final_recommendations", "scores_in_range", "Rank in 1..N, alpha in [0, 1], finite scores, known reasons.", _final_rules),
-    ("recommendation_metrics", "values_in_range", "Rates (precision, recall, nDCG, MAP, coverage) in [0, 1]; all values finite.", _metrics_rules),
+    (
+        "final_recommendations",
+        "scores_in_range",
+        "Rank in 1..N, alpha in [0, 1], finite scores, known reasons.",
+        _final_rules,
+    ),
+    (
+        "recommendation_metrics",
+        "values_in_range",
+        "Rates (precision, recall, nDCG, MAP, coverage) in [0, 1]; all values finite.",
+        _metrics_rules,
+    ),
     ("user_episode_daily", "values_in_range", "Played fraction in [0, 1], at least one event per row.", _daily_rules),
-    ("transcripts", "statuses_valid", "Status is ok/failed/skipped_language; an ok transcript has text.", _transcript_rules),
+    (
+        "transcripts",
+        "statuses_valid",
+        "Status is ok/failed/skipped_language; an ok transcript has text.",
+        _transcript_rules,
+    ),
 ]
 
 
@@ -248,17 +317,30 @@ def dead_letter_share_check(key_string: str, settings: Settings) -> dg.AssetChec
         n_good = good.num_rows if good is not None else 0
         share = n_dead / (n_dead + n_good) if n_dead + n_good else 0.0
         return dg.AssetCheckResult(
-            passed=share <= settings.dead_letter_warn_share, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"dead_letters": n_dead, "good_rows": n_good, "share": round(share, 5), "threshold": settings.dead_letter_warn_share},
-            description=f"{share:.2%} of the day's messages were dead letters (warn above {settings.dead_letter_warn_share:.2%}).",
+            passed=share <= settings.dead_letter_warn_share,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "dead_letters": n_dead,
+                "good_rows": n_good,
+                "share": round(share, 5),
+                "threshold": settings.dead_letter_warn_share,
+            },
+            description=f"{share:.2%} of the day's messages were dead letters "
+            f"(warn above {settings.dead_letter_warn_share:.2%}).",
         )
 
-    return _partitioned_check(dg.AssetKey.from_user_string(key_string), "dead_letter_share",
-                              "Warns when malformed messages exceed a share of the day's messages.", body)
+    return _partitioned_check(
+        dg.AssetKey.from_user_string(key_string),
+        "dead_letter_share",
+        "Warns when malformed messages exceed a share of the day's messages.",
+        body,
+    )
 
 
 def latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
     return records[0] if records else None
 
 
@@ -268,21 +350,34 @@ def lateness_check(asset_key: dg.AssetKey, settings: Settings) -> dg.AssetChecks
     def body(context, lake, day):
         record = latest_materialization(context.instance, asset_key, day.isoformat())
         closes = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc) + timedelta(
-            minutes=settings.kafka_lateness_minutes)
+            minutes=settings.kafka_lateness_minutes
+        )
         if record is None:
-            return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, description="partition not materialized")
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.WARN, description="partition not materialized"
+            )
         read_at = datetime.fromtimestamp(record.timestamp, tz=timezone.utc)
         final = read_at >= closes
         return dg.AssetCheckResult(
-            passed=final, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"read_at": read_at.isoformat(), "lateness_window_closes": closes.isoformat(),
-                      "allowed_lateness_minutes": settings.kafka_lateness_minutes},
-            description=None if final else f"read before the lateness window closed ({closes.isoformat()}): late records "
+            passed=final,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "read_at": read_at.isoformat(),
+                "lateness_window_closes": closes.isoformat(),
+                "allowed_lateness_minutes": settings.kafka_lateness_minutes,
+            },
+            description=None
+            if final
+            else f"read before the lateness window closed ({closes.isoformat()}): late records "
             "may still arrive; the Kafka sensor re-runs the day when they do.",
         )
 
-    return _partitioned_check(asset_key, "read_after_lateness_window",
-                              "The day was read from Kafka after midnight + the allowed lateness, so it is complete.", body)
+    return _partitioned_check(
+        asset_key,
+        "read_after_lateness_window",
+        "The day was read from Kafka after midnight + the allowed lateness, so it is complete.",
+        body,
+    )
 
 
 def metadata_float(record, name: str) -> float | None:
@@ -324,38 +419,64 @@ def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
     def body(context, lake, day):
         record = latest_materialization(context.instance, key, day.isoformat())
         validation = metadata_float(record, "validation_ndcg@10")
-        new, old = metadata_float(record, "paired_ndcg_this_model"), metadata_float(record, "paired_ndcg_previous_model")
+        new, old = (
+            metadata_float(record, "paired_ndcg_this_model"),
+            metadata_float(record, "paired_ndcg_previous_model"),
+        )
         change, users = metadata_float(record, "ndcg_change_vs_previous"), metadata_float(record, "paired_users") or 0
         k = int(metadata_float(record, "paired_k") or 10)
         allowed = allowed_ndcg_drop(settings.als_ndcg_tolerance, metadata_float(record, "ndcg_change_stderr"))
-        metadata = {"validation_ndcg@10": validation, f"paired_ndcg@{k}": new, f"previous_model_ndcg@{k}": old,
-                    "paired_users": int(users), "tolerance": settings.als_ndcg_tolerance, "allowed_drop": round(allowed, 6),
-                    "validation_method": metadata_text(record, "validation_method") or ""}
+        metadata = {
+            "validation_ndcg@10": validation,
+            f"paired_ndcg@{k}": new,
+            f"previous_model_ndcg@{k}": old,
+            "paired_users": int(users),
+            "tolerance": settings.als_ndcg_tolerance,
+            "allowed_drop": round(allowed, 6),
+            "validation_method": metadata_text(record, "validation_method") or "",
+        }
         if validation is None:
-            return dg.AssetCheckResult(passed=False, metadata=metadata,
-                                       description="the materialization has no validation_ndcg@10 metadata")
+            return dg.AssetCheckResult(
+                passed=False, metadata=metadata, description="the materialization has no validation_ndcg@10 metadata"
+            )
         if math.isnan(validation):
-            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-                                       description="the window could not be split for validation (nDCG is NaN): nothing to compare")
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=metadata,
+                description="the window could not be split for validation (nDCG is NaN): nothing to compare",
+            )
         if change is None or math.isnan(change):
-            return dg.AssetCheckResult(passed=True, metadata=metadata,
-                                       description="no previous day's model judged on the same held-out day: nothing to compare")
+            return dg.AssetCheckResult(
+                passed=True,
+                metadata=metadata,
+                description="no previous day's model judged on the same held-out day: nothing to compare",
+            )
         if users < MIN_PAIRED_USERS:
-            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-                                       description=f"only {int(users)} users could be paired (fewer than {MIN_PAIRED_USERS}): "
-                                                   "too few to judge the model")
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=metadata,
+                description=f"only {int(users)} users could be paired (fewer than {MIN_PAIRED_USERS}): "
+                "too few to judge the model",
+            )
         drop = -change
         return dg.AssetCheckResult(
-            passed=drop <= allowed, metadata={**metadata, "drop": round(drop, 6)},
+            passed=drop <= allowed,
+            metadata={**metadata, "drop": round(drop, 6)},
             description=f"on the held-out day, nDCG@{k} {new:.4f} vs {old:.4f} for the previous day's model over "
-                        f"{int(users)} users (drop {drop:+.4f}, allowed {allowed:.4f}: the larger of the tolerance and "
-                        "two standard errors).",
+            f"{int(users)} users (drop {drop:+.4f}, allowed {allowed:.4f}: the larger of the tolerance and "
+            "two standard errors).",
         )
 
-    return _partitioned_check(key, "validation_ndcg_not_worse",
-                              "BLOCKING: stops a new ALS model that does worse than the previous day's model on the same "
-                              "held-out day by more than PODREC_ALS_NDCG_TOLERANCE and more than two standard errors.",
-                              body, blocking=True)
+    return _partitioned_check(
+        key,
+        "validation_ndcg_not_worse",
+        "BLOCKING: stops a new ALS model that does worse than the previous day's model on the same "
+        "held-out day by more than PODREC_ALS_NDCG_TOLERANCE and more than two standard errors.",
+        body,
+        blocking=True,
+    )
 
 
 def active_users_check(settings: Settings) -> dg.AssetChecksDefinition:
@@ -370,7 +491,9 @@ def active_users_check(settings: Settings) -> dg.AssetChecksDefinition:
         excused = 0
         if missing and lake.exists("episodes"):
             # a user who already listened to every episode published so far has nothing left to recommend
-            catalog = set(lake.read_days("episodes", date(1970, 1, 1), day, columns=["episode_id"])["episode_id"].to_pylist())
+            catalog = set(
+                lake.read_days("episodes", date(1970, 1, 1), day, columns=["episode_id"])["episode_id"].to_pylist()
+            )
             history = lake.read_days("user_episode_daily", date(1970, 1, 1), day, columns=["user_id", "episode_id"])
             heard: dict[str, set[str]] = {}
             for user, episode in zip(history["user_id"].to_pylist(), history["episode_id"].to_pylist()):
@@ -379,13 +502,22 @@ def active_users_check(settings: Settings) -> dg.AssetChecksDefinition:
             excused, missing = len(missing) - len(still), still
         return dg.AssetCheckResult(
             passed=not missing,
-            metadata={"active_users": len(active), "users_with_recommendations": len(served), "active_without": len(missing),
-                      "active_who_heard_every_episode": excused,
-                      "window": f"{start.isoformat()}..{day.isoformat()}", "examples": ", ".join(missing[:5]) or "none"},
+            metadata={
+                "active_users": len(active),
+                "users_with_recommendations": len(served),
+                "active_without": len(missing),
+                "active_who_heard_every_episode": excused,
+                "window": f"{start.isoformat()}..{day.isoformat()}",
+                "examples": ", ".join(missing[:5]) or "none",
+            },
         )
 
-    return _partitioned_check(dg.AssetKey("final_recommendations"), "active_users_have_recommendations",
-                              f"Every user with engagement in the last history_days days has recommendations for the day.", body)
+    return _partitioned_check(
+        dg.AssetKey("final_recommendations"),
+        "active_users_have_recommendations",
+        "Every user with engagement in the last history_days days has recommendations for the day.",
+        body,
+    )
 
 
 SERVED_TABLES = ("similarities", "als_top_n", "final_recommendations")  # Delta tables with a MongoDB serving copy
@@ -404,31 +536,43 @@ def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, 
     facts.update(served_rows=served, served_run_id=pointer["run_id"], served_delta_version=pointer.get("delta_version"))
     problems = []
     if delta_runs != [pointer["run_id"]]:
-        problems.append(f"MongoDB serves the write of run {pointer['run_id']}, Delta holds run(s) {delta_runs or 'none'}")
+        problems.append(
+            f"MongoDB serves the write of run {pointer['run_id']}, Delta holds run(s) {delta_runs or 'none'}"
+        )
     if served != rows.num_rows or pointer["rows"] != served:
-        problems.append(f"MongoDB serves {served} documents (its write recorded {pointer['rows']}), Delta has "
-                        f"{rows.num_rows} rows")
+        problems.append(
+            f"MongoDB serves {served} documents (its write recorded {pointer['rows']}), Delta has {rows.num_rows} rows"
+        )
     return problems, facts
 
 
 def serving_copy_check(table: str) -> dg.AssetChecksDefinition:
     """Delta is the truth and MongoDB its serving copy: a failure between the two writes must not go unnoticed."""
 
-    @dg.asset_check(asset=dg.AssetKey(table), name="serving_copy_matches_delta", partitions_def=daily_partitions,
-                    description="The MongoDB documents readers see for the day come from the same run as the Delta "
-                                "day and are as many as its rows; a re-run of the day repairs a difference.")
+    @dg.asset_check(
+        asset=dg.AssetKey(table),
+        name="serving_copy_matches_delta",
+        partitions_def=daily_partitions,
+        description="The MongoDB documents readers see for the day come from the same run as the Delta "
+        "day and are as many as its rows; a re-run of the day repairs a difference.",
+    )
     def _check(context: dg.AssetCheckExecutionContext, lake: LakeResource, mongo: MongoResource):
         day = date.fromisoformat(context.partition_key)
         problems, facts = serving_copy_problems(lake, mongo, table, day)
-        return dg.AssetCheckResult(passed=not problems, metadata=facts,
-                                   description="; ".join(problems) + f" — re-materialize {table}[{day}] to repair"
-                                   if problems else None)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            metadata=facts,
+            description="; ".join(problems) + f" — re-materialize {table}[{day}] to repair" if problems else None,
+        )
 
     return _check
 
 
-def build_checks(existing: set[dg.AssetKey], kafka_fed: Iterable[dg.AssetKey], settings: Settings) -> list[dg.AssetChecksDefinition]:
+def build_checks(
+    existing: set[dg.AssetKey], kafka_fed: Iterable[dg.AssetKey], settings: Settings
+) -> list[dg.AssetChecksDefinition]:
     """Every check whose asset exists (and whose extra inputs exist) in this code location."""
+
     def has(key_string: str) -> bool:
         return dg.AssetKey.from_user_string(key_string) in existing
 

@@ -26,7 +26,9 @@ def days_from_timestamps(timestamps_ms: Iterable[int], first_day: date, last_day
     return days, outside
 
 
-def days_by_bisection(offset_at: Callable[[date], int], start: int, stop: int, first_day: date, last_day: date) -> set[date]:
+def days_by_bisection(
+    offset_at: Callable[[date], int], start: int, stop: int, first_day: date, last_day: date
+) -> set[date]:
     """Days d in [first_day, last_day] whose offsets [offset_at(d), offset_at(d+1)) meet [start, stop).
 
     ``offset_at(d)`` is the earliest offset with timestamp >= the start of d (the log end when none), as

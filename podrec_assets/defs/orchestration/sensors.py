@@ -8,7 +8,6 @@ client lives for one tick: the embedded broker answers empty fetches at once, so
 would spin a core.
 """
 
-
 import json
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,9 @@ class TopicCursor:
         return cls({int(p): int(o) for p, o in data.get("offsets", {}).items()}, float(data.get("observed_at", 0.0)))
 
     def dump(self) -> str:
-        return json.dumps({"offsets": {str(p): o for p, o in sorted(self.offsets.items())}, "observed_at": self.observed_at})
+        return json.dumps(
+            {"offsets": {str(p): o for p, o in sorted(self.offsets.items())}, "observed_at": self.observed_at}
+        )
 
 
 @dataclass
@@ -52,8 +53,9 @@ class TopicScan:
     outside_range: int = 0
 
 
-def scan_topic(kafka: KafkaResource, topic: str, since: dict[int, int] | None, first_day: date, last_day: date,
-               scan_limit: int) -> TopicScan | None:
+def scan_topic(
+    kafka: KafkaResource, topic: str, since: dict[int, int] | None, first_day: date, last_day: date, scan_limit: int
+) -> TopicScan | None:
     """End offsets and the days of the records after ``since`` (None when the topic does not exist)."""
     from kafka import TopicPartition
 
@@ -96,8 +98,13 @@ def partition_range() -> tuple[date, date]:
     return date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
 
 
-def evaluate_topic(context: dg.SensorEvaluationContext, kafka: KafkaResource, topic: str,
-                   targets: Sequence[dg.AssetKey], scan_limit: int) -> dg.SensorResult | dg.SkipReason:
+def evaluate_topic(
+    context: dg.SensorEvaluationContext,
+    kafka: KafkaResource,
+    topic: str,
+    targets: Sequence[dg.AssetKey],
+    scan_limit: int,
+) -> dg.SensorResult | dg.SkipReason:
     """One tick of a topic sensor (module-level so tests call it with a real broker)."""
     from kafka.errors import KafkaError
 
@@ -107,8 +114,10 @@ def evaluate_topic(context: dg.SensorEvaluationContext, kafka: KafkaResource, to
         scan = scan_topic(kafka, topic, cursor.offsets if cursor else None, first_day, last_day, scan_limit)
     except (KafkaError, OSError, TimeoutError, ServerUnavailable) as exc:
         kept = cursor.dump() if cursor else "none yet"
-        return dg.SkipReason(f"Kafka broker at {kafka.bootstrap_servers} is unreachable ({type(exc).__name__}: {exc}); "
-                             f"cursor kept ({kept}).")
+        return dg.SkipReason(
+            f"Kafka broker at {kafka.bootstrap_servers} is unreachable ({type(exc).__name__}: {exc}); "
+            f"cursor kept ({kept})."
+        )
     if scan is None:
         return dg.SkipReason(f"Kafka topic {topic!r} does not exist on {kafka.bootstrap_servers} yet.")
 
@@ -122,20 +131,30 @@ def evaluate_topic(context: dg.SensorEvaluationContext, kafka: KafkaResource, to
     changed = cursor is None or any(scan.log_end[p] != cursor.offsets.get(p) for p in scan.log_end)
 
     signature = ",".join(f"{p}={o}" for p, o in sorted(scan.log_end.items()))
-    run_requests = [
-        dg.RunRequest(
-            run_key=f"{topic}:{day.isoformat()}:{signature}", partition_key=day.isoformat(), asset_selection=list(targets),
-            tags={"podrec/trigger": f"kafka:{topic}"},
-        )
-        for day in days
-    ] if targets else []
+    run_requests = (
+        [
+            dg.RunRequest(
+                run_key=f"{topic}:{day.isoformat()}:{signature}",
+                partition_key=day.isoformat(),
+                asset_selection=list(targets),
+                tags={"podrec/trigger": f"kafka:{topic}"},
+            )
+            for day in days
+        ]
+        if targets
+        else []
+    )
 
     now = time.time()
     metadata: dict[str, Any] = {
-        "topic": topic, "bootstrap": kafka.bootstrap_servers, "lag_total": sum(lag.values()),
-        "end_offset_total": sum(scan.log_end.values()), "partitions": len(scan.log_end),
+        "topic": topic,
+        "bootstrap": kafka.bootstrap_servers,
+        "lag_total": sum(lag.values()),
+        "end_offset_total": sum(scan.log_end.values()),
+        "partitions": len(scan.log_end),
         "new_days": ", ".join(d.isoformat() for d in sorted(scan.days)) or "none",
-        "requested_days": ", ".join(d.isoformat() for d in days) or "none", "day_search": scan.method,
+        "requested_days": ", ".join(d.isoformat() for d in days) or "none",
+        "day_search": scan.method,
         "records_outside_partitions": scan.outside_range,
     }
     for p in sorted(scan.log_end):
@@ -148,13 +167,24 @@ def evaluate_topic(context: dg.SensorEvaluationContext, kafka: KafkaResource, to
         previous_observation = now
     if changed and sum(lag.values()) > 0:
         # new messages arrived: the topic (an external asset) was updated; its freshness follows this
-        events.append(dg.AssetMaterialization(asset_key=topic_asset_key(topic), metadata={
-            "new_messages": sum(lag.values()), "new_days": metadata["new_days"]}))
+        events.append(
+            dg.AssetMaterialization(
+                asset_key=topic_asset_key(topic),
+                metadata={"new_messages": sum(lag.values()), "new_days": metadata["new_days"]},
+            )
+        )
     # without a consumer asset nothing is handed off, so the lag keeps counting what nobody read
     offsets = dict(scan.log_end) if targets else dict(handed)
     new_cursor = TopicCursor(offsets, previous_observation)
-    skip = None if run_requests else (f"No new records on {topic}." if not any(lag.values())
-                                      else f"{sum(lag.values())} new records on {topic}; no day partition to request.")
+    skip = (
+        None
+        if run_requests
+        else (
+            f"No new records on {topic}."
+            if not any(lag.values())
+            else f"{sum(lag.values())} new records on {topic}; no day partition to request."
+        )
+    )
     return dg.SensorResult(run_requests=run_requests, asset_events=events, cursor=new_cursor.dump(), skip_reason=skip)
 
 
@@ -162,13 +192,18 @@ def sensor_name(topic: str) -> str:
     return f"kafka_{topic.replace('-', '_')}_sensor"
 
 
-def build_topic_sensor(topic: str, targets: Sequence[dg.AssetKey], interval_s: int, scan_limit: int) -> dg.SensorDefinition:
+def build_topic_sensor(
+    topic: str, targets: Sequence[dg.AssetKey], interval_s: int, scan_limit: int
+) -> dg.SensorDefinition:
     targets = list(targets)
 
     @dg.sensor(
-        name=sensor_name(topic), minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING,
+        name=sensor_name(topic),
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
         target=targets or None,
-        description=f"Watches Kafka {topic!r}; requests day partitions of {', '.join(k.to_user_string() for k in targets) or 'nothing (no consumer asset yet)'} "
+        description=f"Watches Kafka {topic!r}; requests day partitions of "
+        f"{', '.join(k.to_user_string() for k in targets) or 'nothing (no consumer asset yet)'} "
         "for the days of new records, and observes the lag on the topic asset.",
     )
     def _topic_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource):

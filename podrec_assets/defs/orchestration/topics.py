@@ -20,7 +20,10 @@ def topic_asset_key(topic: str) -> dg.AssetKey:
 def topic_specs() -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
-            topic_asset_key(topic), description=TOPIC_DESCRIPTIONS[topic], group_name="kafka", kinds={"kafka"},
+            topic_asset_key(topic),
+            description=TOPIC_DESCRIPTIONS[topic],
+            group_name="kafka",
+            kinds={"kafka"},
             metadata={"topic": topic},
         )
         for topic in TOPICS

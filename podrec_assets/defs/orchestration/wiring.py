@@ -73,24 +73,34 @@ def downstream_condition(key: dg.AssetKey, settings: Settings) -> dg.AutomationC
         base = dg.AutomationCondition.on_cron(settings.model_cron).replace("in_latest_time_window", window)
         base = base & ~recent_deps_missing
     else:
-        base = (dg.AutomationCondition.eager().replace("in_latest_time_window", window)
-                .replace("any_deps_missing", recent_deps_missing))
+        base = (
+            dg.AutomationCondition.eager()
+            .replace("in_latest_time_window", window)
+            .replace("any_deps_missing", recent_deps_missing)
+        )
     # a dep partition holds the asset back if a blocking check of it failed (the ALS nDCG gate); missing or
     # old dep partitions are judged by the clause above, not here
     deps_gates_passed = dg.AutomationCondition.all_deps_match(
         dg.AutomationCondition.all_checks_match(
-            dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True)
-        | dg.AutomationCondition.missing() | ~window
+            dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True
+        )
+        | dg.AutomationCondition.missing()
+        | ~window
     ).with_label("all_recent_deps_blocking_checks_passed")
     return (base & deps_gates_passed).with_label(
-        f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days), blocking checks passed")
+        f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days), blocking checks passed"
+    )
 
 
 def freshness_policies(settings: Settings) -> tuple[dg.FreshnessPolicy, dg.FreshnessPolicy]:
-    default = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=settings.freshness_fail_minutes),
-                                             warn_window=timedelta(minutes=settings.freshness_warn_minutes))
-    live = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=settings.freshness_live_fail_minutes),
-                                          warn_window=timedelta(minutes=settings.freshness_live_warn_minutes))
+    default = dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(minutes=settings.freshness_fail_minutes),
+        warn_window=timedelta(minutes=settings.freshness_warn_minutes),
+    )
+    live = dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(minutes=settings.freshness_live_fail_minutes),
+        warn_window=timedelta(minutes=settings.freshness_live_warn_minutes),
+    )
     return default, live
 
 
@@ -114,9 +124,17 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
             if kind == "asr":
                 item = item.with_attributes(backfill_policy=dg.BackfillPolicy.multi_run(1))
         assets.append(item)
-    mapped = dg.Definitions(assets=assets, asset_checks=defs.asset_checks, sensors=defs.sensors, jobs=defs.jobs,
-                            schedules=defs.schedules, resources=defs.resources, executor=defs.executor,
-                            loggers=defs.loggers, metadata=defs.metadata)
+    mapped = dg.Definitions(
+        assets=assets,
+        asset_checks=defs.asset_checks,
+        sensors=defs.sensors,
+        jobs=defs.jobs,
+        schedules=defs.schedules,
+        resources=defs.resources,
+        executor=defs.executor,
+        loggers=defs.loggers,
+        metadata=defs.metadata,
+    )
 
     def set_policies(spec: dg.AssetSpec) -> dg.AssetSpec:
         live = spec.key in kafka_fed or spec.key in topic_keys
@@ -133,27 +151,50 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
     mapped = mapped.map_asset_specs(func=set_policies)
     existing = declared_keys(mapped)  # not the keys areas only depend on (their owners have not landed yet)
 
-    sensors = [build_topic_sensor(topic, consumers[topic], settings.sensor_interval_s, settings.sensor_scan_limit)
-               for topic in TOPICS]
+    sensors = [
+        build_topic_sensor(topic, consumers[topic], settings.sensor_interval_s, settings.sensor_scan_limit)
+        for topic in TOPICS
+    ]
     automated = sorted(
-        (spec.key for spec in mapped.resolve_all_asset_specs() if spec.automation_condition is not None and spec.key in existing),
-        key=lambda k: k.to_user_string())
+        (
+            spec.key
+            for spec in mapped.resolve_all_asset_specs()
+            if spec.automation_condition is not None and spec.key in existing
+        ),
+        key=lambda k: k.to_user_string(),
+    )
     by_kind: dict[str | None, list[dg.AssetKey]] = {}
     for key in automated:
         by_kind.setdefault(heavy.get(key), []).append(key)
     for kind, keys in sorted(by_kind.items(), key=lambda kv: kv[0] or ""):
         name = f"podrec_automation_{kind}" if kind else "podrec_automation"
-        sensors.append(dg.AutomationConditionSensorDefinition(
-            name, target=keys, default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=settings.sensor_interval_s,
-            run_tags={HEAVY_TAG: kind} if kind else None,
-            description="Declarative automation of "
-            + (f"the {kind} assets (runs tagged {HEAVY_TAG}={kind}, limited to one at a time)" if kind else "the downstream daily assets"),
-        ))
+        sensors.append(
+            dg.AutomationConditionSensorDefinition(
+                name,
+                target=keys,
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=settings.sensor_interval_s,
+                run_tags={HEAVY_TAG: kind} if kind else None,
+                description="Declarative automation of "
+                + (
+                    f"the {kind} assets (runs tagged {HEAVY_TAG}={kind}, limited to one at a time)"
+                    if kind
+                    else "the downstream daily assets"
+                ),
+            )
+        )
     checks = build_checks(existing, sorted(kafka_fed, key=lambda k: k.to_user_string()), settings)
     executor = defs.executor or dg.in_process_executor  # 2 cores: one process per run, not one per step
     return dg.Definitions.merge(
-        dg.Definitions(assets=mapped.assets, asset_checks=mapped.asset_checks, jobs=mapped.jobs, schedules=mapped.schedules,
-                       resources=mapped.resources, loggers=mapped.loggers, metadata=mapped.metadata, executor=executor),
+        dg.Definitions(
+            assets=mapped.assets,
+            asset_checks=mapped.asset_checks,
+            jobs=mapped.jobs,
+            schedules=mapped.schedules,
+            resources=mapped.resources,
+            loggers=mapped.loggers,
+            metadata=mapped.metadata,
+            executor=executor,
+        ),
         dg.Definitions(sensors=list(mapped.sensors or []) + sensors, asset_checks=checks),
     )
