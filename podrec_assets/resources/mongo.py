@@ -10,6 +10,7 @@ both or a part; a re-run replaces whatever an interrupted write left behind.
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
@@ -115,9 +116,10 @@ class MongoResource(ConfigurableResource):
         model_version: str | None = None,
         batch_size: int = 5000,
         delta_version: int | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, Any]:
         """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version),
         swapped in for readers in one step once every document is written."""
+        started = time.perf_counter()
         self.ensure_indexes(collection)
         coll = self.db()[collection]
         write_id = uuid.uuid4().hex
@@ -148,7 +150,7 @@ class MongoResource(ConfigurableResource):
             upsert=True,
         )
         deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
-        return {"inserted": inserted, "deleted": deleted}
+        return {"inserted": inserted, "deleted": deleted, "seconds": round(time.perf_counter() - started, 3)}
 
     @_needs_server
     def served_days(self, collection: str) -> dict[str, dict[str, Any]]:

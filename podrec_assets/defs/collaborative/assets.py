@@ -163,6 +163,7 @@ def als_top_n(
             "factors_delta_version": factors_written["delta_version"],
             "mongo_inserted": served["inserted"],
             "mongo_deleted": served["deleted"],
+            "mongo_seconds": served["seconds"],
             "preview": dg.MetadataValue.md(_preview(result.top_n)),
         }
     )

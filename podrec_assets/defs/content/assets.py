@@ -207,6 +207,7 @@ def similarities(context: dg.AssetExecutionContext, lake: LakeResource, mongo: M
             "delta_version": written["delta_version"],
             "mongo_inserted": served["inserted"],
             "mongo_deleted": served["deleted"],
+            "mongo_seconds": served["seconds"],
             "episodes_queried": len(query_ids),
             "catalog_size": len(catalog_ids),
             "history_days_read": len(set(history["date"].to_pylist())),

@@ -205,6 +205,7 @@ def final_recommendations(
         "delta_version": written["delta_version"],
         "mongo_inserted": served["inserted"],
         "mongo_deleted": served["deleted"],
+        "mongo_seconds": served["seconds"],
         "catalog_episodes": len(prepared.index),
     }
     if selection_md:

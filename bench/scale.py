@@ -1,0 +1,312 @@
+"""Scale benchmark: a synthetic platform of a given size through the real daily graph, day after day.
+
+For each size (``--users``, one or more): a fresh home on free ports with its own Apache Kafka and MongoDB;
+a catalog of ``--episodes`` episodes spread over ``--days`` days, each with its publisher's transcript (text of
+the demo corpus, so no speech recognition runs and neighbours are topical); ``--events-per-user-day`` listening
+events per listener-day produced into Kafka by the simulator; then the whole asset graph (checks included)
+materialized through Dagster for each day in order, as `podrec demo` does. Printed per day: each asset's wall
+time and the peak RSS of the process tree while it ran, events/s into and out of Kafka, the serving store's
+write rate; at the end the growth ratios: cost(last day) / cost(base day) (history) and, with several sizes,
+cost(largest) / cost(smallest) on the last day (listeners). ``--json`` prints everything as JSON at the end.
+
+    .venv/bin/python bench/scale.py --users 20000 --episodes 1000 --days 4
+    .venv/bin/python bench/scale.py --users 100000 1000000 --episodes 5000 --days 8 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+class RssSampler:
+    """Samples the RSS of this process and its children (Spark's JVM, say) every ``interval_s``; the servers
+    (``exclude``: the Kafka broker and MongoDB, started by this process too) are not the batch's memory."""
+
+    def __init__(self, exclude: set[int], interval_s: float = 0.2):
+        import psutil
+
+        self._exclude = exclude
+        self._process = psutil.Process()
+        self._samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _tree_rss(self) -> int:
+        import psutil
+
+        total, skipped = 0, set(self._exclude)
+        for process in [self._process, *self._process.children(recursive=True)]:
+            try:
+                if process.pid in skipped or process.ppid() in skipped:
+                    skipped.add(process.pid)
+                    continue
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            self._samples.append((time.time(), self._tree_rss()))
+            self._stop.wait(interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float, end: float) -> float:
+        inside = [rss for at, rss in self._samples if start - 0.2 <= at <= end + 0.2]
+        return round(max(inside, default=0) / 2**20, 1)
+
+
+def plan_days(count: int) -> list[date]:
+    """``count`` days ending yesterday (UTC), like the demo's history."""
+    today = datetime.now(timezone.utc).date()
+    return [today - timedelta(days=n) for n in range(count, 0, -1)]
+
+
+def build_catalog(folder: Path, days: list[date], episodes: int) -> list[dict]:
+    """Episodes spread evenly over ``days``, each with a plain-text publisher transcript in ``folder``."""
+    from podrec_assets.sources.demo_corpus import load_demo_documents
+
+    documents = load_demo_documents(min_words=80, max_words=400)
+    folder.mkdir(parents=True, exist_ok=True)
+    catalog = []
+    for n in range(episodes):
+        day = days[n * len(days) // episodes]
+        doc = documents[n % len(documents)]
+        path = folder / f"sc-{n:06d}.txt"
+        path.write_text(doc.text)
+        published = datetime(day.year, day.month, day.day, 6, tzinfo=timezone.utc) + timedelta(seconds=n % 50_000)
+        catalog.append(
+            {
+                "episode_id": f"sc-{n:06d}",
+                "podcast_id": f"show-{doc.topic}",
+                "podcast_title": f"The {doc.topic} show",
+                "episode_title": doc.title,
+                "description": "",
+                "audio_url": f"file:///nonexistent/sc-{n:06d}.mp3",  # never fetched: the transcript is published
+                "language": "en",
+                "published_at": published.isoformat(),
+                "duration_sec": 1800.0,
+                "categories": [doc.topic],
+                "source": "rss",
+                "transcripts": [{"url": path.as_uri(), "type": "text/plain", "language": "en"}],
+            }
+        )
+    return catalog
+
+
+def _metadata_value(event, name: str):
+    value = event.materialization.metadata.get(name)
+    return None if value is None else value.value
+
+
+def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
+    """Materialize every asset of ``day``; per step wall seconds and peak RSS, Kafka and serving-store rates."""
+    started = time.time()
+    result = job.execute_in_process(
+        partition_key=day.isoformat(),
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        tags={"podrec/source": "bench-scale"},
+    )
+    wall = time.time() - started
+    asset_steps = {event.step_key for event in result.get_asset_materialization_events()}
+    steps = {}
+    for stats in instance.get_run_step_stats(result.run_id):
+        if stats.start_time and stats.end_time:
+            steps[stats.step_key] = {
+                "seconds": round(stats.end_time - stats.start_time, 2),
+                "peak_rss_mb": sampler.peak_mb(stats.start_time, stats.end_time),
+                "status": str(stats.status.value if stats.status else ""),
+                "kind": "asset" if stats.step_key in asset_steps else "check",
+            }
+    kafka_out = serving_docs = serving_seconds = 0.0
+    for event in result.get_asset_materialization_events():
+        key = event.materialization.asset_key.to_user_string()
+        if key == "user_events":
+            read = _metadata_value(event, "offsets_read") or 0
+            read_s = _metadata_value(event, "read_seconds") or _metadata_value(event, "seconds") or 0
+            kafka_out = read / read_s if read_s else 0.0
+        inserted, seconds = _metadata_value(event, "mongo_inserted"), _metadata_value(event, "mongo_seconds")
+        if inserted and seconds:
+            serving_docs += inserted
+            serving_seconds += seconds
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return {
+        "day": day.isoformat(),
+        "success": result.success,
+        "failed_steps": failed,
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mb": sampler.peak_mb(started, time.time()),
+        "steps": steps,
+        "kafka_read_events_per_s": round(kafka_out),
+        "serving_documents": int(serving_docs),
+        "serving_documents_per_s": round(serving_docs / serving_seconds) if serving_seconds else 0,
+    }
+
+
+def run_size(users: int, args: argparse.Namespace) -> dict:
+    import dagster as dg
+
+    from podrec_assets.definitions import build_definitions
+    from podrec_assets.local.dagster import prepare_dagster_home
+    from podrec_assets.local.processes import free_port
+    from podrec_assets.local.services import LocalStack
+    from podrec_assets.resources import build_resources
+    from podrec_assets.settings import get_settings, load_settings
+    from podrec_assets.sources.publisher import publish_episodes
+    from podrec_assets.sources.simulator import simulate_history
+
+    days = plan_days(args.days)
+    home = Path(tempfile.mkdtemp(prefix=f"podrec-bench-scale-{users}-", dir=args.work_dir))
+    env = {
+        "PODREC_HOME": str(home),
+        "PODREC_KAFKA_PORT": str(free_port()),
+        "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_START_DATE": days[0].isoformat(),
+        "PODREC_ENGINE": args.engine,
+    }
+    os.environ.update(env)  # the definitions read the process-wide settings
+    get_settings.cache_clear()
+    settings = load_settings(env)
+    stack = LocalStack(settings)
+    _say(
+        f"== {users:,} listeners, {args.episodes:,} episodes, {args.events_per_user_day} events per listener-day, "
+        f"{len(days)} days ({days[0]} .. {days[-1]}), engine={args.engine}, home {home}"
+    )
+    try:
+        servers = set()
+        for status in stack.start():
+            _say("  " + status.line())
+            servers |= {status.pid} if status.pid else set()
+        catalog = build_catalog(home / "transcripts", days, args.episodes)
+        published = publish_episodes(build_resources(settings)["kafka"], catalog)
+        _say(f"  catalog: {published}")
+        simulated = simulate_history(settings, days, users, args.events_per_user_day, settings.seed)
+        produced, seconds = simulated["messages"], simulated["seconds"]
+        kafka_in = round(produced / seconds) if seconds else 0
+        _say(
+            f"  simulated: {simulated['valid_events']:,} valid events ({produced:,} messages with malformed and "
+            f"late ones) in {seconds:.0f} s: {kafka_in:,} messages/s into Kafka"
+        )
+
+        warnings.filterwarnings("ignore", category=dg.BetaWarning)
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        prepare_dagster_home(settings)
+        os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+        instance = dg.DagsterInstance.get()
+        job = build_definitions().resolve_implicit_global_asset_job_def()
+        results = []
+        with RssSampler(exclude=servers) as sampler:
+            for n, day in enumerate(days, 1):
+                day_result = run_day(job, instance, day, sampler)
+                results.append(day_result)
+                print_day(n, day_result)
+        return {
+            "users": users,
+            "episodes": args.episodes,
+            "events_per_user_day": args.events_per_user_day,
+            "engine": args.engine,
+            "events_produced": produced,
+            "kafka_write_events_per_s": kafka_in,
+            "days": results,
+        }
+    finally:
+        stack.stop()
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def print_day(n: int, result: dict) -> None:
+    status = "ok" if result["success"] else f"FAILED: {', '.join(result['failed_steps'])}"
+    _say(
+        f"  day {n} {result['day']}: {result['wall_seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB, "
+        f"Kafka read {result['kafka_read_events_per_s']:,} events/s, serving store "
+        f"{result['serving_documents']:,} documents at {result['serving_documents_per_s']:,}/s ({status})"
+    )
+    assets = sorted(
+        ((k, v) for k, v in result["steps"].items() if v["kind"] == "asset"), key=lambda kv: -kv[1]["seconds"]
+    )
+    for step, stats in assets:
+        _say(f"      {step:<28} {stats['seconds']:8.2f} s {stats['peak_rss_mb']:9,.0f} MB")
+    checks = [v for v in result["steps"].values() if v["kind"] == "check"]
+    if checks:
+        _say(
+            f"      {len(checks)} checks{'':<19} {sum(v['seconds'] for v in checks):8.2f} s "
+            f"{max(v['peak_rss_mb'] for v in checks):9,.0f} MB"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="+", default=[20_000], help="listeners; several sizes are compared")
+    parser.add_argument("--episodes", type=int, default=1_000, help="episodes in the catalog, spread over the days")
+    parser.add_argument("--events-per-user-day", type=float, default=6.0, help="mean events per listener-day")
+    parser.add_argument("--days", type=int, default=4, help="days of history, each materialized in turn")
+    parser.add_argument(
+        "--base-day",
+        type=int,
+        default=None,
+        help="the day the last day's cost is compared with (default: 7 when there are 14+ days, else 2)",
+    )
+    parser.add_argument("--engine", choices=["local", "spark"], default="local")
+    parser.add_argument("--work-dir", default=None, help="where the temporary homes go (default: the system's)")
+    parser.add_argument("--keep", action="store_true", help="keep each size's home (lake, Dagster runs) after the run")
+    parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
+    args = parser.parse_args()
+    if args.days < 2:
+        parser.error("--days must be at least 2 (the first day has no previous list to judge)")
+    base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
+    runs = [run_size(users, args) for users in sorted(args.users)]
+
+    _say("\nday cost (whole graph, seconds):")
+    _say("  " + " ".join(f"{'day ' + str(n):>9}" for n in range(1, args.days + 1)) + "   listeners")
+    for run in runs:
+        _say("  " + " ".join(f"{d['wall_seconds']:9.1f}" for d in run["days"]) + f"   {run['users']:,}")
+    ratios = {}
+    for run in runs:
+        last, base = run["days"][-1]["wall_seconds"], run["days"][base_day - 1]["wall_seconds"]
+        ratios[f"history_{run['users']}"] = round(last / base, 3)
+        _say(f"history: cost(day {args.days}) / cost(day {base_day}) at {run['users']:,} listeners = {last / base:.2f}")
+    if len(runs) > 1:
+        small, large = runs[0], runs[-1]
+        ratio = large["days"][-1]["wall_seconds"] / small["days"][-1]["wall_seconds"]
+        ratios["listeners"] = round(ratio, 3)
+        _say(
+            f"listeners: cost({large['users']:,}) / cost({small['users']:,}) on day {args.days} = {ratio:.2f} "
+            f"(listeners x{large['users'] / small['users']:.0f})"
+        )
+    peak = max(d["peak_rss_mb"] for run in runs for d in run["days"])
+    _say(f"peak RSS of the process tree over every day: {peak:,.0f} MB")
+    if args.json:
+        print(json.dumps({"runs": runs, "ratios": ratios, "peak_rss_mb": peak}))
+    return 0 if all(d["success"] for run in runs for d in run["days"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
