@@ -8,7 +8,6 @@ with the values in force. Defaults run the embedded local stack under ``.podrec/
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import date
@@ -285,10 +284,6 @@ class Settings:
     @property
     def lake_root(self) -> str:
         return self.lake_uri or str(self.home_path / "lake")
-
-    @property
-    def lake_storage_options_dict(self) -> dict[str, str]:
-        return json.loads(self.lake_storage_options) if self.lake_storage_options else {}
 
     @property
     def spark_jars_path(self) -> Path:

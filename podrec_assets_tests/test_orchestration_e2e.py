@@ -45,7 +45,7 @@ ASSETS = [
     "recommendation_metrics",
 ]
 TOPICS = ["kafka/episode_metadata", "kafka/episode_ids", "kafka/user_events"]
-EDGES = [  # ARCHITECTURE §3
+EDGES = [  # the lineage the README's graph draws
     ("kafka/episode_metadata", "episodes"),
     ("episodes", "transcripts"),
     ("transcripts", "episode_vectors"),

@@ -1,4 +1,4 @@
-"""Arrow schemas of every Delta table (the data contracts of ARCHITECTURE §3-4).
+"""Arrow schemas of every Delta table: the data contracts of the lake.
 
 The lake adds ``date`` (Delta date, the partition column), ``run_id`` and ``created_at`` to every table;
 the schemas below are what an asset hands to the lake. Assets build their output with ``to_table`` so a

@@ -23,7 +23,7 @@ from podrec_assets.resources.unavailable import server_unavailable
 
 SERVING_DAYS = "serving_days"
 
-# Indexes of ARCHITECTURE §4, created before every write (create_index is a no-op when present).
+# Serving indexes (the lookups the Dash app makes), created before every write (create_index is a no-op when present).
 SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
     "episodes": [
         {"keys": [("episode_id", 1)], "unique": True},

@@ -20,7 +20,7 @@ Model (deterministic by seed):
   others mostly skipped, so behaviour and content agree.
 - Late arrivals: a share ``late_share`` of events arrives after their day ended, half within the allowed
   lateness and half beyond it. Messages are produced in arrival order with the Kafka record timestamp
-  set to the event time (ARCHITECTURE §4).
+  set to the event time (the `user-events` contract, README).
 - Malformed messages, ``malformed_share`` of the valid ones, spread evenly over the kinds
   ``invalid_json``, ``missing_field``, ``wrong_type``, ``unknown_episode``, ``future_timestamp`` (payload
   ts a year ahead; the record timestamp stays the send time, as a producer's clock would stamp it) and

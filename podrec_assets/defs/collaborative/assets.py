@@ -63,9 +63,9 @@ def als_top_n(
     """Top-N unseen episodes per user from implicit-feedback ALS on the window D-(W-1)..D of user_episode_daily.
 
     Engine local trains with `implicit`, engine spark with Spark ML (same confidence, see core/als.py). Before the
-    final fit, a model trained without the window's last day is scored on it (`validation_ndcg@10`), and so is the
-    previous day's served list, paired per user (`ndcg_change_vs_previous`, read by the blocking check). Writes
-    Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
+    final fit, a model trained without the window's last day is scored on it (`validation_ndcg@k`, k =
+    `PODREC_METRICS_K`), and so is the previous day's served list, paired per user (`ndcg_change_vs_previous`,
+    read by the blocking check). Writes Delta `als_top_n` and `als_factors` (day D replaced) and Mongo `als_top_n`.
     """
     settings = get_settings()
     day = partition_day(context)
@@ -83,7 +83,7 @@ def als_top_n(
     days_read = sorted({pd.Timestamp(d).date() for d in frame["date"].unique()})
     backend = backend_for(settings.engine)
     session = spark.spark_session if backend == "spark" else None
-    k = 10
+    k = settings.metrics_k
 
     try:
         data = als.Interactions.from_frame(frame)
@@ -132,8 +132,8 @@ def als_top_n(
     ndcg = validation["ndcg"]
     return dg.MaterializeResult(
         metadata={
-            "validation_ndcg@10": dg.MetadataValue.float(float(ndcg)),
-            "validation_ndcg@10_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
+            f"validation_ndcg@{k}": dg.MetadataValue.float(float(ndcg)),
+            f"validation_ndcg@{k}_stderr": dg.MetadataValue.float(float(validation["ndcg_stderr"])),
             "paired_ndcg_this_model": dg.MetadataValue.float(float(validation["paired_ndcg"])),
             "paired_ndcg_previous_model": dg.MetadataValue.float(float(validation["previous_ndcg"])),
             "ndcg_change_vs_previous": dg.MetadataValue.float(float(validation["change"])),

@@ -19,8 +19,7 @@ from podrec_assets.defs.partitions import daily_partitions, partition_day
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import Settings, get_settings
-
-TASTES_TABLE = "simulated_user_tastes"
+from podrec_assets.sources.simulator import TASTES_TABLE
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta

@@ -418,7 +418,8 @@ def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
 
     def body(context, lake, day):
         record = latest_materialization(context.instance, key, day.isoformat())
-        validation = metadata_float(record, "validation_ndcg@10")
+        validation_key = f"validation_ndcg@{settings.metrics_k}"  # what als_top_n records
+        validation = metadata_float(record, validation_key)
         new, old = (
             metadata_float(record, "paired_ndcg_this_model"),
             metadata_float(record, "paired_ndcg_previous_model"),
@@ -427,7 +428,7 @@ def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
         k = int(metadata_float(record, "paired_k") or 10)
         allowed = allowed_ndcg_drop(settings.als_ndcg_tolerance, metadata_float(record, "ndcg_change_stderr"))
         metadata = {
-            "validation_ndcg@10": validation,
+            validation_key: validation,
             f"paired_ndcg@{k}": new,
             f"previous_model_ndcg@{k}": old,
             "paired_users": int(users),
@@ -437,7 +438,7 @@ def als_ndcg_check(settings: Settings) -> dg.AssetChecksDefinition:
         }
         if validation is None:
             return dg.AssetCheckResult(
-                passed=False, metadata=metadata, description="the materialization has no validation_ndcg@10 metadata"
+                passed=False, metadata=metadata, description=f"the materialization has no {validation_key} metadata"
             )
         if math.isnan(validation):
             return dg.AssetCheckResult(
