@@ -53,6 +53,11 @@ class Settings:
     )
     mongo_port: int = _setting("PODREC_MONGO_PORT", 27717, "Port of the embedded MongoDB server (127.0.0.1).")
     mongo_db: str = _setting("PODREC_MONGO_DB", "podrec", "MongoDB database name.")
+    serving_keep_days: int = _setting(
+        "PODREC_SERVING_KEEP_DAYS",
+        7,
+        "Days of each served collection MongoDB keeps (the newest; Delta keeps every day). 0 keeps all.",
+    )
     service_start_timeout_s: float = _setting(
         "PODREC_SERVICE_START_TIMEOUT_S", 30.0, "How long to wait for a started server to answer."
     )

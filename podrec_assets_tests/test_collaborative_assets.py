@@ -110,13 +110,10 @@ def test_outputs_in_delta_and_mongo_agree_and_metadata_is_complete(env, first_ru
     settings = get_settings()
     assert len(table) == first_run["rows"] == first_run["users"] * settings.top_n  # 12 episodes per taste, <= 6 seen
     assert set(table["model_version"]) == {first_run["model_version"]}
-    docs = list(
-        mongo.db()["als_top_n"].find(
-            {"date": LAST.isoformat()}, {"_id": 0, "user_id": 1, "episode_id": 1, "rank": 1, "model_version": 1}
-        )
-    )
-    assert len(docs) == len(table)
-    assert {(d["user_id"], d["episode_id"], d["rank"]) for d in docs} == set(
+    docs = list(mongo.db()["als_top_n"].find({"date": LAST.isoformat()}, {"_id": 0}))
+    assert len(docs) == first_run["users"] == table["user_id"].nunique()  # one document per user: its ranked list
+    assert all([item["rank"] for item in d["items"]] == list(range(1, settings.top_n + 1)) for d in docs)
+    assert {(d["user_id"], item["episode_id"], item["rank"]) for d in docs for item in d["items"]} == set(
         zip(table.user_id, table.episode_id, table["rank"])
     )
     assert {d["model_version"] for d in docs} == {first_run["model_version"]}
@@ -156,8 +153,9 @@ def test_rerun_is_idempotent(env, first_run):
         .reset_index(drop=True)
         .equals(after[cols].sort_values(cols).reset_index(drop=True))
     )
-    assert resources["mongo"].db()["als_top_n"].count_documents({"date": LAST.isoformat()}) == len(after)
-    assert again["mongo_deleted"] == len(after)
+    users = after["user_id"].nunique()
+    assert resources["mongo"].db()["als_top_n"].count_documents({"date": LAST.isoformat()}) == users
+    assert again["mongo_deleted"] == users and again["mongo_inserted"] == users
 
 
 def test_window_without_interactions_fails_clearly(env):

@@ -183,12 +183,13 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
 
     # Mongo answers "recommendations for user U" from the index, with reasons
     coll = mongo.db()["final_recommendations"]
-    docs = list(coll.find({"user_id": "user001", "date": day.isoformat()}).sort("rank", 1))
-    assert [d["rank"] for d in docs] == list(range(1, top_n + 1))
-    assert all(d["reason"] in {"als", "content", "hybrid", "popular"} for d in docs)
-    assert docs[0]["because_episode_title"]
-    plan = coll.find({"user_id": "user001", "date": day.isoformat()}).sort("rank", 1).explain()
-    assert winning_indexes(plan) == ["user_id_1_date_-1_rank_1"]
+    (doc,) = coll.find({"user_id": "user001", "date": day.isoformat()})  # the user's list is one document
+    items = doc["items"]
+    assert [d["rank"] for d in items] == list(range(1, top_n + 1))
+    assert all(d["reason"] in {"als", "content", "hybrid", "popular"} for d in items)
+    assert items[0]["because_episode_title"]
+    plan = coll.find({"user_id": "user001", "date": day.isoformat()}).explain()
+    assert winning_indexes(plan) == ["user_id_1_date_-1"]
 
     # idempotent: a re-run leaves the same rows in Delta and in Mongo
     _materialize("final_recommendations", day, resources)
@@ -198,7 +199,7 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
         recs.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
         again.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
     )
-    assert coll.count_documents({"date": day.isoformat()}) == len(recs)
+    assert coll.count_documents({"date": day.isoformat()}) == recs["user_id"].nunique()
 
 
 def test_recommendation_metrics_judges_yesterdays_lists(inputs, resources, podrec_env):

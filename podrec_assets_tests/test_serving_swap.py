@@ -53,9 +53,10 @@ def documents(users: int, tag: str):
 
 
 def served(mongo: MongoResource, day: date) -> list[dict]:
-    """What a reader gets for the day: the swapped-in write only."""
+    """The rows a reader gets for the day: the swapped-in write only (one document per user holds its list)."""
     flt = {"$and": [{"date": day.isoformat()}, mongo.served_filter(TABLE)]}
-    return list(mongo.db()[TABLE].find(flt, {"_id": 0}))
+    docs = list(mongo.db()[TABLE].find(flt, {"_id": 0}))
+    return [{**{k: v for k, v in doc.items() if k != "items"}, **item} for doc in docs for item in doc["items"]]
 
 
 def write_both(lake: LakeResource, mongo: MongoResource, day: date, run_id: str, users: int, tag: str) -> None:
@@ -97,7 +98,7 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=30)
     stored = mongo.db()[TABLE].count_documents({"date": day.isoformat()})
-    assert stored == 3000 + 4000  # both writes are in the collection: the kill left work behind
+    assert stored == 300 + 400  # both writes (a document per user) are in the collection: the kill left work behind
     seen = served(mongo, day)
     runs = {d["run_id"] for d in seen}
     if stop_at == "update":
@@ -112,7 +113,7 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
         assert any("run run-new" in p and "run-old" in p for p in problems)
     # the re-run of the day repairs everything: one write left, what Delta holds
     write_both(lake, mongo, day, "run-rerun", 350, "re")
-    assert mongo.db()[TABLE].count_documents({"date": day.isoformat()}) == 3500
+    assert mongo.db()[TABLE].count_documents({"date": day.isoformat()}) == 350
     assert {d["run_id"] for d in served(mongo, day)} == {"run-rerun"}
     assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
 
@@ -138,7 +139,7 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
     assert {d["run_id"] for d in served(mongo, day)} == {"run-1"} and len(served(mongo, day)) == 2000
     problems, facts = serving_copy_problems(lake, mongo, TABLE, day)
     assert any("run run-1" in p and "run-2" in p for p in problems)
-    assert any("2000 documents" in p and "2500 rows" in p for p in problems)
+    assert any("200 documents holding 2000 rows" in p and "Delta has 2500 rows" in p for p in problems)
     assert facts["delta_rows"] == 2500 and facts["served_rows"] == 2000
     write_both(lake, mongo, day, "run-3", 250, "c")
     assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
@@ -148,6 +149,41 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
         "MongoDB serves no write of 2026-05-03 (Delta has 1 rows)"
     ]
     assert json.dumps(facts)  # metadata is plain JSON
+
+
+def test_only_the_newest_days_stay_served_and_an_older_backfill_is_not_written(stores):
+    """keep_days=2: writing a third day removes the oldest from MongoDB (Delta keeps it); a backfill of a day older
+    than both kept days writes nothing to MongoDB, and the serving check does not call that a difference."""
+    lake, full = stores
+    mongo = MongoResource(uri=full.uri, database=full.database, keep_days=2)
+    days = [date(2026, 6, d) for d in (1, 2, 3)]
+    for n, day in enumerate(days):
+        write_both(lake, mongo, day, f"run-{n}", 20, f"d{n}")
+    assert sorted(mongo.served_days(TABLE)) == ["2026-06-02", "2026-06-03"]
+    assert mongo.db()[TABLE].count_documents({"date": "2026-06-01"}) == 0
+    assert lake.day_row_count(TABLE, days[0]) == 200  # the lake keeps every day
+    assert len(served(mongo, days[1])) == 200 and len(served(mongo, days[2])) == 200
+    assert serving_copy_problems(lake, mongo, TABLE, days[0]) == (
+        [],
+        {
+            "delta_rows": 200,
+            "delta_run_ids": "run-0",
+            "not_served": "older than the 2 days MongoDB keeps (from 2026-06-02)",
+        },
+    )
+    before = mongo.db()[TABLE].count_documents({})
+    written = mongo.replace_day(TABLE, days[0], documents(30, "late"), "run-late")
+    assert written["skipped"] and written["inserted"] == 0
+    assert mongo.db()[TABLE].count_documents({}) == before and sorted(mongo.served_days(TABLE)) == [
+        "2026-06-02",
+        "2026-06-03",
+    ]
+    # a fresh day moves the window on; the same day rewritten stays one write
+    write_both(lake, mongo, date(2026, 6, 4), "run-4", 10, "d4")
+    write_both(lake, mongo, date(2026, 6, 4), "run-5", 12, "d5")
+    assert sorted(mongo.served_days(TABLE)) == ["2026-06-03", "2026-06-04"]
+    assert mongo.db()[TABLE].count_documents({"date": "2026-06-04"}) == 12
+    assert serving_copy_problems(lake, mongo, TABLE, date(2026, 6, 4))[0] == []
 
 
 def test_a_missing_server_is_named_with_where_and_how_to_start_it(tmp_path):

@@ -16,7 +16,9 @@ def build_resources(settings: Settings) -> dict:
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_servers, lateness_minutes=settings.kafka_lateness_minutes
         ),
-        "mongo": MongoResource(uri=settings.mongo_url, database=settings.mongo_db),
+        "mongo": MongoResource(
+            uri=settings.mongo_url, database=settings.mongo_db, keep_days=settings.serving_keep_days
+        ),
         "lake": LakeResource(root=settings.lake_root, storage_options_json=settings.lake_storage_options),
         "spark": spark_resource(settings),
         "asr": AsrResource.from_settings(settings),

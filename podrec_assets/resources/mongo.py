@@ -1,8 +1,9 @@
 """MongoDB serving copy: collections replaced one day partition at a time, swapped in atomically.
 
 Writing day D inserts the new documents under a fresh ``write_id``, then swaps D's pointer in
-``serving_days`` (one document per collection and day: the write readers see, its run and row count) in
-one single-document update, then deletes D's documents of any other write. Readers follow the pointers
+``serving_days`` (one document per collection and day: the write readers see, its run, row and document
+counts) in one single-document update, then deletes D's documents of any other write. Ranked lists are one
+document per user; only the newest ``keep_days`` days stay (Delta keeps every day). Readers follow the pointers
 (``served_filter``), so a failure or a kill at any point leaves them the old day or the new one, never
 both or a part; a re-run replaces whatever an interrupted write left behind.
 """
@@ -36,14 +37,17 @@ SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
         {"keys": [("date", 1), ("write_id", 1)]},
     ],
     "als_top_n": [
-        {"keys": [("user_id", 1), ("date", -1), ("rank", 1)]},
+        {"keys": [("user_id", 1), ("date", -1)]},
         {"keys": [("date", 1), ("write_id", 1)]},
     ],
     "final_recommendations": [
-        {"keys": [("user_id", 1), ("date", -1), ("rank", 1)]},
+        {"keys": [("user_id", 1), ("date", -1)]},
         {"keys": [("date", 1), ("write_id", 1)]},
     ],
 }
+
+# Ranked lists served as one document per owner: {user_id, items: [{episode_id, rank, ...}], date, ...}.
+LIST_COLLECTIONS: dict[str, str] = {"als_top_n": "user_id", "final_recommendations": "user_id"}
 
 
 def _needs_server(method):
@@ -61,6 +65,7 @@ class MongoResource(ConfigurableResource):
     uri: str
     database: str = "podrec"
     server_selection_timeout_ms: int = 5000
+    keep_days: int = 0  # days of each served collection kept (the newest); 0 keeps every day
 
     _client: Any = PrivateAttr(default=None)
 
@@ -118,23 +123,51 @@ class MongoResource(ConfigurableResource):
         delta_version: int | None = None,
     ) -> dict[str, Any]:
         """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version),
-        swapped in for readers in one step once every document is written."""
+        swapped in for readers in one step once every document is written.
+
+        A ranked-list collection (``LIST_COLLECTIONS``) gets one document per user holding the user's rows
+        under ``items`` (by rank): a tenth of the documents to write, and one read per user. With ``keep_days``
+        only the newest days stay: older ones leave MongoDB after the swap (Delta keeps them), and a day older
+        than all of the kept ones is not written at all (``skipped``).
+        """
         started = time.perf_counter()
+        day_key = day.isoformat()
+        if self._older_than_kept(collection, day_key):
+            return {
+                "inserted": 0,
+                "rows": 0,
+                "deleted": 0,
+                "pruned_days": [],
+                "skipped": True,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
         self.ensure_indexes(collection)
         coll = self.db()[collection]
         write_id = uuid.uuid4().hex
-        day_key = day.isoformat()
+        stamp = {"date": day_key, "run_id": run_id, "model_version": model_version, "write_id": write_id}
+        key = LIST_COLLECTIONS.get(collection)
+        rows = 0
+        if key is not None:
+            lists: dict[Any, list[dict[str, Any]]] = {}
+            for doc in documents:
+                lists.setdefault(doc[key], []).append({k: v for k, v in doc.items() if k != key})
+                rows += 1
+            documents = (
+                {key: owner, "items": sorted(items, key=lambda item: item.get("rank", 0)), **stamp}
+                for owner, items in lists.items()
+            )
+        else:
+            documents = ({**doc, **stamp} for doc in documents)
         batch: list[dict[str, Any]] = []
         inserted = 0
         for doc in documents:
-            batch.append(
-                {**doc, "date": day_key, "run_id": run_id, "model_version": model_version, "write_id": write_id}
-            )
+            batch.append(doc)
             if len(batch) >= batch_size:
                 inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
                 batch = []
         if batch:
             inserted += len(coll.insert_many(batch, ordered=False).inserted_ids)
+        rows = rows if key is not None else inserted
         self.db()[SERVING_DAYS].replace_one(
             {"_id": f"{collection}/{day_key}"},
             {
@@ -142,7 +175,8 @@ class MongoResource(ConfigurableResource):
                 "date": day_key,
                 "write_id": write_id,
                 "run_id": run_id,
-                "rows": inserted,
+                "rows": rows,
+                "documents": inserted,
                 "model_version": model_version,
                 "delta_version": delta_version,
                 "written_at": datetime.now(timezone.utc),
@@ -150,7 +184,36 @@ class MongoResource(ConfigurableResource):
             upsert=True,
         )
         deleted = coll.delete_many({"date": day_key, "write_id": {"$ne": write_id}}).deleted_count
-        return {"inserted": inserted, "deleted": deleted, "seconds": round(time.perf_counter() - started, 3)}
+        pruned = self._prune_old_days(collection)
+        return {
+            "inserted": inserted,
+            "rows": rows,
+            "deleted": deleted,
+            "pruned_days": pruned,
+            "skipped": False,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    def kept_days(self, collection: str) -> list[str]:
+        """The served days of ``collection`` that ``keep_days`` keeps (newest first; all when it is 0)."""
+        days = sorted(self.served_days(collection), reverse=True)
+        return days[: self.keep_days] if self.keep_days > 0 else days
+
+    def _older_than_kept(self, collection: str, day_key: str) -> bool:
+        if self.keep_days <= 0:
+            return False
+        kept = self.kept_days(collection)
+        return len(kept) >= self.keep_days and day_key < kept[-1]
+
+    def _prune_old_days(self, collection: str) -> list[str]:
+        """Remove the days beyond the newest ``keep_days``: their documents, then their pointers."""
+        if self.keep_days <= 0:
+            return []
+        days = sorted(self.served_days(collection), reverse=True)[self.keep_days :]
+        for day_key in days:
+            self.db()[collection].delete_many({"date": day_key})
+            self.db()[SERVING_DAYS].delete_one({"_id": f"{collection}/{day_key}"})
+        return days
 
     @_needs_server
     def served_days(self, collection: str) -> dict[str, dict[str, Any]]:
@@ -159,7 +222,7 @@ class MongoResource(ConfigurableResource):
 
     @_needs_server
     def count_day_write(self, collection: str, day: date, write_id: str) -> int:
-        """How many documents of ``day`` the write ``write_id`` holds."""
+        """How many documents of ``day`` the write ``write_id`` holds (per-user lists count one each)."""
         return self.db()[collection].count_documents({"date": day.isoformat(), "write_id": write_id})
 
     @_needs_server

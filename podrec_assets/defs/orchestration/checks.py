@@ -529,20 +529,33 @@ def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, 
     come from the run that wrote the Delta day and hold as many documents as the day has rows."""
     rows = lake.read_day(table, day, columns=["run_id"])  # an empty table when `table` does not exist yet
     delta_runs = sorted(set(rows.column("run_id").to_pylist())) if rows.num_rows else []
-    pointer = mongo.served_days(table).get(day.isoformat())
+    served_days = mongo.served_days(table)
+    pointer = served_days.get(day.isoformat())
     facts: dict[str, Any] = {"delta_rows": rows.num_rows, "delta_run_ids": ", ".join(delta_runs)}
     if pointer is None:
+        kept = mongo.kept_days(table)
+        if mongo.keep_days and len(kept) >= mongo.keep_days and day.isoformat() < kept[-1]:
+            facts["not_served"] = f"older than the {mongo.keep_days} days MongoDB keeps (from {kept[-1]})"
+            return [], facts
         return ([f"MongoDB serves no write of {day} (Delta has {rows.num_rows} rows)"] if rows.num_rows else []), facts
-    served = mongo.count_day_write(table, day, pointer["write_id"])
-    facts.update(served_rows=served, served_run_id=pointer["run_id"], served_delta_version=pointer.get("delta_version"))
+    documents = mongo.count_day_write(table, day, pointer["write_id"])
+    served = pointer["rows"]
+    facts.update(
+        served_rows=served,
+        served_documents=documents,
+        served_run_id=pointer["run_id"],
+        served_delta_version=pointer.get("delta_version"),
+    )
     problems = []
     if delta_runs != [pointer["run_id"]]:
         problems.append(
             f"MongoDB serves the write of run {pointer['run_id']}, Delta holds run(s) {delta_runs or 'none'}"
         )
-    if served != rows.num_rows or pointer["rows"] != served:
+    recorded = pointer.get("documents", pointer["rows"])  # pointers written before per-user lists: one row each
+    if served != rows.num_rows or documents != recorded:
         problems.append(
-            f"MongoDB serves {served} documents (its write recorded {pointer['rows']}), Delta has {rows.num_rows} rows"
+            f"MongoDB serves {documents} documents holding {served} rows (its write recorded {recorded} documents), "
+            f"Delta has {rows.num_rows} rows"
         )
     return problems, facts
 
