@@ -270,3 +270,130 @@ def test_select_alpha_pools_validation_days_by_user():
     by_curve = lambda e: e.set_index(["alpha", "alpha_new", "ramp_days"])["ndcg@3"]  # noqa: E731
     assert by_curve(pooled).sort_index().tolist() == pytest.approx((by_curve(once).sort_index() / 2).tolist())
     assert f"days {DAY.isoformat()}, {DAY.isoformat()}" in why
+
+
+# --- the blocked candidate search against the exact one-user-at-a-time definition -----------------------
+
+USER, ITEM = fusion.USER, fusion.ITEM
+ContentIndex = fusion.ContentIndex
+
+
+def exact_candidates_one_user_at_a_time(
+    history: pd.DataFrame, als: pd.DataFrame, index: ContentIndex, excluded: pd.DataFrame, content_candidates: int
+) -> pd.DataFrame:
+    """The candidates spelled out user by user (what fusion computed before its blocked matrix version).
+
+    ``history``: user_id, episode_id (positive history); ``als``: user_id, episode_id, score (ALS top-N);
+    ``excluded``: user_id, episode_id never to recommend (seen in the window, completed ever).
+    Returns user_id, episode_id, als_score (NaN if not an ALS candidate), content_score (NaN if unknown),
+    because_episode_id, in_als, in_content. Only users with history or ALS candidates appear.
+    """
+    excluded_by_user = excluded.groupby(USER)[ITEM].apply(set).to_dict() if not excluded.empty else {}
+    hist_by_user = history.groupby(USER)[ITEM].apply(list).to_dict() if not history.empty else {}
+    als_by_user = {u: g for u, g in als.groupby(USER)} if not als.empty else {}
+    users = sorted(set(hist_by_user) | set(als_by_user))
+    out_users, out_items, out_als, out_content, out_because, out_in_als, out_in_content = [], [], [], [], [], [], []
+    catalog = index.matrix
+    for user in users:
+        blocked = excluded_by_user.get(user, set())
+        history_ids = [h for h in dict.fromkeys(hist_by_user.get(user, [])) if h in index.position]
+        best = best_arg = None
+        if history_ids and len(index):
+            sims = index.vectors_of(history_ids) @ catalog.T  # (h, n)
+            arg = sims.argmax(axis=0)
+            best = sims[arg, np.arange(sims.shape[1])]
+            best_arg = np.asarray(history_ids, dtype=object)[arg]
+        rows: dict[str, list] = {}
+        if best is not None:
+            order = np.argsort(-best, kind="stable")
+            taken = 0
+            for pos in order:
+                eid = index.ids[pos]
+                if eid in blocked:
+                    continue
+                rows[eid] = [np.nan, float(best[pos]), best_arg[pos], False, True]
+                taken += 1
+                if taken >= content_candidates:
+                    break
+        for eid, score in zip(als_by_user[user][ITEM], als_by_user[user]["score"]) if user in als_by_user else ():
+            if eid in blocked:
+                continue
+            if eid in rows:
+                rows[eid][0], rows[eid][3] = float(score), True
+            else:
+                pos = index.position.get(eid)
+                content = float(best[pos]) if best is not None and pos is not None else np.nan
+                because = best_arg[pos] if best is not None and pos is not None else None
+                rows[eid] = [float(score), content, because, True, False]
+        for eid, (a, c, b, ia, ic) in rows.items():
+            out_users.append(user)
+            out_items.append(eid)
+            out_als.append(a)
+            out_content.append(c)
+            out_because.append(b)
+            out_in_als.append(ia)
+            out_in_content.append(ic)
+    return pd.DataFrame(
+        {
+            USER: pd.Series(out_users, dtype=object),
+            ITEM: pd.Series(out_items, dtype=object),
+            "als_score": pd.Series(out_als, dtype=float),
+            "content_score": pd.Series(out_content, dtype=float),
+            "because_episode_id": pd.Series(out_because, dtype=object),
+            "in_als": pd.Series(out_in_als, dtype=bool),
+            "in_content": pd.Series(out_in_content, dtype=bool),
+        }
+    )
+
+
+def _random_day(seed: int, duplicate_vectors: bool, users: int = 300, episodes: int = 120):
+    rng = np.random.default_rng(seed)
+    ids = [f"e{i:04d}" for i in range(episodes)]
+    vectors = rng.normal(size=(episodes, 16)).astype(np.float32)
+    if duplicate_vectors:
+        vectors[1::3] = vectors[0::3][: len(vectors[1::3])]  # exact ties between episodes
+    index = fusion.ContentIndex(ids[:-5], vectors[:-5])  # five episodes have no vector yet
+
+    def pairs(n, user_range):
+        return pd.DataFrame(
+            {
+                USER: [f"u{x:04d}" for x in rng.integers(0, user_range, n)],
+                ITEM: [ids[x] for x in rng.integers(0, episodes, n)],
+            }
+        )
+
+    history = pairs(users * 4, users)
+    als = pairs(users * 5, users + 20).assign(score=rng.random(users * 5))  # some ALS users have no history
+    excluded = pd.concat([pairs(users * 3, users), history]).drop_duplicates()  # history is seen, so excluded
+    return history, als, index, excluded
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("candidates", [5, 200])
+def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates):
+    history, als, index, excluded = _random_day(seed, duplicate_vectors=False)
+    exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, candidates)
+    blocked = fusion.user_content_candidates(history, als, index, excluded, candidates, block_users=37)
+    key = [USER, ITEM]
+    exact, blocked = (f.sort_values(key).reset_index(drop=True) for f in (exact, blocked))
+    assert len(exact) > 1000 and exact[key].equals(blocked[key])
+    for column in ("als_score", "content_score"):
+        np.testing.assert_allclose(blocked[column], exact[column], atol=1e-6)
+    for column in ("because_episode_id", "in_als", "in_content"):
+        assert blocked[column].equals(exact[column]), column
+
+
+def test_blocked_candidates_with_tied_scores_pick_as_good_ones():
+    """Duplicate vectors tie exactly; which of two equal candidates is kept may differ by float rounding, but
+    every user gets as many, equally scored, and none of them excluded."""
+    history, als, index, excluded = _random_day(7, duplicate_vectors=True)
+    exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, 5)
+    blocked = fusion.user_content_candidates(history, als, index, excluded, 5, block_users=50)
+    for frame in (exact, blocked):
+        assert not frame.merge(excluded, on=[USER, ITEM]).shape[0]
+
+    def scores(frame):
+        content = frame[frame["in_content"]]
+        return content.groupby(USER)["content_score"].apply(lambda s: np.round(np.sort(s.to_numpy()), 5).tolist())
+
+    assert scores(exact).to_dict() == scores(blocked).to_dict()

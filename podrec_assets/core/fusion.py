@@ -115,7 +115,12 @@ class ContentIndex:
 
 
 def user_content_candidates(
-    history: pd.DataFrame, als: pd.DataFrame, index: ContentIndex, excluded: pd.DataFrame, content_candidates: int
+    history: pd.DataFrame,
+    als: pd.DataFrame,
+    index: ContentIndex,
+    excluded: pd.DataFrame,
+    content_candidates: int,
+    block_users: int = 1024,
 ) -> pd.DataFrame:
     """Candidate rows per user with content score, explanation and ALS score.
 
@@ -123,61 +128,137 @@ def user_content_candidates(
     ``excluded``: user_id, episode_id never to recommend (seen in the window, completed ever).
     Returns user_id, episode_id, als_score (NaN if not an ALS candidate), content_score (NaN if unknown),
     because_episode_id, in_als, in_content. Only users with history or ALS candidates appear.
+
+    Matrix work in blocks of ``block_users`` users (memory ~ block x catalog floats), no loop per user: the
+    content score of (user, c) is the max over the user's history h of cos(h, c), built one history position at
+    a time for every user of the block (the earliest h wins a tie, as ``argmax`` would); the top
+    ``content_candidates`` per user are taken by score, ties by catalog order.
     """
-    excluded_by_user = excluded.groupby(USER)[ITEM].apply(set).to_dict() if not excluded.empty else {}
-    hist_by_user = history.groupby(USER)[ITEM].apply(list).to_dict() if not history.empty else {}
-    als_by_user = {u: g for u, g in als.groupby(USER)} if not als.empty else {}
-    users = sorted(set(hist_by_user) | set(als_by_user))
-    out_users, out_items, out_als, out_content, out_because, out_in_als, out_in_content = [], [], [], [], [], [], []
-    catalog = index.matrix
-    for user in users:
-        blocked = excluded_by_user.get(user, set())
-        history_ids = [h for h in dict.fromkeys(hist_by_user.get(user, [])) if h in index.position]
-        best = best_arg = None
-        if history_ids and len(index):
-            sims = index.vectors_of(history_ids) @ catalog.T  # (h, n)
-            arg = sims.argmax(axis=0)
-            best = sims[arg, np.arange(sims.shape[1])]
-            best_arg = np.asarray(history_ids, dtype=object)[arg]
-        rows: dict[str, list] = {}
-        if best is not None:
-            order = np.argsort(-best, kind="stable")
-            taken = 0
-            for pos in order:
-                eid = index.ids[pos]
-                if eid in blocked:
-                    continue
-                rows[eid] = [np.nan, float(best[pos]), best_arg[pos], False, True]
-                taken += 1
-                if taken >= content_candidates:
-                    break
-        for eid, score in zip(als_by_user[user][ITEM], als_by_user[user]["score"]) if user in als_by_user else ():
-            if eid in blocked:
-                continue
-            if eid in rows:
-                rows[eid][0], rows[eid][3] = float(score), True
-            else:
-                pos = index.position.get(eid)
-                content = float(best[pos]) if best is not None and pos is not None else np.nan
-                because = best_arg[pos] if best is not None and pos is not None else None
-                rows[eid] = [float(score), content, because, True, False]
-        for eid, (a, c, b, ia, ic) in rows.items():
-            out_users.append(user)
-            out_items.append(eid)
-            out_als.append(a)
-            out_content.append(c)
-            out_because.append(b)
-            out_in_als.append(ia)
-            out_in_content.append(ic)
+    users = sorted(set(history[USER]) | set(als[USER])) if len(history) or len(als) else []
+    if not users:
+        return _candidate_frame([], [], [], [], [], [], [])
+    user_code = pd.Series(np.arange(len(users)), index=pd.Index(users, dtype=object))
+    position = pd.Series(np.arange(len(index)), index=pd.Index(index.ids, dtype=object))
+    hist = history[history[ITEM].isin(position.index)].drop_duplicates([USER, ITEM]) if len(history) else history
+    h_user = user_code.reindex(hist[USER]).to_numpy() if len(hist) else np.zeros(0, np.int64)
+    h_pos = position.reindex(hist[ITEM]).to_numpy() if len(hist) else np.zeros(0, np.int64)
+    h_order = np.argsort(h_user, kind="stable")  # per user, in the history's order
+    h_user, h_pos = h_user[h_order], h_pos[h_order]
+    h_rank = np.arange(len(h_user)) - np.searchsorted(h_user, h_user, side="left")
+    ex_in = (
+        excluded[excluded[USER].isin(user_code.index) & excluded[ITEM].isin(position.index)]
+        if len(excluded)
+        else excluded
+    )
+    ex_user = user_code.reindex(ex_in[USER]).to_numpy() if len(ex_in) else np.zeros(0, np.int64)
+    ex_pos = position.reindex(ex_in[ITEM]).to_numpy() if len(ex_in) else np.zeros(0, np.int64)
+    als_rows = als.drop_duplicates([USER, ITEM], keep="last") if len(als) else als
+    if len(als_rows) and len(excluded):  # never an excluded episode, whether the catalog has its vector or not
+        flagged = als_rows.merge(excluded[[USER, ITEM]].drop_duplicates(), on=[USER, ITEM], how="left", indicator=True)
+        als_rows = als_rows[(flagged["_merge"] == "left_only").to_numpy()]
+    a_user = user_code.reindex(als_rows[USER]).to_numpy() if len(als_rows) else np.zeros(0, np.int64)
+    a_pos = position.reindex(als_rows[ITEM]).to_numpy() if len(als_rows) else np.zeros(0)
+    a_pos = np.where(np.isnan(a_pos.astype(float)), -1, a_pos).astype(np.int64)
+    a_item = als_rows[ITEM].to_numpy(dtype=object) if len(als_rows) else np.zeros(0, object)
+    a_score = als_rows["score"].to_numpy(dtype=float) if len(als_rows) else np.zeros(0)
+
+    catalog, n = index.matrix, len(index)
+    parts = []
+    for b0 in range(0, len(users), block_users):
+        b1 = min(b0 + block_users, len(users))
+        best = np.full((b1 - b0, n), -np.inf, dtype=np.float32)
+        best_arg = np.full((b1 - b0, n), -1, dtype=np.int32)
+        in_block = (h_user >= b0) & (h_user < b1)
+        for rank in range(int(h_rank[in_block].max()) + 1 if in_block.any() else 0):
+            sel = in_block & (h_rank == rank)
+            rows, items = h_user[sel] - b0, h_pos[sel]
+            sims = catalog[items] @ catalog.T
+            better = sims > best[rows]
+            best[rows] = np.where(better, sims, best[rows])
+            best_arg[rows] = np.where(better, items[:, None].astype(np.int32), best_arg[rows])
+        # the user's content candidates: best scores, blocked episodes left out, ties by catalog position
+        masked = best.copy()
+        ex_sel = (ex_user >= b0) & (ex_user < b1)
+        masked[ex_user[ex_sel] - b0, ex_pos[ex_sel]] = -np.inf
+        take = min(content_candidates, n)
+        c_rows = c_pos = np.zeros(0, np.int64)
+        if take > 0 and n:
+            kth = np.partition(masked, n - take, axis=1)[:, n - take][:, None]
+            above, equal = masked > kth, masked == kth
+            need = take - above.sum(axis=1, keepdims=True)
+            chosen = (above | (equal & (np.cumsum(equal, axis=1) <= need))) & np.isfinite(masked)
+            c_rows, c_pos = np.nonzero(chosen)
+        a_sel = (a_user >= b0) & (a_user < b1)
+        ab_rows, ab_pos = a_user[a_sel] - b0, a_pos[a_sel]
+        known = ab_pos >= 0
+        a_content = np.full(len(ab_rows), np.nan)
+        a_because = np.full(len(ab_rows), -1, dtype=np.int64)
+        a_content[known] = best[ab_rows[known], ab_pos[known]]
+        a_because[known] = best_arg[ab_rows[known], ab_pos[known]]
+        a_content[~np.isfinite(a_content)] = np.nan
+        parts.append(
+            (
+                b0,
+                c_rows,
+                c_pos,
+                best[c_rows, c_pos],
+                best_arg[c_rows, c_pos],
+                ab_rows,
+                a_item[a_sel],
+                a_score[a_sel],
+                a_content,
+                a_because,
+            )
+        )
+
+    ids = index.ids
+    out: list[list] = [[], [], [], [], [], [], []]
+    for b0, c_rows, c_pos, c_score, c_arg, ab_rows, ab_item, ab_score, ab_content, ab_because in parts:
+        content = pd.DataFrame(
+            {
+                "u": c_rows + b0,
+                ITEM: ids[c_pos] if len(c_pos) else np.zeros(0, object),
+                "content_score": c_score.astype(float),
+                "because": c_arg,
+            }
+        )
+        from_als = pd.DataFrame(
+            {
+                "u": ab_rows + b0,
+                ITEM: ab_item,
+                "als_score": ab_score,
+                "als_content": ab_content,
+                "als_because": ab_because,
+            }
+        )
+        merged = content.merge(from_als, on=["u", ITEM], how="outer", indicator=True)
+        in_content = merged["_merge"].isin(["left_only", "both"]).to_numpy()
+        in_als = merged["_merge"].isin(["right_only", "both"]).to_numpy()
+        score = np.where(in_content, merged["content_score"], merged["als_content"])
+        because = np.where(in_content, merged["because"], merged["als_because"]).astype(float)
+        because_ids = np.full(len(merged), None, dtype=object)
+        has = ~np.isnan(because) & (because >= 0)
+        because_ids[has] = ids[because[has].astype(np.int64)]
+        out[0].append(np.asarray(users, dtype=object)[merged["u"].to_numpy(dtype=np.int64)])
+        out[1].append(merged[ITEM].to_numpy(dtype=object))
+        out[2].append(merged["als_score"].to_numpy(dtype=float))
+        out[3].append(score.astype(float))
+        out[4].append(because_ids)
+        out[5].append(in_als)
+        out[6].append(in_content)
+    return _candidate_frame(*(np.concatenate(column) if column else [] for column in out))
+
+
+def _candidate_frame(users, items, als_score, content_score, because, in_als, in_content) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            USER: pd.Series(out_users, dtype=object),
-            ITEM: pd.Series(out_items, dtype=object),
-            "als_score": pd.Series(out_als, dtype=float),
-            "content_score": pd.Series(out_content, dtype=float),
-            "because_episode_id": pd.Series(out_because, dtype=object),
-            "in_als": pd.Series(out_in_als, dtype=bool),
-            "in_content": pd.Series(out_in_content, dtype=bool),
+            USER: pd.Series(users, dtype=object),
+            ITEM: pd.Series(items, dtype=object),
+            "als_score": pd.Series(als_score, dtype=float),
+            "content_score": pd.Series(content_score, dtype=float),
+            "because_episode_id": pd.Series(because, dtype=object),
+            "in_als": pd.Series(in_als, dtype=bool),
+            "in_content": pd.Series(in_content, dtype=bool),
         }
     )
 
