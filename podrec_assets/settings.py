@@ -381,6 +381,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv_path: Path | Non
     settings = Settings(**values)
     if settings.engine not in {"local", "spark"}:
         raise ValueError(f"PODREC_ENGINE must be 'local' or 'spark', not {settings.engine!r}")
+    if settings.serving_keep_days < 0:
+        raise ValueError(f"PODREC_SERVING_KEEP_DAYS must be 0 (keep all) or more, not {settings.serving_keep_days}")
     if settings.fusion_validation_days < 1:
         raise ValueError(f"PODREC_FUSION_VALIDATION_DAYS must be at least 1, not {settings.fusion_validation_days}")
     _ = settings.start_day  # parsing it validates the date

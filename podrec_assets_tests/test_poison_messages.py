@@ -107,3 +107,49 @@ def test_episode_records_are_rows_or_dead_letters(values):
     rows, dead, duplicates = parse_episode_records(records, DAY)
     assert len(rows) + duplicates + len(dead) == len(records)
     assert all(d["reason"] and d["topic"] == "episode-metadata" for d in dead)
+
+
+def test_a_lone_surrogate_escape_is_a_dead_letter_not_a_failed_day():
+    """JSON may escape half of a surrogate pair; Python decodes it, but no UTF-8 writer (Delta, MongoDB) can store
+    it: the message must be a dead letter, not a day that fails at write time."""
+    import pytest
+
+    from podrec_assets.core.schemas import EPISODES, to_table
+    from podrec_assets.resources.kafka import KafkaRecord
+
+    day = date(2026, 3, 3)
+    episode = {
+        "episode_id": "e1",
+        "podcast_id": "p",
+        "podcast_title": "Show \\ud800",
+        "episode_title": "E",
+        "audio_url": "https://x/a.mp3",
+        "published_at": "2026-03-03T09:00:00Z",
+        "source": "rss",
+    }
+    good = {**episode, "episode_id": "e2", "podcast_title": "Show \\ud83d\\ude00"}  # a whole pair is fine
+    records = [
+        KafkaRecord(
+            0, n, day_start_ms(day) + 1000, e["episode_id"].encode(), json.dumps(e).replace("\\\\u", "\\u").encode()
+        )
+        for n, e in enumerate((episode, good))
+    ]
+    rows, dead, _ = parse_episode_records(records, day)
+    assert [r["episode_id"] for r in rows] == ["e2"] and rows[0]["podcast_title"] == "Show \U0001f600"
+    assert len(dead) == 1 and dead[0]["reason"].startswith("invalid_text")
+    to_table(rows, EPISODES)  # what is left can be written
+    event = {
+        "event_id": "x",
+        "ts": "2026-03-03T09:00:00Z",
+        "user_id": "u\\udfff",
+        "episode_id": "e2",
+        "event": "play",
+        "device": "web",
+        "rating": None,
+        "position_sec": 1,
+        "from_sec": 0,
+        "to_sec": 1,
+        "played_pct": 0.1,
+    }
+    with pytest.raises(InvalidEvent, match="invalid_text: user_id"):
+        parse_event(json.dumps(event).replace("\\\\u", "\\u").encode())

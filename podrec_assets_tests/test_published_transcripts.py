@@ -141,6 +141,7 @@ def test_each_format_gives_text_and_timed_segments():
         (b"plain words, no markup at all", "text/html", "without any markup"),
         (b"<html><body><p>a page</p></body></html>", "text/plain", "markup or captions"),
         (b"   \n  ", "text/plain", "empty"),
+        (b'{"segments": [{"startTime": 0, "endTime": 1, "body": "hi \\ud800"}]}', "application/json", "lone surrogate"),
     ],
 )
 def test_garbage_is_unparsable_with_a_reason(body, mime, why):

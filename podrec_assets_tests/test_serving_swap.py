@@ -184,6 +184,10 @@ def test_only_the_newest_days_stay_served_and_an_older_backfill_is_not_written(s
     assert sorted(mongo.served_days(TABLE)) == ["2026-06-03", "2026-06-04"]
     assert mongo.db()[TABLE].count_documents({"date": "2026-06-04"}) == 12
     assert serving_copy_problems(lake, mongo, TABLE, date(2026, 6, 4))[0] == []
+    # neighbours are no ranked list a newer day replaces: every day of them stays
+    for day in days:
+        mongo.replace_day("similarities", day, [{"new_episode_id": f"n{day.day}", "rank": 1}], "run-s")
+    assert sorted(mongo.served_days("similarities")) == [d.isoformat() for d in days]
 
 
 def test_a_missing_server_is_named_with_where_and_how_to_start_it(tmp_path):

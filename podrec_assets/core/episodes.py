@@ -17,6 +17,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable, Iterable
 
 from podrec_assets.core.dead_letters import dead_letter
+from podrec_assets.core.events import utf8_encodable
 from podrec_assets.core.published_transcripts import (
     UnparsableTranscript,
     parse_transcript,
@@ -86,6 +87,10 @@ def validate_episode(payload: Any) -> dict[str, Any]:
         transcripts = transcript_links(payload.get("transcripts"))
     except ValueError as exc:
         raise InvalidEpisode(str(exc)) from None
+    texts = [payload[n] for n in REQUIRED if isinstance(payload[n], str)] + categories
+    texts += [payload.get(n) or "" for n in ("description", "language")] + [v for t in transcripts for v in t.values()]
+    if not all(utf8_encodable(text) for text in texts):
+        raise InvalidEpisode("invalid_text: a field holds a lone surrogate escape (not encodable as UTF-8)")
     return {
         "episode_id": payload["episode_id"],
         "podcast_id": payload["podcast_id"],
@@ -224,7 +229,7 @@ def published_transcript(
         if not parsed.text.strip():
             reasons.append(f"unparsable: {link['url']}: no text")
             continue
-        audio_seconds = episode.get("duration_sec") or (parsed.segments[-1]["end"] if parsed.segments else None)
+        audio_seconds = episode.get("duration_sec") or max((s["end"] for s in parsed.segments), default=None)
         return {
             "language": language or None,
             "text": parsed.text,

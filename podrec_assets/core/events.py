@@ -95,6 +95,15 @@ def _number(payload: dict, name: str) -> float:
     return float(value)
 
 
+def utf8_encodable(text: str) -> bool:
+    """JSON may escape a lone surrogate (\\ud800): Python decodes it, but no UTF-8 writer can store it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_event(value: bytes | None) -> dict[str, Any]:
     """Decode and check one message's payload; returns the typed fields or raises ``InvalidEvent``."""
     try:
@@ -111,6 +120,8 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
             raise InvalidEvent(f"wrong_type: {name} must be a string, got {type(payload[name]).__name__}")
         if not payload[name]:
             raise InvalidEvent(f"missing_field: {name} (empty)")
+        if not utf8_encodable(payload[name]):
+            raise InvalidEvent(f"invalid_text: {name} holds a lone surrogate escape (not encodable as UTF-8)")
     event = payload["event"]
     if event not in EVENT_TYPES:
         raise InvalidEvent(f"invalid_value: event {event!r:.40} is not one of {', '.join(EVENT_TYPES)}")

@@ -129,16 +129,18 @@ def user_content_candidates(
     Returns user_id, episode_id, als_score (NaN if not an ALS candidate), content_score (NaN if unknown),
     because_episode_id, in_als, in_content. Only users with history or ALS candidates appear.
 
-    Matrix work in blocks of ``block_users`` users (memory ~ block x catalog floats), no loop per user: the
+    Matrix work in blocks of ``block_users`` users (memory ~ 20 bytes x block x catalog), no loop per user: the
     content score of (user, c) is the max over the user's history h of cos(h, c), built one history position at
     a time for every user of the block (the earliest h wins a tie, as ``argmax`` would); the top
     ``content_candidates`` per user are taken by score, ties by catalog order.
     """
+    history = history[history[USER].notna()] if len(history) else history
+    als = als[als[USER].notna()] if len(als) else als
     users = sorted(set(history[USER]) | set(als[USER])) if len(history) or len(als) else []
     if not users:
         return _candidate_frame([], [], [], [], [], [], [])
     user_code = pd.Series(np.arange(len(users)), index=pd.Index(users, dtype=object))
-    position = pd.Series(np.arange(len(index)), index=pd.Index(index.ids, dtype=object))
+    position = pd.Series(index.position, dtype=np.int64)  # the index's own lookup (its last id wins)
     hist = history[history[ITEM].isin(position.index)].drop_duplicates([USER, ITEM]) if len(history) else history
     h_user = user_code.reindex(hist[USER]).to_numpy() if len(hist) else np.zeros(0, np.int64)
     h_pos = position.reindex(hist[ITEM]).to_numpy() if len(hist) else np.zeros(0, np.int64)
@@ -168,16 +170,18 @@ def user_content_candidates(
         b1 = min(b0 + block_users, len(users))
         best = np.full((b1 - b0, n), -np.inf, dtype=np.float32)
         best_arg = np.full((b1 - b0, n), -1, dtype=np.int32)
-        in_block = (h_user >= b0) & (h_user < b1)
-        for rank in range(int(h_rank[in_block].max()) + 1 if in_block.any() else 0):
-            sel = in_block & (h_rank == rank)
-            rows, items = h_user[sel] - b0, h_pos[sel]
+        lo, hi = np.searchsorted(h_user, [b0, b1])  # the block's history rows (sorted by user)
+        b_user, b_pos, b_rank = h_user[lo:hi] - b0, h_pos[lo:hi], h_rank[lo:hi]
+        for rank in range(int(b_rank.max()) + 1 if hi > lo else 0):
+            sel = b_rank == rank
+            rows, items = b_user[sel], b_pos[sel]
             sims = catalog[items] @ catalog.T
             better = sims > best[rows]
             best[rows] = np.where(better, sims, best[rows])
             best_arg[rows] = np.where(better, items[:, None].astype(np.int32), best_arg[rows])
-        # the user's content candidates: best scores, blocked episodes left out, ties by catalog position
-        masked = best.copy()
+        # the user's content candidates: best scores, blocked episodes left out, ties by catalog position; masking
+        # in place is safe: nothing reads an excluded cell again (ALS rows of excluded episodes are gone)
+        masked = best
         ex_sel = (ex_user >= b0) & (ex_user < b1)
         masked[ex_user[ex_sel] - b0, ex_pos[ex_sel]] = -np.inf
         take = min(content_candidates, n)
@@ -186,7 +190,7 @@ def user_content_candidates(
             kth = np.partition(masked, n - take, axis=1)[:, n - take][:, None]
             above, equal = masked > kth, masked == kth
             need = take - above.sum(axis=1, keepdims=True)
-            chosen = (above | (equal & (np.cumsum(equal, axis=1) <= need))) & np.isfinite(masked)
+            chosen = (above | (equal & (np.cumsum(equal, axis=1, dtype=np.int32) <= need))) & np.isfinite(masked)
             c_rows, c_pos = np.nonzero(chosen)
         a_sel = (a_user >= b0) & (a_user < b1)
         ab_rows, ab_pos = a_user[a_sel] - b0, a_pos[a_sel]

@@ -201,6 +201,10 @@ def parse_json(text: str) -> ParsedTranscript:
             segments.append({"start": round(start, 3), "end": round(end, 3), "text": body})
     if not segments:
         raise UnparsableTranscript("JSON transcript with no text")
+    try:
+        "".join(s["text"] for s in segments).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnparsableTranscript("JSON text holds a lone surrogate escape (not encodable as UTF-8)") from None
     segments = _joined_word_segments(segments)
     return ParsedTranscript("json", " ".join(s["text"] for s in segments), segments)
 

@@ -1,8 +1,10 @@
 """Kafka I/O: producers, and reading exactly one day's offset range of a topic.
 
-A day's range per partition is [offsets_for_times(day start), offsets_for_times(day end + lateness)); the
-consumer is assigned (no group), reads that bounded range and is closed, so no idle consumer keeps
-polling. The same range on a re-run gives the same records: materializing a day is idempotent.
+A day's range per partition is [offsets_for_times(day start), offsets_for_times(day end + lateness)) (to the log
+end for topics stamped long before arrival, ``through_log_end``); the consumer is assigned (no group), reads that
+bounded range and is closed, so no idle consumer keeps polling. The same range on a re-run gives the same records,
+so materializing a day is idempotent; with ``through_log_end`` a re-run also sees the day's records that arrived
+since, never fewer.
 """
 
 from __future__ import annotations

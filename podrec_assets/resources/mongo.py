@@ -132,12 +132,12 @@ class MongoResource(ConfigurableResource):
         """
         started = time.perf_counter()
         day_key = day.isoformat()
-        if self._older_than_kept(collection, day_key):
+        if self.older_than_kept(collection, day_key):
             return {
                 "inserted": 0,
                 "rows": 0,
                 "deleted": 0,
-                "pruned_days": [],
+                "pruned_days": self._prune_old_days(collection),
                 "skipped": True,
                 "seconds": round(time.perf_counter() - started, 3),
             }
@@ -194,25 +194,29 @@ class MongoResource(ConfigurableResource):
             "seconds": round(time.perf_counter() - started, 3),
         }
 
-    def kept_days(self, collection: str) -> list[str]:
-        """The served days of ``collection`` that ``keep_days`` keeps (newest first; all when it is 0)."""
-        days = sorted(self.served_days(collection), reverse=True)
-        return days[: self.keep_days] if self.keep_days > 0 else days
+    def _keeps_days(self, collection: str) -> bool:
+        """Only ranked lists are kept for a few days: a newer day replaces them (similarities are not)."""
+        return self.keep_days > 0 and collection in LIST_COLLECTIONS
 
-    def _older_than_kept(self, collection: str, day_key: str) -> bool:
-        if self.keep_days <= 0:
+    @_needs_server
+    def older_than_kept(self, collection: str, day_key: str) -> bool:
+        """Whether ``day_key`` is older than every one of the newest ``keep_days`` served days."""
+        if not self._keeps_days(collection):
             return False
-        kept = self.kept_days(collection)
+        kept = sorted(self.served_days(collection), reverse=True)[: self.keep_days]
         return len(kept) >= self.keep_days and day_key < kept[-1]
 
     def _prune_old_days(self, collection: str) -> list[str]:
-        """Remove the days beyond the newest ``keep_days``: their documents, then their pointers."""
-        if self.keep_days <= 0:
+        """Remove the days beyond the newest ``keep_days``. The pointer goes to a write that holds nothing first,
+        so readers see no part of a day while its documents are deleted; then the documents; then the pointer."""
+        if not self._keeps_days(collection):
             return []
         days = sorted(self.served_days(collection), reverse=True)[self.keep_days :]
         for day_key in days:
+            pointer = {"_id": f"{collection}/{day_key}"}
+            self.db()[SERVING_DAYS].update_one(pointer, {"$set": {"write_id": f"pruned-{uuid.uuid4().hex}"}})
             self.db()[collection].delete_many({"date": day_key})
-            self.db()[SERVING_DAYS].delete_one({"_id": f"{collection}/{day_key}"})
+            self.db()[SERVING_DAYS].delete_one(pointer)
         return days
 
     @_needs_server

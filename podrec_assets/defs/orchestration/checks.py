@@ -526,16 +526,17 @@ SERVED_TABLES = ("similarities", "als_top_n", "final_recommendations")  # Delta 
 
 def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, day: date) -> tuple[list[str], dict]:
     """How the day's serving copy differs from its Delta day (empty when they agree): the swapped-in write must
-    come from the run that wrote the Delta day and hold as many documents as the day has rows."""
+    come from the run that wrote the Delta day, record as many rows as the day has, and hold the documents it
+    recorded. A day older than the ones MongoDB keeps (``keep_days``) is not served, and that is no difference."""
     rows = lake.read_day(table, day, columns=["run_id"])  # an empty table when `table` does not exist yet
     delta_runs = sorted(set(rows.column("run_id").to_pylist())) if rows.num_rows else []
     served_days = mongo.served_days(table)
     pointer = served_days.get(day.isoformat())
     facts: dict[str, Any] = {"delta_rows": rows.num_rows, "delta_run_ids": ", ".join(delta_runs)}
     if pointer is None:
-        kept = mongo.kept_days(table)
-        if mongo.keep_days and len(kept) >= mongo.keep_days and day.isoformat() < kept[-1]:
-            facts["not_served"] = f"older than the {mongo.keep_days} days MongoDB keeps (from {kept[-1]})"
+        if mongo.older_than_kept(table, day.isoformat()):
+            oldest = sorted(served_days, reverse=True)[mongo.keep_days - 1]
+            facts["not_served"] = f"older than the {mongo.keep_days} days MongoDB keeps (from {oldest})"
             return [], facts
         return ([f"MongoDB serves no write of {day} (Delta has {rows.num_rows} rows)"] if rows.num_rows else []), facts
     documents = mongo.count_day_write(table, day, pointer["write_id"])
