@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -170,10 +169,7 @@ def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
 
 
 def run_size(users: int, args: argparse.Namespace) -> dict:
-    import dagster as dg
-
-    from podrec_assets.definitions import build_definitions
-    from podrec_assets.local.dagster import prepare_dagster_home
+    from podrec_assets.commands.demo import graph_job
     from podrec_assets.local.processes import free_port
     from podrec_assets.local.services import LocalStack
     from podrec_assets.resources import build_resources
@@ -215,12 +211,7 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
             f"late ones) in {seconds:.0f} s: {kafka_in:,} messages/s into Kafka"
         )
 
-        warnings.filterwarnings("ignore", category=dg.BetaWarning)
-        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        prepare_dagster_home(settings)
-        os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-        instance = dg.DagsterInstance.get()
-        job = build_definitions().resolve_implicit_global_asset_job_def()
+        job, instance = graph_job(settings)
         results = []
         with RssSampler(exclude=servers) as sampler:
             for n, day in enumerate(days, 1):

@@ -23,12 +23,8 @@ def demo_days(settings: Settings, today: date | None = None) -> list[date]:
     return [today - timedelta(days=n) for n in range(settings.demo_days, 0, -1)]
 
 
-def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
-    """Run the whole asset graph for each day, in order, recorded in the persistent instance.
-
-    Dagster's step-by-step log goes to the instance (see each run in the UI); the console gets one line
-    per asset with its row count.
-    """
+def graph_job(settings: Settings):
+    """(the job of every asset and check, the persistent instance of this home): what a day's run executes."""
     import os
     import warnings
 
@@ -41,8 +37,16 @@ def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     prepare_dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    instance = dg.DagsterInstance.get()
-    job = build_definitions().resolve_implicit_global_asset_job_def()
+    return build_definitions().resolve_implicit_global_asset_job_def(), dg.DagsterInstance.get()
+
+
+def materialize_days(settings: Settings, days: list[date]) -> list[dict]:
+    """Run the whole asset graph for each day, in order, recorded in the persistent instance.
+
+    Dagster's step-by-step log goes to the instance (see each run in the UI); the console gets one line
+    per asset with its row count.
+    """
+    job, instance = graph_job(settings)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     results = []
     for n, day in enumerate(days, 1):

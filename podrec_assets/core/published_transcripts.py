@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from podrec_assets.core.events import utf8_encodable
+
 # MIME types podcasts use for each format (the Podcasting 2.0 tag's ``type``); the first name is canonical.
 FORMATS: dict[str, tuple[str, ...]] = {
     "json": ("application/json", "application/x-podcast-transcript+json"),
@@ -201,10 +203,8 @@ def parse_json(text: str) -> ParsedTranscript:
             segments.append({"start": round(start, 3), "end": round(end, 3), "text": body})
     if not segments:
         raise UnparsableTranscript("JSON transcript with no text")
-    try:
-        "".join(s["text"] for s in segments).encode("utf-8")
-    except UnicodeEncodeError:
-        raise UnparsableTranscript("JSON text holds a lone surrogate escape (not encodable as UTF-8)") from None
+    if not utf8_encodable("".join(s["text"] for s in segments)):
+        raise UnparsableTranscript("JSON text holds a lone surrogate escape (not encodable as UTF-8)")
     segments = _joined_word_segments(segments)
     return ParsedTranscript("json", " ".join(s["text"] for s in segments), segments)
 
