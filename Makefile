@@ -22,7 +22,7 @@ help:  ## list the targets
 
 setup: system-packages $(STAMP) $(SECANTUS) $(KAFKA_STAMP) $(SPARK_STAMP)  ## install everything (venv, pinned packages, Debian packages, SecantusDB, Apache Kafka, Spark's Delta and Kafka jars)
 
-system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium, docker-compose) when root; else say what to install
+system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium, docker-compose, redis-server, wrk) when root; else say what to install
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
@@ -30,6 +30,8 @@ system-packages:  ## install missing Debian packages (Java, espeak-ng, chromium,
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

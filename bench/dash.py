@@ -191,6 +191,7 @@ def main() -> int:
     env = {
         "PODREC_HOME": str(home),
         "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_REDIS_PORT": str(free_port()),
         "PODREC_KAFKA_PORT": str(free_port()),
         "PODREC_DAGSTER_PORT": str(free_port()),
         "PODREC_MONGO_DB": "podrec_bench",

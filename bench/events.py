@@ -223,6 +223,7 @@ def main() -> int:
         "PODREC_KAFKA_PORT": str(free_port()),
         "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
         "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_REDIS_PORT": str(free_port()),
         "PODREC_MALFORMED_SHARE": "0.005",
     }
     settings = load_settings(env)

@@ -33,6 +33,7 @@ def run_demo(home: Path) -> None:
         "PODREC_HOME": str(home),
         "PODREC_KAFKA_PORT": str(free_port()),
         "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_REDIS_PORT": str(free_port()),
     }
     print(f"running the demo in {home} (podrec demo --no-serve) ...", flush=True)
     log = home / "demo.log"

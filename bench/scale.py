@@ -184,6 +184,7 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
         "PODREC_KAFKA_PORT": str(free_port()),
         "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
         "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_REDIS_PORT": str(free_port()),
         "PODREC_START_DATE": days[0].isoformat(),
         "PODREC_ENGINE": args.engine,
     }

@@ -53,6 +53,16 @@ class Settings:
     )
     mongo_port: int = _setting("PODREC_MONGO_PORT", 27717, "Port of the embedded MongoDB server (127.0.0.1).")
     mongo_db: str = _setting("PODREC_MONGO_DB", "podrec", "MongoDB database name.")
+    redis_url: str = _setting(
+        "PODREC_REDIS_URL",
+        "",
+        "Use this Redis (redis://host:port/db) for podrec serve's shared state and start none. Empty: embedded server.",
+        secret=True,
+    )
+    redis_port: int = _setting("PODREC_REDIS_PORT", 16379, "Port of the embedded Redis server (127.0.0.1).")
+    redis_max_memory_mb: int = _setting(
+        "PODREC_REDIS_MAX_MEMORY_MB", 4096, "maxmemory of the embedded Redis (serve state of ~1M listeners: ~2 GB)."
+    )
     serving_keep_days: int = _setting(
         "PODREC_SERVING_KEEP_DAYS",
         7,
@@ -79,9 +89,24 @@ class Settings:
 
     # --- orchestration and UI ----------------------------------------------------------------------
     start_date: str = _setting("PODREC_START_DATE", "2026-01-01", "First day partition of every asset (YYYY-MM-DD).")
-    host: str = _setting("PODREC_HOST", "127.0.0.1", "Address the Dagster UI and the Dash app bind to.")
+    host: str = _setting(
+        "PODREC_HOST", "127.0.0.1", "Address the Dagster UI, the Dash app and the recommendation API bind to."
+    )
     dagster_port: int = _setting("PODREC_DAGSTER_PORT", 3000, "Dagster webserver port.")
     dash_port: int = _setting("PODREC_DASH_PORT", 8050, "Dash app port.")
+    serve_port: int = _setting("PODREC_SERVE_PORT", 8060, "Port of the recommendation API (`podrec serve`).")
+    serve_api_key: str = _setting(
+        "PODREC_SERVE_API_KEY", "", "When set, POST /events needs this value in the X-API-Key header.", secret=True
+    )
+    serve_reload_s: float = _setting(
+        "PODREC_SERVE_RELOAD_S", 30.0, "Seconds between podrec serve's checks for a new day's model in the lake."
+    )
+    serve_poll_ms: int = _setting(
+        "PODREC_SERVE_POLL_MS", 50, "Longest wait of podrec serve's user-events consumer for a batch of records."
+    )
+    serve_list_ttl_days: int = _setting(
+        "PODREC_SERVE_LIST_TTL_DAYS", 3, "Days Redis keeps a model version's lists and listener state after it loads."
+    )
     max_concurrent_runs: int = _setting("PODREC_MAX_CONCURRENT_RUNS", 2, "Dagster run queue limit (2 suits 2 cores).")
     sensor_interval_s: int = _setting(
         "PODREC_SENSOR_INTERVAL_S", 30, "Seconds between Kafka sensor ticks (and automation evaluations)."
@@ -329,6 +354,14 @@ class Settings:
     @property
     def mongo_url(self) -> str:
         return self.mongo_uri or f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
+
+    @property
+    def redis_external(self) -> bool:
+        return bool(self.redis_url)
+
+    @property
+    def redis_server_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def language_list(self) -> list[str]:

@@ -27,6 +27,7 @@ def make_env(home: Path, **extra: str) -> dict[str, str]:
         "PODREC_KAFKA_PORT": str(free_port()),
         "PODREC_KAFKA_CONTROLLER_PORT": str(free_port()),
         "PODREC_MONGO_PORT": str(free_port()),
+        "PODREC_REDIS_PORT": str(free_port()),
         "PODREC_START_DATE": "2026-01-01",
     }
     env.update(extra)

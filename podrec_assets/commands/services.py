@@ -1,4 +1,4 @@
-"""`podrec services start|stop|status|logs`: the embedded Kafka broker and MongoDB server."""
+"""`podrec services start|stop|status|logs`: the embedded Kafka broker, MongoDB server and Redis server."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "services",
-        help="start, stop or inspect the local Kafka broker and MongoDB server",
+        help="start, stop or inspect the local Kafka broker, MongoDB server and Redis server",
         description="Manage the embedded servers (bound to 127.0.0.1, state under $PODREC_HOME/services). "
-        "With PODREC_KAFKA_BOOTSTRAP / PODREC_MONGO_URI set, those servers are used and nothing is started. "
+        "With PODREC_KAFKA_BOOTSTRAP / PODREC_MONGO_URI / PODREC_REDIS_URL set, those servers are used and nothing "
+        "is started. "
         "`status` exits 1 when a server is down.",
     )
     parser.add_argument("action", choices=["start", "stop", "status", "logs"])

@@ -25,6 +25,7 @@ How a user's list for day D is built (all pure pandas/numpy, no I/O):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -59,6 +60,14 @@ class AlphaCurve:
 
     def label(self) -> str:
         return f"a={self.alpha:g},a_new={self.alpha_new:g},ramp={self.ramp_days}d"
+
+    @classmethod
+    def from_model_version(cls, version: str) -> "AlphaCurve":
+        """The curve named in a ``model_version`` string (the inverse of ``label``); ValueError if none is."""
+        match = re.search(r"a=([0-9.eE+-]+),a_new=([0-9.eE+-]+),ramp=(\d+)d", version or "")
+        if match is None:
+            raise ValueError(f"no alpha curve in model version {version!r}")
+        return cls(float(match.group(1)), float(match.group(2)), int(match.group(3)))
 
 
 def positive_mask(daily: pd.DataFrame, min_engagement: float) -> pd.Series:
@@ -409,6 +418,9 @@ class FusionInputs:
     min_engagement: float
     popularity_half_life_days: float
     content_candidates: int
+    # built once and shared when many small fusions run on one day's model (the online service); None: from the frames
+    index: ContentIndex | None = None
+    popular: pd.DataFrame | None = None
 
 
 @dataclass
@@ -425,17 +437,33 @@ class PreparedDay:
     index: ContentIndex
 
 
-def prepare_day(inputs: FusionInputs) -> PreparedDay:
-    """Steps 1-4 of the module docstring, independent of α (so α can be validated cheaply)."""
+def _history(inputs: FusionInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(user_episode_daily up to the day, its last ``history_days`` days)."""
     day = inputs.day
-    empty_pairs = pd.DataFrame({USER: pd.Series(dtype=object), ITEM: pd.Series(dtype=object)})
     daily = inputs.daily
     if daily.empty:
         daily = pd.DataFrame({USER: [], ITEM: [], "engagement": [], "completed": [], "date": []})
     daily = daily.assign(date=pd.to_datetime(daily["date"]))
     start = pd.Timestamp(day) - pd.Timedelta(days=inputs.history_days - 1)
     daily = daily[daily["date"] <= pd.Timestamp(day)]
-    window = daily[daily["date"] >= start]
+    return daily, daily[daily["date"] >= start]
+
+
+def _popular(inputs: FusionInputs, window: pd.DataFrame, index: ContentIndex) -> pd.DataFrame:
+    catalog = pd.Series(list(set(index.ids) | set(inputs.published.index)))
+    return popular_episodes(window, inputs.day, inputs.min_engagement, inputs.popularity_half_life_days, catalog)
+
+
+def day_popular(inputs: FusionInputs, index: ContentIndex) -> pd.DataFrame:
+    """The day's popular list (the cold-start list and the fill) exactly as ``prepare_day`` builds it."""
+    return _popular(inputs, _history(inputs)[1], index)
+
+
+def prepare_day(inputs: FusionInputs) -> PreparedDay:
+    """Steps 1-4 of the module docstring, independent of α (so α can be validated cheaply)."""
+    day = inputs.day
+    empty_pairs = pd.DataFrame({USER: pd.Series(dtype=object), ITEM: pd.Series(dtype=object)})
+    daily, window = _history(inputs)
     history = (
         window[positive_mask(window, inputs.min_engagement)][[USER, ITEM]].drop_duplicates()
         if len(window)
@@ -444,15 +472,14 @@ def prepare_day(inputs: FusionInputs) -> PreparedDay:
     completed = daily[daily["completed"].fillna(False).astype(bool)][[USER, ITEM]] if len(daily) else empty_pairs
     seen = window[[USER, ITEM]] if len(window) else empty_pairs
     excluded = pd.concat([completed, seen], ignore_index=True).drop_duplicates()
-    index = ContentIndex.from_frame(inputs.vectors)
+    index = inputs.index if inputs.index is not None else ContentIndex.from_frame(inputs.vectors)
     candidates = user_content_candidates(history, inputs.als, index, excluded, inputs.content_candidates)
     normalised = normalise_candidates(candidates)
     published = pd.to_datetime(inputs.published, utc=True)
     age_days = (pd.Timestamp(day, tz="UTC") - published.dt.floor("D")).dt.days.clip(lower=0)
     # every user we know of gets a list: ALS users, users with history, users seen on any earlier day (cold start)
     users = sorted(set(inputs.als[USER]) | set(daily[USER]))
-    catalog = pd.Series(list(set(index.ids) | set(published.index)))
-    popular = popular_episodes(window, day, inputs.min_engagement, inputs.popularity_half_life_days, catalog)
+    popular = inputs.popular if inputs.popular is not None else _popular(inputs, window, index)
     return PreparedDay(day, normalised, age_days, users, popular, excluded, history, index)
 
 

@@ -1,14 +1,16 @@
-"""The embedded local stack: an Apache Kafka broker (KRaft, one JVM) and a MongoDB server (SecantusDB).
+"""The embedded local stack: an Apache Kafka broker (KRaft, one JVM), a MongoDB server (SecantusDB) and a Redis
+server (Debian's redis-server: the shared online state of `podrec serve`).
 
-Both bind 127.0.0.1, keep data, logs and pid files under ``$PODREC_HOME/services/``, and are stopped by
+All bind 127.0.0.1, keep data, logs and pid files under ``$PODREC_HOME/services/``, and are stopped by
 PID. Kafka's jars come from Maven Central at ``make setup`` (``local/kafka/pom.xml``); nothing is fetched here.
-When ``PODREC_KAFKA_BOOTSTRAP`` / ``PODREC_MONGO_URI`` point at external servers, nothing is started and
-``status`` only probes them.
+When ``PODREC_KAFKA_BOOTSTRAP`` / ``PODREC_MONGO_URI`` / ``PODREC_REDIS_URL`` point at external servers, nothing is
+started and ``status`` only probes them.
 """
 
 from __future__ import annotations
 
 import base64
+import shutil
 import signal
 import subprocess
 import uuid
@@ -145,6 +147,45 @@ def mongo_ready(uri: str, timeout_ms: int = 1500) -> bool:
         client.close()
 
 
+def redis_ready(url: str, timeout_s: float = 1.5) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError(
+            "Redis: redis-server is not installed. Run `make system-packages` as root, or "
+            "`sudo apt-get install -y redis-server` (or set PODREC_REDIS_URL to a running Redis)."
+        )
+    return binary
+
+
+def redis_config(settings: Settings, data_dir: Path) -> str:
+    """A loopback-only Redis whose data is a cache of the lake: no persistence, LRU past its memory limit."""
+    lines = {
+        "bind": "127.0.0.1",
+        "port": str(settings.redis_port),
+        "protected-mode": "yes",
+        "daemonize": "no",
+        "dir": str(data_dir),
+        "save": '""',
+        "appendonly": "no",
+        "maxmemory": f"{settings.redis_max_memory_mb}mb",
+        "maxmemory-policy": "volatile-lru",
+        "loglevel": "warning",
+    }
+    return "".join(f"{key} {value}\n" for key, value in lines.items())
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the project's topics when missing; returns those created."""
     from kafka import KafkaAdminClient
@@ -191,12 +232,13 @@ class ServiceStatus:
 
 
 class LocalStack:
-    """Start/stop/status of the embedded Kafka and MongoDB for one PODREC_HOME."""
+    """Start/stop/status of the embedded Kafka, MongoDB and Redis for one PODREC_HOME."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.kafka = ManagedProcess("kafka", settings.services_dir)
         self.mongo = ManagedProcess("mongodb", settings.services_dir)
+        self.redis = ManagedProcess("redis", settings.services_dir)
 
     # -- kafka ------------------------------------------------------------------------------------
     def start_kafka(self) -> ServiceStatus:
@@ -269,9 +311,37 @@ class LocalStack:
         url = "(PODREC_MONGO_URI)" if s.mongo_external else s.mongo_url
         return ServiceStatus("mongo", url, running, pid, s.mongo_external)
 
-    # -- both -------------------------------------------------------------------------------------
+    # -- redis ------------------------------------------------------------------------------------
+    def start_redis(self) -> ServiceStatus:
+        s = self.settings
+        if s.redis_external:
+            if not redis_ready(s.redis_server_url, 5.0):
+                raise ServiceError(
+                    "Redis: no server answers at PODREC_REDIS_URL. Start that server, or unset PODREC_REDIS_URL "
+                    "to use the embedded one (`podrec services start`)."
+                )
+        elif self.redis.pid() is None:
+            require_free_port("Redis", "127.0.0.1", s.redis_port, "PODREC_REDIS_PORT")
+            data_dir = s.services_dir / "redis-data"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            config = s.services_dir / "redis.conf"
+            config.write_text(redis_config(s, data_dir))
+            self.redis.start([redis_binary(), str(config)], cwd=data_dir)
+            self.redis.wait_ready(
+                lambda: redis_ready(s.redis_server_url), s.service_start_timeout_s, f"Redis (127.0.0.1:{s.redis_port})"
+            )
+        return self.redis_status()
+
+    def redis_status(self) -> ServiceStatus:
+        s = self.settings
+        pid = None if s.redis_external else self.redis.pid()
+        running = (s.redis_external or pid is not None) and redis_ready(s.redis_server_url)
+        url = "(PODREC_REDIS_URL)" if s.redis_external else s.redis_server_url
+        return ServiceStatus("redis", url, running, pid, s.redis_external)
+
+    # -- all --------------------------------------------------------------------------------------
     def start(self) -> list[ServiceStatus]:
-        return [self.start_kafka(), self.start_mongo()]
+        return [self.start_kafka(), self.start_mongo(), self.start_redis()]
 
     def stop(self) -> list[str]:
         """Stop what this home started, each with SIGTERM: Kafka then shuts down in a controlled way."""
@@ -280,10 +350,12 @@ class LocalStack:
             stopped.append("kafka")
         if not self.settings.mongo_external and self.mongo.stop(signal.SIGTERM):
             stopped.append("mongodb")
+        if not self.settings.redis_external and self.redis.stop(signal.SIGTERM):
+            stopped.append("redis")
         return stopped
 
     def status(self) -> list[ServiceStatus]:
-        return [self.kafka_status(), self.mongo_status()]
+        return [self.kafka_status(), self.mongo_status(), self.redis_status()]
 
     def logs(self, lines: int = 40) -> str:
-        return "\n".join(f"== {p.log_file} ==\n{p.log_tail(lines)}" for p in (self.kafka, self.mongo))
+        return "\n".join(f"== {p.log_file} ==\n{p.log_tail(lines)}" for p in (self.kafka, self.mongo, self.redis))

@@ -62,6 +62,15 @@ class LakeResource(ConfigurableResource):
     def version(self, name: str) -> int | None:
         return self.table(name).version() if self.exists(name) else None
 
+    def days(self, name: str, version: int | None = None) -> list[date]:
+        """The days the table holds (from the Delta log's partition values: no data file is read)."""
+        if not self.exists(name):
+            return []
+        actions = pa.table(self.table(name, version).get_add_actions(flatten=True))
+        if "partition.date" not in actions.column_names:
+            return []
+        return sorted({d for d in actions.column("partition.date").to_pylist() if d is not None})
+
     def write_partition(
         self, name: str, day: date, data: pa.Table, run_id: str, where: dict[str, Any] | None = None
     ) -> dict[str, Any]:

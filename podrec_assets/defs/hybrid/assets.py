@@ -8,17 +8,18 @@ D (a user's history can be any of them) and "never recommend a completed episode
 import json
 import math
 import warnings
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
+from podrec_assets.defs.hybrid.day_data import DayData, frame_of, read_frame
 from podrec_assets.defs.partitions import daily_partitions, partition_day
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
-from podrec_assets.settings import Settings, get_settings
+from podrec_assets.settings import get_settings
 from podrec_assets.sources.simulator import TASTES_TABLE
 
 with warnings.catch_warnings():
@@ -33,75 +34,6 @@ with warnings.catch_warnings():
     VALIDATION_DAYS_AND_SAME_DAY = _window(-get_settings().fusion_validation_days)
     PREVIOUS_DAY = _window(-1, -1)
     ALL_DAYS_THROUGH_D = _window(-36500)  # every earlier day: the catalog's vectors, completed-ever
-
-
-def _frame(table) -> pd.DataFrame:
-    return table.to_pandas() if table.num_columns else pd.DataFrame()
-
-
-def _read(lake: LakeResource, name: str, start: date, end: date, columns: list[str]) -> pd.DataFrame:
-    frame = _frame(lake.read_days(name, start, end, columns=columns))
-    return frame if not frame.empty else pd.DataFrame({c: [] for c in columns})
-
-
-class _DayData:
-    """The lake rows one fusion/evaluation run needs, read once and cut per day."""
-
-    def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
-        first = settings.start_day
-        self.settings = settings
-        self.daily = _read(
-            lake, "user_episode_daily", first, last_day, ["user_id", "episode_id", "engagement", "completed", "date"]
-        )
-        self.vectors = _read(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
-        self.episodes = _read(
-            lake, "episodes", first, last_day, ["episode_id", "published_at", "categories", "episode_title", "date"]
-        )
-        self.als = _read(
-            lake,
-            "als_top_n",
-            last_day - timedelta(days=settings.fusion_validation_days),
-            last_day,
-            ["user_id", "episode_id", "rank", "score", "model_version", "date"],
-        )
-        for frame in (self.daily, self.vectors, self.episodes, self.als):
-            frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
-
-    def published(self, day: date) -> pd.Series:
-        catalog = self.episodes[self.episodes["date"] <= day].drop_duplicates("episode_id", keep="last")
-        return pd.Series(pd.to_datetime(catalog["published_at"], utc=True).to_numpy(), index=catalog["episode_id"])
-
-    def als_of(self, day: date) -> pd.DataFrame:
-        return self.als[self.als["date"] == day]
-
-    def vectors_of(self, day: date) -> pd.DataFrame:
-        """Vectors published by ``day``, of the model the latest day used (models are never mixed)."""
-        vectors = self.vectors[self.vectors["date"] <= day]
-        if vectors.empty:
-            return vectors
-        latest_model = vectors.sort_values("date")["model"].iloc[-1]
-        return vectors[vectors["model"] == latest_model]
-
-    def prepare(self, day: date) -> fusion.PreparedDay:
-        s = self.settings
-        return fusion.prepare_day(
-            fusion.FusionInputs(
-                day=day,
-                als=self.als_of(day),
-                daily=self.daily[self.daily["date"] <= day],
-                vectors=self.vectors_of(day),
-                published=self.published(day),
-                history_days=s.history_days,
-                min_engagement=s.positive_engagement,
-                popularity_half_life_days=s.popularity_half_life_days,
-                content_candidates=s.content_candidates,
-            )
-        )
-
-    def relevant(self, prepared: fusion.PreparedDay, truth_day: date) -> pd.DataFrame:
-        return evaluation.relevant_pairs(
-            self.daily[self.daily["date"] == truth_day], self.settings.positive_engagement, prepared.excluded
-        )
 
 
 def _markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -137,7 +69,7 @@ def final_recommendations(
     """Top-N episodes per user for day D: ALS fused with content, age-dependent α, explanations, cold start."""
     settings = get_settings()
     day = partition_day(context)
-    data = _DayData(lake, settings, day)
+    data = DayData(lake, settings, day)
     default_curve = fusion.AlphaCurve(settings.fusion_alpha, settings.fusion_alpha_new, settings.fusion_alpha_ramp_days)
     curve, selection_md, why = default_curve, "", "fixed by settings (PODREC_FUSION_ALPHA_SELECT=fixed)"
     if settings.fusion_alpha_select == "validate":
@@ -234,8 +166,8 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     day = partition_day(context)
     rec_day = day - timedelta(days=1)
     k = settings.metrics_k
-    data = _DayData(lake, settings, day)
-    hybrid = _read(lake, "final_recommendations", rec_day, rec_day, ["user_id", "episode_id", "rank"])
+    data = DayData(lake, settings, day)
+    hybrid = read_frame(lake, "final_recommendations", rec_day, rec_day, ["user_id", "episode_id", "rank"])
     if hybrid.empty:
         written = lake.write_partition(
             "recommendation_metrics", day, to_table([], RECOMMENDATION_METRICS), context.run_id
@@ -265,7 +197,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     window_start = rec_day - timedelta(days=settings.history_days - 1)
     interactions = data.daily[(data.daily["date"] >= window_start) & (data.daily["date"] <= rec_day)]
     tastes = (
-        _frame(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"]))
+        frame_of(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"]))
         if lake.exists(TASTES_TABLE)
         else pd.DataFrame()
     )

@@ -1,0 +1,90 @@
+"""The lake rows a day's fusion and evaluation read (final_recommendations, recommendation_metrics, podrec serve).
+
+Content scores need the vectors of every episode published up to D (a user's history can be any of them) and
+"never recommend a completed episode" needs every earlier day of `user_episode_daily`, so those are read from the
+first partition to D.
+"""
+
+from datetime import date, timedelta
+
+import pandas as pd
+
+from podrec_assets.core import evaluation, fusion
+from podrec_assets.resources.lake import LakeResource
+from podrec_assets.settings import Settings
+
+
+def frame_of(table) -> pd.DataFrame:
+    """An Arrow table as pandas (an empty frame for the column-less table of a missing Delta table)."""
+    return table.to_pandas() if table.num_columns else pd.DataFrame()
+
+
+def read_frame(lake: LakeResource, name: str, start: date, end: date, columns: list[str]) -> pd.DataFrame:
+    frame = frame_of(lake.read_days(name, start, end, columns=columns))
+    return frame if not frame.empty else pd.DataFrame({c: [] for c in columns})
+
+
+class DayData:
+    """The lake rows one fusion/evaluation run needs, read once and cut per day."""
+
+    def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
+        first = settings.start_day
+        self.settings = settings
+        self.daily = read_frame(
+            lake, "user_episode_daily", first, last_day, ["user_id", "episode_id", "engagement", "completed", "date"]
+        )
+        self.vectors = read_frame(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
+        self.episodes = read_frame(
+            lake,
+            "episodes",
+            first,
+            last_day,
+            ["episode_id", "published_at", "categories", "episode_title", "podcast_title", "date"],
+        )
+        self.als = read_frame(
+            lake,
+            "als_top_n",
+            last_day - timedelta(days=settings.fusion_validation_days),
+            last_day,
+            ["user_id", "episode_id", "rank", "score", "model_version", "date"],
+        )
+        for frame in (self.daily, self.vectors, self.episodes, self.als):
+            frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
+
+    def published(self, day: date) -> pd.Series:
+        catalog = self.episodes[self.episodes["date"] <= day].drop_duplicates("episode_id", keep="last")
+        return pd.Series(pd.to_datetime(catalog["published_at"], utc=True).to_numpy(), index=catalog["episode_id"])
+
+    def als_of(self, day: date) -> pd.DataFrame:
+        return self.als[self.als["date"] == day]
+
+    def vectors_of(self, day: date) -> pd.DataFrame:
+        """Vectors published by ``day``, of the model the latest day used (models are never mixed)."""
+        vectors = self.vectors[self.vectors["date"] <= day]
+        if vectors.empty:
+            return vectors
+        latest_model = vectors.sort_values("date")["model"].iloc[-1]
+        return vectors[vectors["model"] == latest_model]
+
+    def inputs(self, day: date) -> fusion.FusionInputs:
+        """What fusing ``day`` reads: als_top_n of the day, user_episode_daily to the day, the catalog's vectors."""
+        s = self.settings
+        return fusion.FusionInputs(
+            day=day,
+            als=self.als_of(day),
+            daily=self.daily[self.daily["date"] <= day],
+            vectors=self.vectors_of(day),
+            published=self.published(day),
+            history_days=s.history_days,
+            min_engagement=s.positive_engagement,
+            popularity_half_life_days=s.popularity_half_life_days,
+            content_candidates=s.content_candidates,
+        )
+
+    def prepare(self, day: date) -> fusion.PreparedDay:
+        return fusion.prepare_day(self.inputs(day))
+
+    def relevant(self, prepared: fusion.PreparedDay, truth_day: date) -> pd.DataFrame:
+        return evaluation.relevant_pairs(
+            self.daily[self.daily["date"] == truth_day], self.settings.positive_engagement, prepared.excluded
+        )

@@ -1,0 +1,490 @@
+"""The recommendation API of `podrec serve` (FastAPI): live lists, neighbours, popular and latest, event intake.
+
+Requests read only memory (the served model) and Redis (one pipelined round trip for a listener's list and live
+seen set); the model watcher and the event folder (``serving.live``) keep both current in background threads.
+Every answer is JSON; a bad request gets a 4xx with the reason, an unavailable server a 503 that names it.
+"""
+
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Body, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from podrec_assets.core.events import InvalidEvent, parse_event
+from podrec_assets.serving import store as keys
+from podrec_assets.serving.live import EventFolder, ModelHolder, ModelWatcher
+from podrec_assets.serving.model import ServedModel
+from podrec_assets.serving.store import ServingStore, StoreUnavailable
+from podrec_assets.settings import Settings
+
+log = logging.getLogger("podrec.serve")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+MAX_K = 100
+MAX_EVENTS = 1000
+
+
+UserId = Annotated[str, Path(pattern=ID_PATTERN, description="the listener's id (user-events user_id)")]
+EpisodeId = Annotated[str, Path(pattern=ID_PATTERN, description="an episode id of the catalog")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many episodes (1-{MAX_K})")]
+Category = Annotated[
+    str | None, Query(min_length=1, max_length=64, description="only episodes of this category (any case)")
+]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: Any):
+        self.status, self.error, self.detail = status, error, detail
+
+
+# --- response models (the OpenAPI schema; answers are built as plain dicts for speed) ----------------------------
+class Episode(BaseModel):
+    episode_id: str
+    title: str | None
+    podcast_title: str | None
+    categories: list[str]
+    published_at: str | None = Field(description="ISO-8601 UTC")
+
+
+class RecommendedEpisode(Episode):
+    rank: int
+    score: float = Field(description="fused score in [0, 1]; popular fills score below 0")
+    reason: str = Field(description="hybrid | als | content | popular")
+    because_episode_id: str | None = Field(description="the listened episode a content match is closest to")
+    because_episode_title: str | None
+    als_score: float | None
+    content_score: float | None
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    model_version: str = Field(description="the fused model (ALS version, embedding model, alpha curve)")
+    model_day: str = Field(description="the batch day the model was trained on")
+    live: bool = Field(description="true when the list was recomputed from events after the batch")
+    cold_start: bool = Field(description="true when the listener is unknown or has no personal candidates")
+    computed_at: str | None
+    items: list[RecommendedEpisode]
+
+
+class SimilarEpisode(Episode):
+    similarity: float
+
+
+class Similar(BaseModel):
+    episode_id: str
+    model_day: str
+    items: list[SimilarEpisode]
+
+
+class RankedEpisode(Episode):
+    rank: int
+    score: float | None
+
+
+class EpisodeList(BaseModel):
+    model_day: str
+    items: list[RankedEpisode]
+
+
+class EventsAccepted(BaseModel):
+    published: int = Field(description="events published to the user-events topic (acknowledged by Kafka)")
+
+
+class Rejected(BaseModel):
+    index: int
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+class EventsRejected(ErrorBody):
+    rejected: list[Rejected] = []
+    published: int = 0
+
+
+ERRORS = {422: {"model": ErrorBody, "description": "invalid request"}, 503: {"model": ErrorBody}}
+
+
+# --- metrics --------------------------------------------------------------------------------------------------
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("podrec_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.latency = Histogram(
+            "podrec_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.fold_ins = Counter("podrec_fold_in_users", "listeners whose list was recomputed live", registry=r)
+        self.folded_events = Counter("podrec_folded_events", "user-events folded into live lists", registry=r)
+        self.invalid_events = Counter(
+            "podrec_consumed_invalid_events", "consumed events that broke the contract", registry=r
+        )
+        self.fold_seconds = Histogram(
+            "podrec_fold_batch_seconds",
+            "time to fold one consumed batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=r,
+        )
+        self.lag = Gauge("podrec_consumer_lag", "user-events records not yet folded (this replica)", registry=r)
+        self.published = Counter("podrec_events_published", "events accepted by POST /events", registry=r)
+        self.rejected = Counter("podrec_events_rejected", "events refused by POST /events", registry=r)
+        self.model_swaps = Counter("podrec_model_swaps", "models loaded and swapped in", registry=r)
+
+    def folded(self, events: int, users: int, invalid: int, seconds: float) -> None:
+        self.folded_events.inc(events)
+        self.fold_ins.inc(users)
+        self.invalid_events.inc(invalid)
+        self.fold_seconds.observe(seconds)
+
+
+class MetricsMiddleware:
+    """Counts and times every request by its route template (a raw ASGI middleware: a few µs per request)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(path, scope["method"], str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def create_app(settings: Settings, background: bool = True) -> FastAPI:
+    """The API; ``background`` starts the model watcher and the event folder with it (off only in unit use)."""
+    import redis.asyncio as aredis
+
+    from podrec_assets.resources import build_resources
+
+    holder = ModelHolder()
+    metrics = Metrics()
+    where = "PODREC_REDIS_URL" if settings.redis_external else settings.redis_server_url
+    store = ServingStore(settings.redis_server_url, settings.serve_list_ttl_days * 86400, where=where)
+    lake = build_resources(settings)["lake"]
+    state: dict[str, Any] = {"producer": None}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state["redis"] = aredis.Redis.from_url(settings.redis_server_url, socket_timeout=2, socket_connect_timeout=2)
+        watcher = ModelWatcher(settings, lake, store, holder, on_swap=lambda m: metrics.model_swaps.inc())
+        folder = EventFolder(settings, store, holder, metrics)
+        state["folder"] = folder
+        if background:
+            watcher.start()
+            folder.start()
+        yield
+        if background:
+            folder.stop()
+            watcher.stop()
+        if state["producer"] is not None:
+            state["producer"].flush(10)
+            state["producer"].close()
+        await state["redis"].aclose()
+        store.close()
+
+    app = FastAPI(
+        title="podrec recommendation API",
+        version="1",
+        description="Live podcast-episode recommendations: the day's hybrid lists (ALS + content), updated within "
+        "a second of a listener's events. Lists, neighbours, popular and latest episodes; event intake to Kafka.",
+        lifespan=lifespan,
+    )
+    app.state.holder, app.state.store, app.state.metrics, app.state.background = holder, store, metrics, state
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        if isinstance(exc.detail, dict):
+            return _json({"error": exc.error, **exc.detail}, exc.status)
+        return _json({"error": exc.error, "detail": exc.detail}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # loc/msg/type only: echoing the raw input could itself fail to encode (bytes, lone surrogates)
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        return _json({"error": "invalid_request", "detail": errors}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _json({"error": "http_error", "detail": exc.detail}, exc.status_code)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(request: Request, exc: StoreUnavailable):
+        return _json({"error": "store_unavailable", "detail": str(exc)}, 503)
+
+    def model_or_503() -> ServedModel:
+        model = holder.model
+        if model is None:
+            raise ApiError(
+                503, "no_model", holder.error or "the first model is still loading from the lake; retry shortly"
+            )
+        return model
+
+    async def redis_call(pipe):
+        import redis
+
+        try:
+            return await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            raise store.unavailable(exc) from None
+
+    def fill_popular(model: ServedModel, items: list, skip: set, k: int, category: str | None) -> None:
+        have = {item["episode_id"] for item in items}
+        for eid in model.popular_ids:
+            if len(items) >= k:
+                return
+            if eid in have or eid in skip or not model.in_category(eid, category):
+                continue
+            items.append(
+                {
+                    "episode_id": eid,
+                    "score": model.popular_score.get(eid, -1.0),
+                    "reason": "popular",
+                    "because_episode_id": None,
+                    "als_score": None,
+                    "content_score": None,
+                }
+            )
+
+    @app.get("/recommend/{user_id}", response_model=Recommendations, responses=ERRORS, tags=["recommendations"])
+    async def recommend(
+        user_id: UserId,
+        k: K = 10,
+        category: Category = None,
+        exclude_seen: Annotated[
+            bool, Query(description="hide episodes the listener touched since the batch at once (before fold-in)")
+        ] = True,
+    ):
+        """The listener's live hybrid list: the day's batch list, or the one recomputed from their events since.
+
+        Unknown listeners get the day's popular list (`cold_start: true`). A list shorter than `k` (or thinned by
+        `category`) is filled with popular episodes the listener has not touched.
+        """
+        model = model_or_503()
+        pipe = state["redis"].pipeline(transaction=False)
+        pipe.get(keys.list_key(model.version, user_id))
+        pipe.smembers(keys.seen_key(model.version, user_id))
+        raw, seen_raw = await redis_call(pipe)
+        seen = {s.decode() for s in seen_raw} if exclude_seen else set()
+        if raw is None:
+            doc = {"items": [], "hide": [], "live": False, "cold_start": True, "computed_at": None}
+        else:
+            doc = orjson.loads(raw)
+        hide = set(doc["hide"]) | seen
+        items = [
+            item
+            for item in doc["items"]
+            if item["episode_id"] not in seen and model.in_category(item["episode_id"], category)
+        ][:k]
+        if len(items) < k:
+            fill_popular(model, items, hide, k, category)
+        answer = [
+            model.item(
+                item["episode_id"],
+                rank=rank,
+                score=item["score"],
+                reason=item["reason"],
+                because_episode_id=item["because_episode_id"],
+                because_episode_title=model.title(item["because_episode_id"]),
+                als_score=item["als_score"],
+                content_score=item["content_score"],
+            )
+            for rank, item in enumerate(items, start=1)
+        ]
+        return _json(
+            {
+                "user_id": user_id,
+                "model_version": model.served.model_version,
+                "model_day": model.day.isoformat(),
+                "live": doc["live"],
+                "cold_start": doc["cold_start"],
+                "computed_at": doc["computed_at"],
+                "items": answer,
+            }
+        )
+
+    @app.get("/similar/{episode_id}", response_model=Similar, responses={404: {"model": ErrorBody}, **ERRORS})
+    async def similar(episode_id: EpisodeId, k: K = 10):
+        """The episode's nearest neighbours by content (cosine of transcript embeddings, exact over the catalog)."""
+        import numpy as np
+
+        model = model_or_503()
+        index = model.served.index
+        if episode_id not in index.position:
+            reason = "has no content vector yet" if model.knows(episode_id) else "is not in the catalog"
+            raise ApiError(404, "unknown_episode", f"episode {episode_id!r} {reason} (model day {model.day})")
+        row = index.position[episode_id]
+        sims = index.matrix @ index.matrix[row]
+        sims[row] = -np.inf
+        take = min(k, len(sims) - 1)
+        top = np.argpartition(-sims, take - 1)[:take] if take > 0 else np.zeros(0, int)
+        top = top[np.lexsort((top, -sims[top]))]
+        items = [model.item(str(index.ids[i]), similarity=float(sims[i])) for i in top]
+        return _json({"episode_id": episode_id, "model_day": model.day.isoformat(), "items": items})
+
+    def ranked(model: ServedModel, ids: list[str], k: int, category: str | None, score) -> Response:
+        chosen = [eid for eid in ids if model.in_category(eid, category)][:k]
+        items = [model.item(eid, rank=r, score=score(eid)) for r, eid in enumerate(chosen, start=1)]
+        return _json({"model_day": model.day.isoformat(), "items": items})
+
+    @app.get("/popular", response_model=EpisodeList, responses=ERRORS, tags=["lists"])
+    async def popular(k: K = 10, category: Category = None):
+        """Recently popular episodes (positive listeners, each day weighted by its age's half-life), as in fusion."""
+        model = model_or_503()
+        return ranked(model, model.popular_ids, k, category, lambda e: model.popular_score.get(e))
+
+    @app.get("/latest", response_model=EpisodeList, responses=ERRORS, tags=["lists"])
+    async def latest(k: K = 10, category: Category = None):
+        """The newest episodes of the catalog, newest first (score: none)."""
+        model = model_or_503()
+        return ranked(model, model.latest_ids, k, category, lambda e: None)
+
+    @app.post(
+        "/events",
+        status_code=202,
+        response_model=EventsAccepted,
+        responses={401: {"model": ErrorBody}, 422: {"model": EventsRejected}, 503: {"model": ErrorBody}},
+        tags=["events"],
+    )
+    async def post_events(
+        events: Annotated[
+            list[Any],
+            Body(
+                min_length=1,
+                max_length=MAX_EVENTS,
+                description="listening events in the user-events contract (event_id, ts, user_id, episode_id, "
+                "event, device, rating, position_sec, from_sec, to_sec, played_pct)",
+            ),
+        ],
+        x_api_key: Annotated[str | None, Header(description="required when PODREC_SERVE_API_KEY is set")] = None,
+    ):
+        """Validate listening events and publish them to Kafka; all or nothing (any bad event: 422, none sent)."""
+        from starlette.concurrency import run_in_threadpool
+
+        if settings.serve_api_key and not hmac.compare_digest(
+            (x_api_key or "").encode(), settings.serve_api_key.encode()
+        ):
+            raise ApiError(401, "unauthorized", "POST /events needs the X-API-Key header (PODREC_SERVE_API_KEY)")
+        model = holder.model
+        parsed, rejected = [], []
+        for i, event in enumerate(events):
+            try:
+                payload = json.dumps(event, ensure_ascii=True, allow_nan=True)
+                checked = parse_event(payload.encode())
+            except InvalidEvent as exc:
+                rejected.append({"index": i, "reason": str(exc)})
+                continue
+            except (TypeError, ValueError, OverflowError) as exc:
+                rejected.append({"index": i, "reason": f"invalid_json: {exc}"})
+                continue
+            if model is not None and not model.knows(checked["episode_id"]):
+                rejected.append({"index": i, "reason": f"unknown_episode: {checked['episode_id']!r:.60}"})
+                continue
+            parsed.append((checked, payload))
+        if rejected:
+            metrics.rejected.inc(len(rejected))
+            detail = f"{len(rejected)} of {len(events)} events break the user-events contract; none was published"
+            raise ApiError(422, "invalid_events", {"detail": detail, "rejected": rejected[:100], "published": 0})
+
+        def publish() -> int:
+            if state["producer"] is None:
+                from podrec_assets.resources.kafka import Producer
+
+                state["producer"] = Producer(settings.kafka_servers, {"linger.ms": 1}, delivery_timeout_s=10)
+            producer = state["producer"]
+            for checked, payload in parsed:
+                producer.send(
+                    "user-events",
+                    payload.encode(),
+                    key=checked["user_id"].encode(),
+                    timestamp_ms=int(checked["ts"].timestamp() * 1000),
+                )
+            producer.flush(10)
+            return len(parsed)
+
+        try:
+            published = await run_in_threadpool(publish)
+        except RuntimeError as exc:
+            raise ApiError(503, "kafka_unavailable", f"Kafka at {settings.kafka_servers}: {exc}") from None
+        metrics.published.inc(published)
+        return _json({"published": published}, 202)
+
+    @app.get("/health/live", tags=["health"])
+    async def live():
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"], responses={503: {"description": "a part is not ready"}})
+    async def ready():
+        """Ready when a model is loaded, Redis answers and the user-events consumer reaches Kafka (with its lag)."""
+        import redis
+
+        model, folder = holder.model, state.get("folder")
+        try:
+            redis_ok = bool(await state["redis"].ping())
+        except (redis.RedisError, OSError):
+            redis_ok = False
+        consumer_ok = folder is not None and folder.thread.is_alive() and folder.last_error is None
+        checks = {
+            "model": {
+                "ok": model is not None,
+                "version": model.version if model else None,
+                "model_version": model.served.model_version if model else None,
+                "day": model.day.isoformat() if model else None,
+                "loaded_at": model.loaded_at.isoformat() if model else None,
+                "error": holder.error,
+            },
+            "store": {"ok": redis_ok, "url": store.where},
+            "kafka": {
+                "ok": consumer_ok,
+                "bootstrap": settings.kafka_servers,
+                "consumer_lag": folder.lag if folder else None,
+                "folded_events": folder.folded_events if folder else 0,
+                "error": folder.last_error if folder else "consumer not started",
+            },
+        }
+        ok = all(part["ok"] for part in checks.values())
+        return _json({"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def prometheus():
+        """Prometheus text format: requests and latency per route, fold-ins, consumer lag, events in."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

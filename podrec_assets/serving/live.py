@@ -1,0 +1,335 @@
+"""podrec serve's two background jobs: load each new day's model, and fold listening events into live lists.
+
+``ModelWatcher`` checks the lake every PODREC_SERVE_RELOAD_S; when the newest day of final_recommendations is new
+(or rewritten), it builds the model in memory, has the store hold that version's lists and states (one replica
+writes them, see ``ServingStore.publish``) and swaps the model reference: a request sees the old model or the new
+one, never a mix.
+
+``EventFolder`` consumes `user-events` in a consumer group (replicas share the partitions). For each batch it
+turns the events of days after the model's day into rows of user_episode_daily with the batch's own SQL
+(``core.engagement``), adds them to each listener's stored state, re-runs the fusion for those listeners
+(``core.online.live_lists``: fold-in, ALS candidates, content, α) and writes their lists, states, seen episodes and
+the partition offsets in one Redis transaction: a restart resumes where the store is, nothing is applied twice.
+Events of the model's day or earlier are the batch's. After a model swap it re-reads from the start of the day
+after the new model's day, so the new version holds every event since its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import pandas as pd
+import pyarrow as pa
+
+from podrec_assets.core import engagement, online
+from podrec_assets.core.events import InvalidEvent, parse_event
+from podrec_assets.serving import store as keys
+from podrec_assets.serving.model import NoModel, ServedModel, lake_fingerprint, load_model
+from podrec_assets.serving.store import ServingStore
+from podrec_assets.settings import Settings
+
+log = logging.getLogger("podrec.serve")
+TOPIC = "user-events"
+GROUP = "podrec-serve"
+
+
+class ModelHolder:
+    """The model the replica answers with; replaced whole, read without a lock."""
+
+    def __init__(self) -> None:
+        self.model: ServedModel | None = None
+        self.error: str | None = None
+        self.generation = 0  # bumped when the store's copy of the model is rewritten: consumers re-read their events
+
+    def swap(self, model: ServedModel) -> None:
+        self.model = model
+        self.error = None
+        self.generation += 1
+
+    def position(self) -> tuple:
+        """What a consumer's position depends on: the model version and the store's copy of it."""
+        return (self.model.version if self.model else None, self.generation)
+
+
+def state_keep_days(settings: Settings) -> int:
+    return max(settings.history_days, settings.als_window_days)
+
+
+def publish_model(store: ServingStore, settings: Settings, model: ServedModel, data, lists: pd.DataFrame) -> bool:
+    """Give the store this model's batch lists and every listener's state (unless a replica did already)."""
+    if store.is_complete(model.version):
+        return False
+    day = model.day
+    rows = online.state_rows(data.daily, day, state_keep_days(settings))
+    hide = keys.hidden_episodes(rows, day, settings.history_days)
+    started = time.perf_counter()
+    lists_docs = keys.list_documents(lists, hide, live=False)
+    state_docs = keys.state_documents(rows)
+    build_s = time.perf_counter() - started
+    meta = {
+        "day": day.isoformat(),
+        "model_version": model.served.model_version,
+        "users": len(lists_docs),
+        "written_at": datetime.now(timezone.utc).isoformat(),
+        "build_seconds": round(build_s, 3),
+    }
+    return store.publish(model.version, lists_docs, state_docs, meta, progress=log.info)
+
+
+class ModelWatcher:
+    """Loads the newest model at start and whenever the lake's newest day of lists changes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        lake,
+        store: ServingStore,
+        holder: ModelHolder,
+        on_swap: Callable[[ServedModel], None] | None = None,
+    ):
+        self.settings, self.lake, self.store, self.holder = settings, lake, store, holder
+        self.on_swap = on_swap
+        self._stop = threading.Event()
+        self._seen_fingerprint = None
+        self.thread = threading.Thread(target=self._run, name="podrec-model-watcher", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+    def check_once(self) -> bool:
+        """Load the lake's newest model if it is not the one served; True when a new model was swapped in."""
+        fingerprint = lake_fingerprint(self.lake)
+        current = self.holder.model
+        if fingerprint is None:
+            self.holder.error = f"no day of final_recommendations in the lake at {self.lake.root} yet"
+            return False
+        version = f"{fingerprint[0].isoformat()}@{fingerprint[1]}"
+        if current is not None and (current.version == version or fingerprint[0] < current.day):
+            if current.version == version and not self.store.is_complete(version):
+                log.warning("the store lost model %s (a Redis restart?): writing it again", version)
+                model, data, lists = load_model(self.lake, self.settings)
+                publish_model(self.store, self.settings, model, data, lists)
+                self.holder.generation += 1  # the live updates went with it: the consumer reads them again
+            return False
+        log.info("loading model %s from the lake", version)
+        model, data, lists = load_model(self.lake, self.settings)
+        publish_model(self.store, self.settings, model, data, lists)
+        self.holder.swap(model)
+        log.info(
+            "serving model %s (%s, %d episodes) loaded in %.1fs",
+            model.version,
+            model.served.model_version,
+            len(model.catalog),
+            model.load_seconds,
+        )
+        if self.on_swap:
+            self.on_swap(model)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check_once()
+            except NoModel as exc:
+                self.holder.error = str(exc)
+            except Exception as exc:  # keep serving the model we have; say why the new one did not load
+                self.holder.error = f"loading the newest model failed: {type(exc).__name__}: {exc}"
+                log.exception("loading the newest model failed")
+            self._stop.wait(self.settings.serve_reload_s)
+
+
+def events_frame(events: list[dict]) -> pa.Table:
+    """Parsed events as the columns the engagement SQL reads."""
+    return pa.table(
+        {
+            "user_id": pa.array([e["user_id"] for e in events], pa.string()),
+            "episode_id": pa.array([e["episode_id"] for e in events], pa.string()),
+            "event": pa.array([e["event"] for e in events], pa.string()),
+            "rating": pa.array([e["rating"] for e in events], pa.int64()),
+            "played_pct": pa.array([e["played_pct"] for e in events], pa.float64()),
+            "ts": pa.array([e["ts"] for e in events], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def live_rows(events: list[dict], weights: dict) -> pd.DataFrame:
+    """Events as rows of user_episode_daily, one per (user, episode, day), by the batch's SQL."""
+    by_day: dict = {}
+    for event in events:
+        by_day.setdefault(event["ts"].date(), []).append(event)
+    frames = []
+    for day, day_events in sorted(by_day.items()):
+        table = engagement.aggregate_duckdb(events_frame(day_events), weights, threads=1)
+        frames.append(table.to_pandas().assign(date=day))
+    return pd.concat(frames, ignore_index=True)[online.DAILY_COLUMNS]
+
+
+def fold_events(
+    settings: Settings, store: ServingStore, model: ServedModel, events: list[dict], offsets: dict[int, int]
+) -> dict:
+    """Apply parsed events (days after the model's day) to their listeners' state and lists in the store."""
+    fresh = [e for e in events if e["ts"].date() > model.day]
+    if not fresh:
+        if offsets:
+            store.write_live(model.version, {}, {}, {}, offsets)
+        return {"events": 0, "users": 0}
+    users = sorted({e["user_id"] for e in fresh})
+    stored = keys.state_frame(store.states(model.version, users))
+    new_rows = live_rows(fresh, engagement.weights_from_settings(settings))
+    merged = pd.concat([stored, new_rows], ignore_index=True)
+    merged = (
+        merged.groupby(["user_id", "episode_id", "date"], as_index=False, sort=False)
+        .agg(engagement=("engagement", "sum"), completed=("completed", "max"))
+        .astype({"completed": bool})
+    )
+    today = max(model.day, max(e["ts"].date() for e in fresh))
+    recs = online.live_lists(model.served, merged, today)
+    state = online.state_rows(merged, today, state_keep_days(settings))
+    hide = keys.hidden_episodes(state, today, settings.history_days)
+    lists = keys.list_documents(recs, hide, live=True)
+    seen: dict[str, set] = {}
+    for e in fresh:
+        seen.setdefault(e["user_id"], set()).add(e["episode_id"])
+    store.write_live(model.version, lists, keys.state_documents(state), seen, offsets)
+    return {"events": len(fresh), "users": len(users)}
+
+
+class EventFolder:
+    """The user-events consumer of one replica (see the module docstring)."""
+
+    def __init__(self, settings: Settings, store: ServingStore, holder: ModelHolder, metrics=None):
+        self.settings, self.store, self.holder, self.metrics = settings, store, holder, metrics
+        self._stop = threading.Event()
+        self._positioned_for: tuple | None = None
+        self._assigned: list[int] = []
+        self.lag: int | None = None
+        self.last_error: str | None = None
+        self.folded_events = 0
+        self.thread = threading.Thread(target=self._run, name="podrec-event-folder", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+    def _start_offsets(self, consumer, partitions: list[int], model: ServedModel) -> dict[int, int]:
+        """Where this model's version resumes per partition: the store's offsets, else the day after its day."""
+        from confluent_kafka import TopicPartition
+
+        stored = self.store.offsets(model.version)
+        missing = [p for p in partitions if p not in stored]
+        if missing:
+            after = datetime.combine(model.day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+            ms = int(after.timestamp() * 1000)
+            found = consumer.offsets_for_times([TopicPartition(TOPIC, p, ms) for p in missing], timeout=10)
+            for tp in found:
+                if tp.offset < 0:  # no record at or after that time: the log end
+                    _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, tp.partition), timeout=10)
+                    stored[tp.partition] = high
+                else:
+                    stored[tp.partition] = tp.offset
+        return {p: stored[p] for p in partitions}
+
+    def _run(self) -> None:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_servers,
+                "group.id": GROUP,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": max(1, self.settings.serve_poll_ms),
+                "log_level": 3,
+            }
+        )
+
+        def on_assign(c, partitions):
+            model = self.holder.model
+            self._assigned = sorted(tp.partition for tp in partitions)
+            if model is not None:
+                position = self.holder.position()
+                start = self._start_offsets(c, self._assigned, model)
+                for tp in partitions:
+                    tp.offset = start[tp.partition]
+                self._positioned_for = position
+            else:
+                self._positioned_for = None
+            c.assign(partitions)
+
+        def on_revoke(c, partitions):
+            self._assigned = []
+
+        consumer.subscribe([TOPIC], on_assign=on_assign, on_revoke=on_revoke)
+        last_lag = 0.0
+        try:
+            while not self._stop.is_set():
+                model = self.holder.model
+                if model is None:
+                    consumer.poll(0.2)  # keep the group membership; nothing to fold into yet
+                    continue
+                position = self.holder.position()
+                if self._assigned and self._positioned_for != position:
+                    start = self._start_offsets(consumer, self._assigned, model)
+                    for partition, offset in start.items():
+                        consumer.seek(TopicPartition(TOPIC, partition, offset))
+                    self._positioned_for = position
+                try:
+                    messages = consumer.consume(num_messages=5000, timeout=self.settings.serve_poll_ms / 1000)
+                except KafkaException as exc:
+                    self.last_error = str(exc)
+                    time.sleep(0.5)
+                    continue
+                if messages:
+                    self._fold(model, messages)
+                if time.monotonic() - last_lag > 1.0:
+                    self._measure_lag(consumer)
+                    last_lag = time.monotonic()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("the user-events consumer stopped")
+            raise
+        finally:
+            consumer.close()
+
+    def _fold(self, model: ServedModel, messages) -> None:
+        started = time.perf_counter()
+        events, offsets, invalid = [], {}, 0
+        for message in messages:
+            if message.error() is not None:
+                continue
+            offsets[message.partition()] = message.offset() + 1
+            try:
+                events.append(parse_event(message.value()))
+            except InvalidEvent:
+                invalid += 1  # the batch's user_events writes it to dead_letters with the reason
+        result = fold_events(self.settings, self.store, model, events, offsets)
+        self.folded_events += result["events"]
+        self.last_error = None
+        if self.metrics is not None:
+            self.metrics.folded(result["events"], result["users"], invalid, time.perf_counter() - started)
+
+    def _measure_lag(self, consumer) -> None:
+        from confluent_kafka import TopicPartition
+
+        lag = 0
+        try:
+            for tp in consumer.position([TopicPartition(TOPIC, p) for p in self._assigned]):
+                _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, tp.partition), timeout=2, cached=False)
+                lag += max(0, high - tp.offset) if tp.offset >= 0 else 0
+        except Exception as exc:  # the broker went away: readiness says so
+            self.last_error = f"measuring consumer lag: {exc}"
+            return
+        self.lag = lag
+        if self.metrics is not None:
+            self.metrics.lag.set(lag)

@@ -1,0 +1,244 @@
+"""The state podrec serve replicas share, in Redis: each model version's lists and listener state, live updates.
+
+Why Redis and not MongoDB: a `/recommend` is one round trip reading one small value (the listener's list) plus
+their live seen set, and the fold-in rewrites a listener's list and state atomically (MULTI) with the Kafka offsets
+it applied — Redis does both in well under a millisecond on loopback and scales out by sharding keys per listener.
+Everything in it can be rebuilt from the lake and Kafka, so it keeps no files (a cache, bounded by maxmemory).
+
+Keys, per model version ``V`` ("<day>@<hash of that day's files>"), each expiring ``ttl_s`` after it is written:
+
+- ``podrec:v:V:list:<user>``  JSON: the listener's ranked items, the episodes never to show them (``hide``), whether
+  it is the batch list or a live one, when it was computed.
+- ``podrec:v:V:state:<user>`` JSON rows of user_episode_daily a live list depends on (``core.online.state_rows``).
+- ``podrec:v:V:seen:<user>``  SET of episodes touched since the batch (hidden at once, before the fold-in lands).
+- ``podrec:v:V:offsets``      HASH partition -> next user-events offset applied to V (written with the states).
+- ``podrec:v:V:meta``         HASH describing V; written last, so a version with meta is complete.
+- ``podrec:current``          the newest complete version (what a starting replica loads).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timezone
+from typing import Callable, Iterable
+
+import numpy as np
+import orjson
+import pandas as pd
+
+ITEM_FIELDS = ("episode_id", "rank", "final_score", "reason", "because_episode_id", "als_score", "content_score")
+CURRENT = "podrec:current"
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis did not answer; the message says where and how to start it."""
+
+
+def base(version: str) -> str:
+    return f"podrec:v:{version}"
+
+
+def list_key(version: str, user: str) -> str:
+    return f"{base(version)}:list:{user}"
+
+
+def state_key(version: str, user: str) -> str:
+    return f"{base(version)}:state:{user}"
+
+
+def seen_key(version: str, user: str) -> str:
+    return f"{base(version)}:seen:{user}"
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def list_documents(recs: pd.DataFrame, hide: dict, live: bool, computed_at: datetime | None = None) -> dict[str, bytes]:
+    """One JSON document per user from rows of final_recommendations (any order; ranks kept)."""
+    if recs.empty:
+        return {}
+    stamp = (computed_at or datetime.now(timezone.utc)).isoformat()
+    ordered = recs.sort_values(["user_id", "rank"], kind="mergesort")
+    users = ordered["user_id"].to_numpy()
+    cuts = np.flatnonzero(users[1:] != users[:-1]) + 1
+    columns = {name: ordered[name].to_numpy() for name in ITEM_FIELDS}
+    docs = {}
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(users)]):
+        user = users[start]
+        items = [
+            {
+                "episode_id": columns["episode_id"][i],
+                "rank": int(columns["rank"][i]),
+                "score": float(columns["final_score"][i]),
+                "reason": columns["reason"][i],
+                "because_episode_id": columns["because_episode_id"][i] or None,
+                "als_score": _number(columns["als_score"][i]),
+                "content_score": _number(columns["content_score"][i]),
+            }
+            for i in range(start, stop)
+        ]
+        docs[user] = orjson.dumps(
+            {
+                "items": items,
+                "hide": sorted(hide.get(user, ())),
+                "live": live,
+                "cold_start": all(item["reason"] == "popular" for item in items),
+                "computed_at": stamp,
+            }
+        )
+    return docs
+
+
+def state_documents(rows: pd.DataFrame) -> dict[str, bytes]:
+    """One JSON document per user: [[episode_id, "YYYY-MM-DD", engagement, completed], ...]."""
+    if rows.empty:
+        return {}
+    ordered = rows.sort_values(["user_id", "date", "episode_id"], kind="mergesort")
+    users = ordered["user_id"].to_numpy()
+    cuts = np.flatnonzero(users[1:] != users[:-1]) + 1
+    eids = ordered["episode_id"].to_numpy()
+    days = [d.isoformat() for d in pd.to_datetime(ordered["date"]).dt.date]
+    engagement = ordered["engagement"].to_numpy(dtype=float)
+    completed = ordered["completed"].fillna(False).to_numpy(dtype=bool)
+    return {
+        users[start]: orjson.dumps(
+            [[eids[i], days[i], float(engagement[i]), bool(completed[i])] for i in range(start, stop)]
+        )
+        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(users)])
+    }
+
+
+def state_frame(docs: dict[str, bytes | None]) -> pd.DataFrame:
+    """The rows of state documents (users without one contribute nothing)."""
+    users, eids, days, engagement, completed = [], [], [], [], []
+    for user, doc in docs.items():
+        for eid, day, value, done in orjson.loads(doc) if doc else ():
+            users.append(user)
+            eids.append(eid)
+            days.append(date.fromisoformat(day))
+            engagement.append(value)
+            completed.append(done)
+    return pd.DataFrame(
+        {"user_id": users, "episode_id": eids, "engagement": engagement, "completed": completed, "date": days}
+    ).astype({"engagement": float, "completed": bool})
+
+
+def hidden_episodes(rows: pd.DataFrame, day: date, history_days: int) -> dict[str, set]:
+    """Per user, what fusion never recommends: completed ever, or touched in the history window ending ``day``."""
+    if rows.empty:
+        return {}
+    days = pd.to_datetime(rows["date"]).dt.date
+    recent = days > day - pd.Timedelta(days=history_days).to_pytimedelta()
+    keep = rows[recent.to_numpy() | rows["completed"].fillna(False).to_numpy(dtype=bool)]
+    return keep.groupby("user_id")["episode_id"].agg(set).to_dict()
+
+
+class ServingStore:
+    """Synchronous access for the loader and the fold-in (the API reads with redis.asyncio, same keys)."""
+
+    def __init__(self, url: str, ttl_s: int, where: str = ""):
+        import redis
+
+        self.url = url
+        self.ttl_s = int(ttl_s)
+        self.where = where or url
+        self.client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=3)
+
+    def unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"Redis at {self.where} did not answer ({type(exc).__name__}: {exc}). Start it with "
+            "`podrec services start` (embedded, 127.0.0.1), or point PODREC_REDIS_URL at a running Redis."
+        )
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(self.client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def is_complete(self, version: str) -> bool:
+        return bool(self.client.exists(f"{base(version)}:meta"))
+
+    def publish(
+        self,
+        version: str,
+        lists: dict[str, bytes],
+        states: dict[str, bytes],
+        meta: dict,
+        chunk: int = 20_000,
+        progress: Callable[[str], None] | None = None,
+        wait_s: float = 600.0,
+    ) -> bool:
+        """Write a version's lists and states, then its meta, then point ``current`` at it.
+
+        One replica writes (a lock per version); the others wait until the meta is there. Returns True when this
+        call wrote it, False when it was complete already or another replica wrote it.
+        """
+        if self.is_complete(version):
+            return False
+        lock = f"{base(version)}:lock"
+        if not self.client.set(lock, b"1", nx=True, ex=int(wait_s)):
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                if self.is_complete(version):
+                    return False
+                time.sleep(0.25)
+            raise TimeoutError(f"another replica did not finish writing model {version} within {wait_s:.0f}s")
+        started = time.monotonic()
+        written = 0
+        for kind, docs, key in (("lists", lists, list_key), ("states", states, state_key)):
+            users = list(docs)
+            for begin in range(0, len(users), chunk):
+                pipe = self.client.pipeline(transaction=False)
+                for user in users[begin : begin + chunk]:
+                    pipe.set(key(version, user), docs[user], ex=self.ttl_s)
+                pipe.execute()
+                written += min(chunk, len(users) - begin)
+                if progress and (begin // chunk) % 10 == 9:
+                    progress(f"model {version}: {kind} {begin + chunk}/{len(users)} written")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(f"{base(version)}:meta", mapping={k: str(v) for k, v in meta.items()})
+        pipe.expire(f"{base(version)}:meta", self.ttl_s)
+        pipe.set(CURRENT, version.encode())
+        pipe.delete(lock)
+        pipe.execute()
+        if progress:
+            progress(f"model {version}: {written} keys written in {time.monotonic() - started:.1f}s")
+        return True
+
+    def states(self, version: str, users: list[str]) -> dict[str, bytes | None]:
+        values = self.client.mget([state_key(version, u) for u in users]) if users else []
+        return dict(zip(users, values))
+
+    def offsets(self, version: str) -> dict[int, int]:
+        return {int(p): int(o) for p, o in self.client.hgetall(f"{base(version)}:offsets").items()}
+
+    def write_live(
+        self,
+        version: str,
+        lists: dict[str, bytes],
+        states: dict[str, bytes],
+        seen: dict[str, Iterable[str]],
+        offsets: dict[int, int],
+    ) -> None:
+        """Listeners' new lists, states and seen episodes with the offsets they include, in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        for user, doc in lists.items():
+            pipe.set(list_key(version, user), doc, ex=self.ttl_s)
+        for user, doc in states.items():
+            pipe.set(state_key(version, user), doc, ex=self.ttl_s)
+        for user, episodes in seen.items():
+            episodes = list(episodes)
+            if episodes:
+                pipe.sadd(seen_key(version, user), *episodes)
+                pipe.expire(seen_key(version, user), self.ttl_s)
+        if offsets:
+            pipe.hset(f"{base(version)}:offsets", mapping={str(p): str(o) for p, o in offsets.items()})
+            pipe.expire(f"{base(version)}:offsets", self.ttl_s)
+        pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
