@@ -114,6 +114,45 @@ class EventsRejected(ErrorBody):
     published: int = 0
 
 
+# The user-events contract as JSON Schema, for the docs and for clients; core.events.parse_event is what checks it.
+USER_EVENT_SCHEMA = {
+    "type": "object",
+    "required": [
+        "event_id",
+        "ts",
+        "user_id",
+        "episode_id",
+        "event",
+        "device",
+        "rating",
+        "position_sec",
+        "from_sec",
+        "to_sec",
+        "played_pct",
+    ],
+    "properties": {
+        "event_id": {"type": "string", "minLength": 1, "description": "a uuid"},
+        "ts": {"type": "string", "format": "date-time", "description": "ISO-8601 with a zone (UTC)"},
+        "user_id": {"type": "string", "minLength": 1},
+        "episode_id": {"type": "string", "minLength": 1, "description": "an episode of the catalog"},
+        "event": {"type": "string", "enum": ["play", "pause", "like", "skip", "rate", "complete"]},
+        "device": {"type": "string", "minLength": 1},
+        "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5, "description": "only on rate"},
+        "position_sec": {"type": "number", "minimum": 0},
+        "from_sec": {"type": "number", "minimum": 0},
+        "to_sec": {"type": "number", "minimum": 0, "description": "at least from_sec"},
+        "played_pct": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+EVENTS_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": USER_EVENT_SCHEMA}
+        }
+    },
+}
+
 ERRORS = {422: {"model": ErrorBody, "description": "invalid request"}, 503: {"model": ErrorBody}}
 
 
@@ -381,6 +420,7 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
         response_model=EventsAccepted,
         responses={401: {"model": ErrorBody}, 422: {"model": EventsRejected}, 503: {"model": ErrorBody}},
         tags=["events"],
+        openapi_extra={"requestBody": EVENTS_BODY},
     )
     async def post_events(
         events: Annotated[
