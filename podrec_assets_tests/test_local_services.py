@@ -31,6 +31,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **env}
     full_env.pop("PODREC_KAFKA_BOOTSTRAP", None)
     full_env.pop("PODREC_MONGO_URI", None)
+    full_env.pop("PODREC_REDIS_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "podrec_assets.cli", *args], capture_output=True, text=True, env=full_env, timeout=120
     )
@@ -44,19 +45,22 @@ def test_cli_start_status_stop_leaves_no_process(tmp_path):
     assert status.returncode == 0
     assert f"127.0.0.1:{env['PODREC_KAFKA_PORT']}" in status.stdout
     assert f"mongodb://127.0.0.1:{env['PODREC_MONGO_PORT']}/?directConnection=true" in status.stdout
-    assert status.stdout.count(" up ") == 2
+    assert f"redis://127.0.0.1:{env['PODREC_REDIS_PORT']}/0" in status.stdout
+    assert status.stdout.count(" up ") == 3
     assert "Apache Kafka 4." in status.stdout
     pids = [int(p.read_text()) for p in (tmp_path / "home" / "services").glob("*.pid")]
-    assert len(pids) == 2 and all(psutil.pid_exists(pid) for pid in pids)
+    assert len(pids) == 3 and all(psutil.pid_exists(pid) for pid in pids)
+    redis = psutil.Process(int((tmp_path / "home" / "services" / "redis.pid").read_text()))
+    assert redis.name() == "redis-server" and f"127.0.0.1:{env['PODREC_REDIS_PORT']}" in " ".join(redis.cmdline())
     broker = psutil.Process(int((tmp_path / "home" / "services" / "kafka.pid").read_text()))
     assert broker.name() == "java" and "kafka.Kafka" in broker.cmdline()  # a real Apache Kafka JVM
 
     stopped = _cli(env, "services", "stop")
-    assert stopped.returncode == 0 and "kafka" in stopped.stdout and "mongodb" in stopped.stdout
+    assert stopped.returncode == 0 and all(name in stopped.stdout for name in ("kafka", "mongodb", "redis"))
     time.sleep(0.2)
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
     down = _cli(env, "services", "status")
-    assert down.returncode == 1 and down.stdout.count(" down ") == 2
+    assert down.returncode == 1 and down.stdout.count(" down ") == 3
 
 
 def test_data_survives_clean_restart(own_stack):
@@ -76,7 +80,7 @@ def test_data_survives_clean_restart(own_stack):
     client.close()
 
     first_pids = (stack.kafka.pid(), stack.mongo.pid())
-    assert stack.stop() == ["kafka", "mongodb"]
+    assert stack.stop() == ["kafka", "mongodb", "redis"]
     stack.start()
     assert (stack.kafka.pid(), stack.mongo.pid()) != first_pids
 
@@ -240,6 +244,7 @@ def test_external_servers_start_nothing(stack_settings, tmp_path):
         tmp_path / "other",
         PODREC_KAFKA_BOOTSTRAP=stack_settings.kafka_servers,
         PODREC_MONGO_URI=stack_settings.mongo_url,
+        PODREC_REDIS_URL=stack_settings.redis_server_url,
     )
     stack = LocalStack(load_settings(env))
     statuses = stack.start()

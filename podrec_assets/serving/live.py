@@ -16,6 +16,7 @@ after the new model's day, so the new version holds every event since its batch.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -122,7 +123,12 @@ class ModelWatcher:
         log.info("loading model %s from the lake", version)
         model, data, lists = load_model(self.lake, self.settings)
         publish_model(self.store, self.settings, model, data, lists)
+        del data, lists
         self.holder.swap(model)
+        # the model is millions of long-lived objects: a full collection walking them stalls requests for tens
+        # of ms; collect what the load left, then keep the survivors out of every later collection
+        gc.collect()
+        gc.freeze()
         log.info(
             "serving model %s (%s, %d episodes) loaded in %.1fs",
             model.version,
