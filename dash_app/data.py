@@ -431,6 +431,18 @@ class DataAccess:
 
         return self.memoised("titles", ("episodes",), build)
 
+    def categories(self) -> dict[str, list[str]]:
+        """episode_id -> its categories (the newest row of each episode)."""
+
+        def build() -> dict[str, list[str]]:
+            frame = self.query(
+                "SELECT episode_id, arg_max(categories, date) AS categories FROM episodes GROUP BY episode_id",
+                tables=("episodes",),
+            )
+            return {r.episode_id: list(r.categories) if r.categories is not None else [] for r in frame.itertuples()}
+
+        return self.memoised("categories", ("episodes",), build)
+
     def _with_titles(self, frame: pd.DataFrame, *id_columns: str) -> pd.DataFrame:
         if frame.empty:
             return frame

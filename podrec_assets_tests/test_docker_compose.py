@@ -32,6 +32,8 @@ EXPECTED = {
     "webserver",
     "daemon",
     "dash",
+    "redis",
+    "api",
     "spark-master",
     "spark-worker",
 }
@@ -108,7 +110,7 @@ def test_state_lives_in_named_volumes(compose):
             f"{name} must keep {target} on a named volume"
         )
     # the Dash app and Spark executors read the lake; they must not write it
-    for name in ("dash", "spark-worker"):
+    for name in ("dash", "spark-worker", "api"):
         mounts = _mounts(compose["services"][name])
         assert mounts["/var/lib/podrec"].get("read_only") is True, f"{name} should mount the lake read-only"
 
@@ -181,7 +183,7 @@ def test_every_podrec_variable_is_a_setting():
     assert not unknown, f"not settings in podrec_assets/settings.py: {unknown}"
 
 
-@pytest.mark.parametrize("service_name", [*PODREC_SERVICES, "dash"])
+@pytest.mark.parametrize("service_name", [*PODREC_SERVICES, "dash", "api"])
 def test_service_environment_loads_as_settings(compose, service_name):
     env = {
         k: v
@@ -198,6 +200,9 @@ def test_service_environment_loads_as_settings(compose, service_name):
         assert settings.kafka_external and settings.mongo_external  # the code starts no embedded server
     if service_name == "dash":
         assert settings.mongo_url.startswith("mongodb://podrec_reader:"), "the Dash app reads with the read-only user"
+    if service_name == "api":
+        assert settings.redis_external and settings.redis_server_url == "redis://redis:6379/0"
+        assert settings.kafka_servers == "kafka:9092" and settings.lake_root == "/var/lib/podrec/lake"
 
 
 def test_dagster_processes_share_the_instance_and_storage(compose):

@@ -333,6 +333,35 @@ def test_health_and_metrics(world):
     assert status == 200 and "/recommend/{user_id}" in docs["paths"] and "/events" in docs["paths"]
 
 
+def test_dash_shows_the_live_list_and_the_category_mix(world):
+    """The Recommendations page's live card reads the running API; with the API gone it says how to start it."""
+    from dataclasses import replace
+
+    from dash_app.live import live_list
+    from dash_app.pages.recommendations import category_mix_view, live_view
+
+    settings = world["settings"]
+    live = live_list(settings, "user002")  # live since test_events_change_the_list_within_a_second
+    assert live.error is None and live.body["user_id"] == "user002"
+    rendered = str(live_view(live))
+    assert "recomputed from their events" in rendered and live.body["items"][0]["episode_id"] in rendered
+
+    catalog = {e: [t] for e, t, d in world["inputs"]["catalog"]}
+    daily = world["resources"]["lake"].read_day("user_episode_daily", MODEL_DAY).to_pandas()
+    history = daily[daily["user_id"] == "user002"]
+    recs = batch_lists(world, MODEL_DAY)
+    graph = category_mix_view(catalog, history, recs[recs["user_id"] == "user002"], live)
+    names = [trace["name"] for trace in graph.figure["data"]]
+    assert names == ["listened", "recommended (batch)", "recommended (live)"]
+    listened = dict(zip(graph.figure["data"][0]["x"], graph.figure["data"][0]["y"]))
+    taste = world["inputs"]["taste"]["user002"]
+    assert listened[taste] == 1.0 and sum(listened.values()) == 1.0  # they heard only their topic that day
+
+    gone = live_list(replace(settings, serve_port=free_port()), "user002", timeout_s=0.5)
+    assert gone.body is None and "podrec serve" in gone.error
+    assert "live-unavailable" in str(live_view(gone))
+
+
 def test_fuzzing_the_openapi_schema_finds_no_server_error(world, tmp_path):
     """schemathesis generates requests from the schema (valid and not): none may get a 5xx."""
     schemathesis = os.path.join(os.path.dirname(sys.executable), "schemathesis")

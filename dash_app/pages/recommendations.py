@@ -9,6 +9,7 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
 from dash_app import data
+from dash_app.live import LiveList, live_list
 from dash_app.pages.common import (
     badge,
     card,
@@ -175,10 +176,23 @@ def user_view(access: data.DataAccess, user_id: str) -> html.Div:
             f"Top {len(latest)} on {recs.latest_date}", table(latest, columns, class_name="recs-table"), id="recs-card"
         )
 
+    live = live_list(access.settings, user_id)
     return html.Div(
         [
             stats,
             recs_card,
+            html.Div(
+                [
+                    card("Live list (podrec serve)", live_view(live), class_name="half", id="live-card"),
+                    card(
+                        "Category mix: listened vs recommended",
+                        category_mix_view(access.categories(), history, latest, live),
+                        class_name="half",
+                        id="category-mix",
+                    ),
+                ],
+                className="row",
+            ),
             html.Div(
                 [
                     card("How the list changed", changes_view(recs.rows), class_name="half"),
@@ -189,6 +203,84 @@ def user_view(access: data.DataAccess, user_id: str) -> html.Div:
         ],
         id="user-view",
     )
+
+
+def live_view(live: LiveList) -> html.Div:
+    """The API's list now: the batch list until the listener's events since change it."""
+    if live.error:
+        return notice(live.error, kind="warn", id="live-unavailable")
+    body = live.body or {}
+    items = pd.DataFrame(body.get("items", []))
+    if body.get("live"):
+        state = f"recomputed from their events at {str(body.get('computed_at', ''))[11:19]} UTC"
+    elif body.get("cold_start"):
+        state = "cold start: popular episodes"
+    else:
+        state = "no events since the batch: the batch list"
+    head = html.P(
+        [badge("live" if body.get("live") else "batch"), f" model day {body.get('model_day', '—')}, {state}."],
+        className="muted",
+        id="live-state",
+    )
+    if items.empty:
+        return html.Div([head, empty_state("Empty list", "The API returned no episodes for this listener.")])
+    columns = [
+        ("#", lambda r: html.Span(r.rank, className="rank")),
+        ("Episode", lambda r: episode_link(r.episode_id, r.title, r.podcast_title)),
+        ("Score", lambda r: fmt(r.score)),
+        ("Why", lambda r: badge(str(r.reason))),
+        (
+            "Because",
+            lambda r: (
+                episode_link(r.because_episode_id, r.because_episode_title, None)
+                if isinstance(r.because_episode_id, str) and r.because_episode_id
+                else html.Span("—", className="muted")
+            ),
+        ),
+    ]
+    return html.Div([head, table(items, columns, class_name="compact live-table")])
+
+
+def _shares(episode_ids, categories: dict) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for eid in episode_ids:
+        cats = categories.get(eid) or ["(none)"]
+        for cat in cats:
+            counts[cat] = counts.get(cat, 0.0) + 1.0 / len(cats)
+    total = sum(counts.values()) or 1.0
+    return {cat: n / total for cat, n in counts.items()}
+
+
+def category_mix_view(categories: dict, history: pd.DataFrame, latest: pd.DataFrame, live: LiveList) -> html.Div:
+    """Share of each category in what the listener heard and in what they are offered (batch, live)."""
+    series = {}
+    if not history.empty:
+        series["listened"] = _shares(history["episode_id"], categories)
+    if not latest.empty:
+        series["recommended (batch)"] = _shares(latest["episode_id"], categories)
+    if live.body and live.body.get("items"):
+        series["recommended (live)"] = _shares([i["episode_id"] for i in live.body["items"]], categories)
+    if not series:
+        return empty_state("Nothing to compare", "No history and no list for this listener yet.")
+    order = sorted(
+        {c for shares in series.values() for c in shares}, key=lambda c: -series.get("listened", {}).get(c, 0)
+    )
+    traces = [
+        {
+            "type": "bar",
+            "name": name,
+            "x": order,
+            "y": [round(shares.get(c, 0.0), 4) for c in order],
+            "hovertemplate": f"{name}<br>%{{x}}: %{{y:.0%}}<extra></extra>",
+        }
+        for name, shares in series.items()
+    ]
+    layout = {
+        "barmode": "group",
+        "yaxis": {"tickformat": ".0%", "title": {"text": "share"}},
+        "legend": {"orientation": "h"},
+    }
+    return figure(traces, layout, height=260)
 
 
 def changes_view(rows: pd.DataFrame) -> html.Div:

@@ -2,8 +2,8 @@
 
 Starts the local stack, publishes the demo catalog (real topic-labelled text spoken by espeak-ng),
 simulates listening history, materializes every asset for every demo day in the persistent Dagster
-instance (so the runs, lineage and metadata are in the UI), then serves the Dagster UI and the Dash app
-until Ctrl-C, which stops everything the demo started.
+instance (so the runs, lineage and metadata are in the UI), then serves the Dagster UI, the Dash app and
+the recommendation API until Ctrl-C, which stops everything the demo started.
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ def run_demo(settings: Settings, serve: bool = True, keep_services: bool = False
         started_ui = serve_ui(settings)
         print(
             f"\n  Dagster UI : http://{settings.host}:{settings.dagster_port}\n"
-            f"  Dash app   : http://{settings.host}:{settings.dash_port}\n\nCtrl-C stops everything.",
+            f"  Dash app   : http://{settings.host}:{settings.dash_port}\n"
+            f"  API        : http://{settings.host}:{settings.serve_port}/recommend/{{user_id}}  "
+            f"(docs http://{settings.host}:{settings.serve_port}/docs)\n\nCtrl-C stops everything.",
             flush=True,
         )
         wait_for_stop_signal()
@@ -132,13 +134,16 @@ def wait_for_stop_signal() -> None:
 
 
 def serve_ui(settings: Settings) -> list:
-    """Start the Dagster webserver + daemon and the Dash app; returns their stop functions."""
+    """Start the Dagster webserver + daemon, the Dash app and the recommendation API; returns their stops."""
     from podrec_assets.commands.dash import start_dash
+    from podrec_assets.commands.serve import start_serve
     from podrec_assets.local.dagster import settings_environment, start_dagster, stop_dagster
 
     stops = []
     start_dagster(settings)
     stops.append(lambda: stop_dagster(settings))
+    api = start_serve(settings, extra_env=settings_environment(settings))
+    stops.append(api.stop)
     dash = start_dash(settings, extra_env=settings_environment(settings))
     stops.append(dash.stop)
     return stops
@@ -162,10 +167,11 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="start everything, make demo data, materialize the graph, serve the UIs",
-        description="Start Kafka + MongoDB, publish a demo catalog (real text spoken by espeak-ng), simulate "
-        "listeners, materialize every asset for every demo day, then serve the Dagster UI and the Dash app "
-        "until Ctrl-C. State goes under $PODREC_HOME. Sizes default to PODREC_DEMO_* settings.",
+        help="start everything, make demo data, materialize the graph, serve the UIs and the API",
+        description="Start Kafka, MongoDB and Redis, publish a demo catalog (real text spoken by espeak-ng), simulate "
+        "listeners, materialize every asset for every demo day, then serve the Dagster UI, the Dash app and the "
+        "recommendation API (podrec serve) until Ctrl-C. State goes under $PODREC_HOME. Sizes default to "
+        "PODREC_DEMO_* settings.",
     )
     parser.add_argument("--days", type=int, help="days of history (default PODREC_DEMO_DAYS)")
     parser.add_argument(
