@@ -441,6 +441,37 @@ def test_redis_down_is_a_503_that_says_how_to_start_it_and_recovers(world):
         assert status == 503 and ready["checks"]["store"]["ok"] is False
     finally:
         stack.start_redis()
-    # the restarted Redis is empty: the watcher notices and writes the model's lists again
+    # the restarted Redis is empty: the watcher notices and writes the model's lists again, and the consumer,
+    # which kept retrying, is ready and folding again
     back = wait_for(lambda: call(world, "GET", "/recommend/user000")[1].get("cold_start") is False, 60, 0.5)
     assert back
+    assert wait_for(lambda: call(world, "GET", "/health/ready")[0] == 200, 30, 0.5)
+    user = "after-redis-restart"
+    sport = [e for e, t, d in world["inputs"]["catalog"] if t == "sport" and d <= DAYS[-1]][:2]
+    late = datetime(DAYS[-1].year, DAYS[-1].month, DAYS[-1].day, tzinfo=timezone.utc) + timedelta(days=1, hours=8)
+    events = [event(user, e, "complete", late) for e in sport]
+    assert call(world, "POST", "/events", events, headers={"X-API-Key": API_KEY})[0] == 202
+    live = wait_for(lambda: call(world, "GET", f"/recommend/{user}")[1]["live"], 20)
+    assert live
+
+
+def test_kafka_down_keeps_reads_up_and_refuses_events_with_a_503(world):
+    stack = world["stack"]
+    stack.kafka.stop(timeout_s=60)
+    try:
+        status, body = call(world, "GET", "/recommend/user000")
+        assert status == 200 and body["items"]  # reads come from Redis and memory
+        not_ready = wait_for(lambda: call(world, "GET", "/health/ready")[0] == 503, 30, 0.5)
+        assert not_ready
+        checks = call(world, "GET", "/health/ready")[1]["checks"]
+        assert checks["kafka"]["ok"] is False and checks["kafka"]["error"]
+        good = event("user000", "0201-science-0", "play", after_model_day(), 0.5)
+        status, body = call(world, "POST", "/events", [good], headers={"X-API-Key": API_KEY}, timeout=30)
+        assert status == 503 and body["error"] == "kafka_unavailable"
+        assert world["settings"].kafka_servers in body["detail"]
+    finally:
+        stack.start_kafka()
+    assert wait_for(lambda: call(world, "GET", "/health/ready")[0] == 200, 60, 0.5)
+    good = event("user000", "0201-science-0", "play", after_model_day(), 0.5)
+    status, body = call(world, "POST", "/events", [good], headers={"X-API-Key": API_KEY}, timeout=30)
+    assert status == 202 and body["published"] == 1

@@ -468,14 +468,19 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
 
                 state["producer"] = Producer(settings.kafka_servers, {"linger.ms": 1}, delivery_timeout_s=10)
             producer = state["producer"]
-            for checked, payload in parsed:
-                producer.send(
-                    "user-events",
-                    payload.encode(),
-                    key=checked["user_id"].encode(),
-                    timestamp_ms=int(checked["ts"].timestamp() * 1000),
-                )
-            producer.flush(10)
+            try:
+                for checked, payload in parsed:
+                    producer.send(
+                        "user-events",
+                        payload.encode(),
+                        key=checked["user_id"].encode(),
+                        timestamp_ms=int(checked["ts"].timestamp() * 1000),
+                    )
+                producer.flush(10)
+            except RuntimeError:
+                state["producer"] = None  # it counts its failures for good: the next request gets a fresh one
+                producer.close()
+                raise
             return len(parsed)
 
         try:

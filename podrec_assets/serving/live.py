@@ -248,17 +248,15 @@ class EventFolder:
         if missing:
             after = datetime.combine(model.day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
             ms = int(after.timestamp() * 1000)
+            # the log ends first: a record appended between the two look-ups lies at or after them, never skipped
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in missing}
             found = consumer.offsets_for_times([TopicPartition(TOPIC, p, ms) for p in missing], timeout=10)
             for tp in found:
-                if tp.offset < 0:  # no record at or after that time: the log end
-                    _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, tp.partition), timeout=10)
-                    stored[tp.partition] = high
-                else:
-                    stored[tp.partition] = tp.offset
+                stored[tp.partition] = tp.offset if tp.offset >= 0 else ends[tp.partition]
         return {p: stored[p] for p in partitions}
 
     def _run(self) -> None:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import Consumer
 
         consumer = Consumer(
             {
@@ -274,14 +272,17 @@ class EventFolder:
         def on_assign(c, partitions):
             model = self.holder.model
             self._assigned = sorted(tp.partition for tp in partitions)
+            self._positioned_for = None
             if model is not None:
                 position = self.holder.position()
-                start = self._start_offsets(c, self._assigned, model)
-                for tp in partitions:
-                    tp.offset = start[tp.partition]
-                self._positioned_for = position
-            else:
-                self._positioned_for = None
+                try:
+                    start = self._start_offsets(c, self._assigned, model)
+                except Exception as exc:  # Redis or Kafka away: the loop positions the partitions once they answer
+                    self.last_error = f"positioning the consumer: {type(exc).__name__}: {exc}"
+                else:
+                    for tp in partitions:
+                        tp.offset = start[tp.partition]
+                    self._positioned_for = position
             c.assign(partitions)
 
         def on_revoke(c, partitions):
@@ -291,33 +292,63 @@ class EventFolder:
         last_lag = 0.0
         try:
             while not self._stop.is_set():
-                model = self.holder.model
-                if model is None:
-                    consumer.poll(0.2)  # keep the group membership; nothing to fold into yet
-                    continue
-                position = self.holder.position()
-                if self._assigned and self._positioned_for != position:
-                    start = self._start_offsets(consumer, self._assigned, model)
-                    for partition, offset in start.items():
-                        consumer.seek(TopicPartition(TOPIC, partition, offset))
-                    self._positioned_for = position
                 try:
-                    messages = consumer.consume(num_messages=5000, timeout=self.settings.serve_poll_ms / 1000)
-                except KafkaException as exc:
-                    self.last_error = str(exc)
-                    time.sleep(0.5)
-                    continue
-                if messages:
-                    self._fold(model, messages)
-                if time.monotonic() - last_lag > 1.0:
-                    self._measure_lag(consumer)
-                    last_lag = time.monotonic()
-        except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("the user-events consumer stopped")
-            raise
+                    last_lag = self._step(consumer, last_lag)
+                except Exception as exc:  # a server away: say so (readiness), wait, retry; never stop consuming
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("user-events consumer: %s (retrying)", self.last_error)
+                    self._stop.wait(1.0)
         finally:
             consumer.close()
+
+    def _step(self, consumer, last_lag: float) -> float:
+        """One round: (re)position after a model swap, consume a batch, fold it; returns when lag was measured."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        model = self.holder.model
+        if model is None:
+            consumer.poll(0.2)  # keep the group membership; nothing to fold into yet
+            return last_lag
+        position = self.holder.position()
+        if self._assigned and self._positioned_for != position:
+            start = self._start_offsets(consumer, self._assigned, model)
+            for partition, offset in start.items():
+                consumer.seek(TopicPartition(TOPIC, partition, offset))
+            self._positioned_for = position
+            log.info("user-events: reading model %s's events from offsets %s", model.version, start)
+        try:
+            messages = consumer.consume(num_messages=5000, timeout=self.settings.serve_poll_ms / 1000)
+        except KafkaException as exc:
+            self.last_error = str(exc)
+            self._stop.wait(0.5)
+            return last_lag
+        if messages and not self.store.is_complete(model.version):
+            # the store lost this version (a Redis restart): fold nothing until the watcher has written it again,
+            # then read from the offsets the store holds (so nothing is applied twice, nothing skipped)
+            self._rewind(consumer, messages)
+            self._stop.wait(0.5)
+            return last_lag
+        if messages:
+            try:
+                self._fold(model, messages)
+            except Exception:
+                self._rewind(consumer, messages)  # folded later, once the store answers: nothing is skipped
+                raise
+        if time.monotonic() - last_lag > 1.0:
+            self._measure_lag(consumer)
+            return time.monotonic()
+        return last_lag
+
+    @staticmethod
+    def _rewind(consumer, messages) -> None:
+        from confluent_kafka import TopicPartition
+
+        first: dict[int, int] = {}
+        for message in messages:
+            if message.error() is None:
+                first[message.partition()] = min(first.get(message.partition(), message.offset()), message.offset())
+        for partition, offset in first.items():
+            consumer.seek(TopicPartition(TOPIC, partition, offset))
 
     def _fold(self, model: ServedModel, messages) -> None:
         started = time.perf_counter()
@@ -331,6 +362,13 @@ class EventFolder:
             except InvalidEvent:
                 invalid += 1  # the batch's user_events writes it to dead_letters with the reason
         result = fold_events(self.settings, self.store, model, events, offsets)
+        log.debug(
+            "folded %d events of %d listeners into %s (offsets %s)",
+            result["events"],
+            result["users"],
+            model.version,
+            offsets,
+        )
         self.folded_events += result["events"]
         self.last_error = None
         if self.metrics is not None:
@@ -348,5 +386,6 @@ class EventFolder:
             self.last_error = f"measuring consumer lag: {exc}"
             return
         self.lag = lag
+        self.last_error = None  # the broker answers again
         if self.metrics is not None:
             self.metrics.lag.set(lag)
