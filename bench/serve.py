@@ -276,6 +276,12 @@ def freshness(settings, base_url: str, users, trials: int, day: date) -> dict:
     }
 
 
+def memory_gb(pid: int) -> tuple[float, float]:
+    """(peak, current) resident memory of a process, from /proc (VmHWM, VmRSS)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return tuple(int(fields[name].split()[0]) * 1024 / 1e9 for name in ("VmHWM", "VmRSS"))
+
+
 def metric(text: str, name: str) -> float:
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
     return sum(values)
@@ -333,13 +339,7 @@ def main() -> int:
         base = serve_url(settings)
         ready = json.loads(urllib.request.urlopen(base + "/health/ready", timeout=10).read())
         version = ready["checks"]["model"]["version"]
-        import psutil
-
-        results["serve_rss_gb"] = psutil.Process(process.pid()).memory_info().rss / 1e9
-        _say(
-            f"  model {version} and its state in Redis in {results['load_s']:.0f}s, "
-            f"RSS {results['serve_rss_gb']:.1f} GB"
-        )
+        _say(f"  model {version} and its state in Redis in {results['load_s']:.0f}s")
 
         results["store_read"] = store_read_latency(settings, version, users)
         script = home / "random_users.lua"
@@ -369,6 +369,8 @@ def main() -> int:
         for episode in [f"e{i:06d}" for i in range(0, args.episodes, max(1, args.episodes // 50))]:
             urllib.request.urlopen(f"{base}/similar/{episode}?k=10", timeout=10).read()
         results["similar_ms_mean"] = (time.perf_counter() - started) * 1000 / 50
+        results["serve_peak_rss_gb"], results["serve_rss_gb"] = memory_gb(process.pid())
+        results["redis_rss_gb"] = memory_gb(stack.redis.pid())[1]
     finally:
         if process is not None:
             process.stop()
@@ -397,8 +399,9 @@ def main() -> int:
         f"{results['similar_ms_mean']:.1f} ms mean"
     )
     _say(
-        f"model load for {args.users:,} listeners (lake -> memory -> Redis): {results['load_s']:.0f} s, "
-        f"serve RSS {results['serve_rss_gb']:.1f} GB"
+        f"model load for {args.users:,} listeners (lake -> memory -> Redis): {results['load_s']:.0f} s; "
+        f"podrec serve RSS {results['serve_rss_gb']:.1f} GB after it (peak {results['serve_peak_rss_gb']:.1f} GB "
+        f"while loading), Redis {results['redis_rss_gb']:.1f} GB"
     )
     best = next(w for name, w in results["wrk"].items() if name.startswith("recommend_paced"))
     _say(

@@ -8,214 +8,45 @@ Every answer is JSON; a bad request gets a 4xx with the reason, an unavailable s
 import hmac
 import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Body, FastAPI, Header, Path, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podrec_assets.core.events import InvalidEvent, parse_event
 from podrec_assets.serving import store as keys
 from podrec_assets.serving.live import EventFolder, ModelHolder, ModelWatcher
+from podrec_assets.serving.metrics import Metrics, MetricsMiddleware
 from podrec_assets.serving.model import ServedModel
+from podrec_assets.serving.schemas import (
+    ERRORS,
+    EVENTS_BODY,
+    MAX_EVENTS,
+    Category,
+    EpisodeId,
+    EpisodeList,
+    ErrorBody,
+    EventsAccepted,
+    EventsRejected,
+    K,
+    Recommendations,
+    Similar,
+    UserId,
+)
 from podrec_assets.serving.store import ServingStore, StoreUnavailable
 from podrec_assets.settings import Settings
 
 log = logging.getLogger("podrec.serve")
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
-MAX_K = 100
-MAX_EVENTS = 1000
-
-
-UserId = Annotated[str, Path(pattern=ID_PATTERN, description="the listener's id (user-events user_id)")]
-EpisodeId = Annotated[str, Path(pattern=ID_PATTERN, description="an episode id of the catalog")]
-K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many episodes (1-{MAX_K})")]
-Category = Annotated[
-    str | None, Query(min_length=1, max_length=64, description="only episodes of this category (any case)")
-]
 
 
 class ApiError(Exception):
     def __init__(self, status: int, error: str, detail: Any):
         self.status, self.error, self.detail = status, error, detail
-
-
-# --- response models (the OpenAPI schema; answers are built as plain dicts for speed) ----------------------------
-class Episode(BaseModel):
-    episode_id: str
-    title: str | None
-    podcast_title: str | None
-    categories: list[str]
-    published_at: str | None = Field(description="ISO-8601 UTC")
-
-
-class RecommendedEpisode(Episode):
-    rank: int
-    score: float = Field(description="fused score in [0, 1]; popular fills score below 0")
-    reason: str = Field(description="hybrid | als | content | popular")
-    because_episode_id: str | None = Field(description="the listened episode a content match is closest to")
-    because_episode_title: str | None
-    als_score: float | None
-    content_score: float | None
-
-
-class Recommendations(BaseModel):
-    user_id: str
-    model_version: str = Field(description="the fused model (ALS version, embedding model, alpha curve)")
-    model_day: str = Field(description="the batch day the model was trained on")
-    live: bool = Field(description="true when the list was recomputed from events after the batch")
-    cold_start: bool = Field(description="true when the listener is unknown or has no personal candidates")
-    computed_at: str | None
-    items: list[RecommendedEpisode]
-
-
-class SimilarEpisode(Episode):
-    similarity: float
-
-
-class Similar(BaseModel):
-    episode_id: str
-    model_day: str
-    items: list[SimilarEpisode]
-
-
-class RankedEpisode(Episode):
-    rank: int
-    score: float | None
-
-
-class EpisodeList(BaseModel):
-    model_day: str
-    items: list[RankedEpisode]
-
-
-class EventsAccepted(BaseModel):
-    published: int = Field(description="events published to the user-events topic (acknowledged by Kafka)")
-
-
-class Rejected(BaseModel):
-    index: int
-    reason: str
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: Any = None
-
-
-class EventsRejected(ErrorBody):
-    rejected: list[Rejected] = []
-    published: int = 0
-
-
-# The user-events contract as JSON Schema, for the docs and for clients; core.events.parse_event is what checks it.
-USER_EVENT_SCHEMA = {
-    "type": "object",
-    "required": [
-        "event_id",
-        "ts",
-        "user_id",
-        "episode_id",
-        "event",
-        "device",
-        "rating",
-        "position_sec",
-        "from_sec",
-        "to_sec",
-        "played_pct",
-    ],
-    "properties": {
-        "event_id": {"type": "string", "minLength": 1, "description": "a uuid"},
-        "ts": {"type": "string", "format": "date-time", "description": "ISO-8601 with a zone (UTC)"},
-        "user_id": {"type": "string", "minLength": 1},
-        "episode_id": {"type": "string", "minLength": 1, "description": "an episode of the catalog"},
-        "event": {"type": "string", "enum": ["play", "pause", "like", "skip", "rate", "complete"]},
-        "device": {"type": "string", "minLength": 1},
-        "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5, "description": "only on rate"},
-        "position_sec": {"type": "number", "minimum": 0},
-        "from_sec": {"type": "number", "minimum": 0},
-        "to_sec": {"type": "number", "minimum": 0, "description": "at least from_sec"},
-        "played_pct": {"type": "number", "minimum": 0, "maximum": 1},
-    },
-}
-EVENTS_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {"type": "array", "minItems": 1, "maxItems": MAX_EVENTS, "items": USER_EVENT_SCHEMA}
-        }
-    },
-}
-
-ERRORS = {422: {"model": ErrorBody, "description": "invalid request"}, 503: {"model": ErrorBody}}
-
-
-# --- metrics --------------------------------------------------------------------------------------------------
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("podrec_http_requests", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.latency = Histogram(
-            "podrec_http_request_seconds",
-            "HTTP request latency",
-            ["route"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=r,
-        )
-        self.fold_ins = Counter("podrec_fold_in_users", "listeners whose list was recomputed live", registry=r)
-        self.folded_events = Counter("podrec_folded_events", "user-events folded into live lists", registry=r)
-        self.invalid_events = Counter(
-            "podrec_consumed_invalid_events", "consumed events that broke the contract", registry=r
-        )
-        self.fold_seconds = Histogram(
-            "podrec_fold_batch_seconds",
-            "time to fold one consumed batch",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
-            registry=r,
-        )
-        self.lag = Gauge("podrec_consumer_lag", "user-events records not yet folded (this replica)", registry=r)
-        self.published = Counter("podrec_events_published", "events accepted by POST /events", registry=r)
-        self.rejected = Counter("podrec_events_rejected", "events refused by POST /events", registry=r)
-        self.model_swaps = Counter("podrec_model_swaps", "models loaded and swapped in", registry=r)
-
-    def folded(self, events: int, users: int, invalid: int, seconds: float) -> None:
-        self.folded_events.inc(events)
-        self.fold_ins.inc(users)
-        self.invalid_events.inc(invalid)
-        self.fold_seconds.observe(seconds)
-
-
-class MetricsMiddleware:
-    """Counts and times every request by its route template (a raw ASGI middleware: a few µs per request)."""
-
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        status = [500]
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(path, scope["method"], str(status[0])).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
 def _json(body: Any, status: int = 200) -> Response:
