@@ -61,7 +61,9 @@ class Settings:
     )
     redis_port: int = _setting("PODREC_REDIS_PORT", 16379, "Port of the embedded Redis server (127.0.0.1).")
     redis_max_memory_mb: int = _setting(
-        "PODREC_REDIS_MAX_MEMORY_MB", 4096, "maxmemory of the embedded Redis (serve state of ~1M listeners: ~2 GB)."
+        "PODREC_REDIS_MAX_MEMORY_MB",
+        8192,
+        "maxmemory of the embedded Redis: ~2.6 GB per 1M listeners, two model versions during a swap.",
     )
     serving_keep_days: int = _setting(
         "PODREC_SERVING_KEEP_DAYS",

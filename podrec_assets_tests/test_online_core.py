@@ -131,7 +131,8 @@ def test_state_and_list_documents_round_trip():
             "date": [date(2026, 1, 1), date(2026, 1, 5), date(2026, 1, 5)],
         }
     )
-    back = store.state_frame(store.state_documents(rows) | {"nobody": None})
+    back, ids = store.state_frame(store.state_documents(rows, {"u1": ["ev-1"]}) | {"nobody": None})
+    assert ids == {"u1": {"ev-1"}, "u2": set(), "nobody": set()}
     pd.testing.assert_frame_equal(
         back.sort_values(["user_id", "episode_id"]).reset_index(drop=True), rows, check_dtype=False
     )

@@ -127,9 +127,9 @@ def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.05):
     return None
 
 
-def after_model_day(hour: int = 9) -> datetime:
-    day = MODEL_DAY + timedelta(days=1)
-    return datetime(day.year, day.month, day.day, hour, tzinfo=timezone.utc)
+def now_ts() -> datetime:
+    """Events are sent as they happen: today (after every model day of the lake), not ahead of now."""
+    return datetime.now(timezone.utc) - timedelta(seconds=1)
 
 
 def test_listener_without_new_events_gets_the_batch_list(world):
@@ -227,7 +227,7 @@ def test_bad_requests_get_a_4xx_with_a_reason(world, path, status):
 def test_post_events_validates_everything_and_publishes_nothing_on_error(world):
     kafka = world["resources"]["kafka"]
     before = sum(kafka.end_offsets("user-events").values())
-    good = event("user000", "0201-science-0", "play", after_model_day(), 0.5)
+    good = event("user000", "0201-science-0", "play", now_ts(), 0.5)
     bad = [
         dict(good, played_pct=1.5),
         {k: v for k, v in good.items() if k != "ts"},
@@ -235,13 +235,20 @@ def test_post_events_validates_everything_and_publishes_nothing_on_error(world):
         dict(good, episode_id="no-such-episode"),
         dict(good, ts="yesterday"),
         "not an object",
+        dict(good, ts=(now_ts() + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")),
+        dict(good, ts=(now_ts() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")),
+        dict(good, ts="2300-01-01T00:00:00Z"),
+        good,  # its event_id is the first one's
     ]
     status, body = call(world, "POST", "/events", [good, *bad], headers={"X-API-Key": API_KEY})
     assert status == 422, body
     assert body["published"] == 0
     reasons = {r["index"]: r["reason"] for r in body["rejected"]}
-    assert set(reasons) == {1, 2, 3, 4, 5, 6}
+    assert set(reasons) == set(range(1, 11))
     assert reasons[6].startswith("invalid_json: expected an object")
+    assert reasons[7].startswith("future_timestamp") and reasons[9].startswith("future_timestamp")
+    assert reasons[8].startswith("timestamp_mismatch")
+    assert reasons[10].startswith("duplicate_event_id")
     assert reasons[1].startswith("invalid_value: played_pct")
     assert reasons[2] == "missing_field: ts"
     assert reasons[4].startswith("unknown_episode")
@@ -264,8 +271,8 @@ def test_events_change_the_list_within_a_second(world):
     catalog = world["inputs"]["catalog"]
     taste = world["inputs"]["taste"][user]
     other = [e for e, t, d in catalog if t != taste and d <= MODEL_DAY][:3]
-    ts = after_model_day()
-    events = [event(user, top, "complete", ts)] + [event(user, e, "complete", ts + timedelta(minutes=5)) for e in other]
+    ts = now_ts()
+    events = [event(user, top, "complete", ts)] + [event(user, e, "complete", ts) for e in other]
     sent = time.monotonic()
     status, body = call(world, "POST", "/events", events, headers={"X-API-Key": API_KEY})
     assert status == 202 and body["published"] == 4
@@ -286,12 +293,36 @@ def test_events_change_the_list_within_a_second(world):
     assert took < 5.0, f"the live list took {took:.2f}s (the target, measured by bench/serve.py, is 1 s p99)"
 
 
+def test_an_event_delivered_twice_is_folded_once(world):
+    """A client retry publishes the same event_id again: the listener's live state counts it once."""
+    from podrec_assets.serving.store import ServingStore, state_frame, state_key
+
+    user, episode = "user006", "0202-sport-1"
+    again = event(user, episode, "like", now_ts())
+    for _ in range(2):
+        assert call(world, "POST", "/events", [again], headers={"X-API-Key": API_KEY})[0] == 202
+    follow = event(user, "0202-sport-2", "like", now_ts())  # folded after both copies were consumed
+    assert call(world, "POST", "/events", [follow], headers={"X-API-Key": API_KEY})[0] == 202
+    version = call(world, "GET", "/health/ready")[1]["checks"]["model"]["version"]
+    store = ServingStore(world["settings"].redis_server_url, 3600)
+
+    def folded():
+        rows, ids = state_frame({user: store.client.get(state_key(version, user))})
+        return (rows, ids[user]) if follow["event_id"] in ids[user] else None
+
+    rows, ids = wait_for(folded)
+    store.close()
+    assert again["event_id"] in ids
+    today = rows[(rows["episode_id"] == episode) & (rows["date"] == now_ts().date())]
+    assert today["engagement"].tolist() == [world["settings"].weight_like]
+
+
 def test_exclude_seen_hides_at_once_and_can_be_turned_off(world):
     user = "user004"
     _, before = call(world, "GET", f"/recommend/{user}")
     second = before["items"][1]["episode_id"]
     status, _ = call(
-        world, "POST", "/events", [event(user, second, "skip", after_model_day(), 0.05)], headers={"X-API-Key": API_KEY}
+        world, "POST", "/events", [event(user, second, "skip", now_ts(), 0.05)], headers={"X-API-Key": API_KEY}
     )
     assert status == 202
     hidden = wait_for(
@@ -306,7 +337,7 @@ def test_a_new_listener_becomes_personal_after_positive_events(world):
     assert cold["cold_start"] is True
     catalog = world["inputs"]["catalog"]
     sport = [e for e, t, d in catalog if t == "sport" and d <= MODEL_DAY][:3]
-    events = [event(user, e, "complete", after_model_day(10)) for e in sport]
+    events = [event(user, e, "complete", now_ts()) for e in sport]
     assert call(world, "POST", "/events", events, headers={"X-API-Key": API_KEY})[0] == 202
     personal = wait_for(lambda: (b := call(world, "GET", f"/recommend/{user}")[1])["live"] and b)
     assert personal and personal["cold_start"] is False
@@ -448,8 +479,7 @@ def test_redis_down_is_a_503_that_says_how_to_start_it_and_recovers(world):
     assert wait_for(lambda: call(world, "GET", "/health/ready")[0] == 200, 30, 0.5)
     user = "after-redis-restart"
     sport = [e for e, t, d in world["inputs"]["catalog"] if t == "sport" and d <= DAYS[-1]][:2]
-    late = datetime(DAYS[-1].year, DAYS[-1].month, DAYS[-1].day, tzinfo=timezone.utc) + timedelta(days=1, hours=8)
-    events = [event(user, e, "complete", late) for e in sport]
+    events = [event(user, e, "complete", now_ts()) for e in sport]
     assert call(world, "POST", "/events", events, headers={"X-API-Key": API_KEY})[0] == 202
     live = wait_for(lambda: call(world, "GET", f"/recommend/{user}")[1]["live"], 20)
     assert live
@@ -465,13 +495,13 @@ def test_kafka_down_keeps_reads_up_and_refuses_events_with_a_503(world):
         assert not_ready
         checks = call(world, "GET", "/health/ready")[1]["checks"]
         assert checks["kafka"]["ok"] is False and checks["kafka"]["error"]
-        good = event("user000", "0201-science-0", "play", after_model_day(), 0.5)
+        good = event("user000", "0201-science-0", "play", now_ts(), 0.5)
         status, body = call(world, "POST", "/events", [good], headers={"X-API-Key": API_KEY}, timeout=30)
         assert status == 503 and body["error"] == "kafka_unavailable"
         assert world["settings"].kafka_servers in body["detail"]
     finally:
         stack.start_kafka()
     assert wait_for(lambda: call(world, "GET", "/health/ready")[0] == 200, 60, 0.5)
-    good = event("user000", "0201-science-0", "play", after_model_day(), 0.5)
+    good = event("user000", "0201-science-0", "play", now_ts(), 0.5)
     status, body = call(world, "POST", "/events", [good], headers={"X-API-Key": API_KEY}, timeout=30)
     assert status == 202 and body["published"] == 1

@@ -6,9 +6,11 @@ objective for one user (Hu, Koren & Volinsky 2008) has a closed form:
     x_u = (YᵀY + Yᵀ(C_u − I)Y + λI)⁻¹ Yᵀ C_u p_u
 
 where C_u holds the confidences ``core.als.confidence`` gives the user's positive pairs (summed engagement over
-the ALS window) and p_u is 1 on those pairs. It is the solve ALS itself makes for a user in each sweep, so a
+the ALS window) and p_u is 1 on those pairs (Spark ML's ALS scales λ by the user's number of positive pairs;
+``ItemFactors.scale_regularization`` follows it). It is the solve ALS itself makes for a user in each sweep, so a
 listener with no new events folds back to (nearly) the vector the batch trained, and one with new events gets the
-vector the next batch would start from — not a moving average of item vectors. YᵀY is computed once per model.
+vector that best explains all their interactions under the served model — not a moving average of item vectors.
+YᵀY is computed once per model.
 
 **The list.** ``live_lists`` builds the same inputs the batch's ``final_recommendations`` builds — ALS top-N
 candidates (from the folded vectors, nothing the user touched in the window), the user's rows of
@@ -40,6 +42,7 @@ class ItemFactors:
     factors: np.ndarray
     regularization: float
     confidence_alpha: float
+    scale_regularization: bool = False  # Spark ML's ALS: λ times the user's number of positive pairs
     gram: np.ndarray = field(init=False)
     position: dict = field(init=False)
 
@@ -73,35 +76,45 @@ def fold_in(items: ItemFactors, episode_ids, engagement) -> np.ndarray:
         return np.zeros(items.rank, dtype=np.float32)
     y = items.factors[idx].astype(np.float64)
     c = confidence(np.asarray(values), items.confidence_alpha)
-    a = items.gram + (y.T * (c - 1.0)) @ y + items.regularization * np.eye(items.rank)
+    reg = items.regularization * (len(idx) if items.scale_regularization else 1)
+    a = items.gram + (y.T * (c - 1.0)) @ y + reg * np.eye(items.rank)
     return np.linalg.solve(a, y.T @ c).astype(np.float32)
 
 
-def als_candidates(items: ItemFactors, vectors: dict, seen: dict, n: int) -> pd.DataFrame:
+def als_candidates(items: ItemFactors, vectors: dict, seen: dict, n: int, block_users: int = 512) -> pd.DataFrame:
     """Top ``n`` episodes per user by x_u · y_i, none the user touched (``seen``: user -> set of episode ids).
 
-    Returns user_id, episode_id, rank, score like ``als_top_n``; ties by episode position in the model.
+    Returns user_id, episode_id, rank, score like ``als_top_n``; ties by episode position in the model. Scores are
+    computed for ``block_users`` users at a time (memory ~ 4 bytes x block x catalog).
     """
     users = list(vectors)
     if not users or not len(items.item_ids):
         return pd.DataFrame({USER: [], ITEM: [], "rank": [], "score": []}).astype({"rank": "int64", "score": float})
-    scores = np.stack([vectors[u] for u in users]).astype(np.float32) @ items.factors.T
-    for row, user in enumerate(users):
-        blocked = [items.position[e] for e in seen.get(user, ()) if e in items.position]
-        scores[row, blocked] = -np.inf
-    take = min(n, scores.shape[1])
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :take]
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    keep = np.isfinite(top_scores)
-    rows = np.nonzero(keep)
-    return pd.DataFrame(
-        {
-            USER: np.asarray(users, dtype=object)[rows[0]],
-            ITEM: items.item_ids[top[keep]],
-            "rank": (rows[1] + 1).astype(np.int64),
-            "score": top_scores[keep].astype(float),
-        }
-    )
+    parts = []
+    for b0 in range(0, len(users), block_users):
+        block = users[b0 : b0 + block_users]
+        scores = np.stack([vectors[u] for u in block]).astype(np.float32) @ items.factors.T
+        for row, user in enumerate(block):
+            blocked = [items.position[e] for e in seen.get(user, ()) if e in items.position]
+            scores[row, blocked] = -np.inf
+        take = min(n, scores.shape[1])
+        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.lexsort((top, -top_scores), axis=1)  # score descending, then catalog position
+        top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+        keep = np.isfinite(top_scores)
+        rows = np.nonzero(keep)
+        parts.append(
+            pd.DataFrame(
+                {
+                    USER: np.asarray(block, dtype=object)[rows[0]],
+                    ITEM: items.item_ids[top[keep]],
+                    "rank": (rows[1] + 1).astype(np.int64),
+                    "score": top_scores[keep].astype(float),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 @dataclass
@@ -147,7 +160,8 @@ def live_lists(served: ServedDay, daily: pd.DataFrame, day: date, user_vectors: 
             else np.zeros(served.items.rank, np.float32)
             for u in users
         }
-    vectors = {u: v for u, v in user_vectors.items() if u in set(users) and np.any(v)}
+    wanted = set(users)
+    vectors = {u: v for u, v in user_vectors.items() if u in wanted and np.any(v)}
     als = als_candidates(served.items, vectors, seen, served.top_n)
     prepared = fusion.prepare_day(
         fusion.FusionInputs(

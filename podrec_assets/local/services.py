@@ -170,7 +170,8 @@ def redis_binary() -> str:
 
 
 def redis_config(settings: Settings, data_dir: Path) -> str:
-    """A loopback-only Redis whose data is a cache of the lake: no persistence, LRU past its memory limit."""
+    """A loopback-only Redis holding what the lake and Kafka can rebuild (no persistence); full, it refuses writes
+    rather than evict (a lost listener state or offset would double-apply or forget events)."""
     lines = {
         "bind": "127.0.0.1",
         "port": str(settings.redis_port),
@@ -180,7 +181,7 @@ def redis_config(settings: Settings, data_dir: Path) -> str:
         "save": '""',
         "appendonly": "no",
         "maxmemory": f"{settings.redis_max_memory_mb}mb",
-        "maxmemory-policy": "volatile-lru",
+        "maxmemory-policy": "noeviction",
         "loglevel": "warning",
     }
     return "".join(f"{key} {value}\n" for key, value in lines.items())

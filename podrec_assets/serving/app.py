@@ -8,7 +8,9 @@ Every answer is JSON; a bad request gets a 4xx with the reason, an unavailable s
 import hmac
 import json
 import logging
+import threading
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import orjson
@@ -18,7 +20,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from podrec_assets.core.events import InvalidEvent, parse_event
+from podrec_assets.core.events import InvalidEvent, format_ts, parse_event
 from podrec_assets.serving import store as keys
 from podrec_assets.serving.live import EventFolder, ModelHolder, ModelWatcher
 from podrec_assets.serving.metrics import Metrics, MetricsMiddleware
@@ -44,6 +46,9 @@ from podrec_assets.settings import Settings
 log = logging.getLogger("podrec.serve")
 
 
+FUTURE_TOLERANCE = timedelta(minutes=5)  # the batch's tolerance for a ts ahead of the record time
+
+
 class ApiError(Exception):
     def __init__(self, status: int, error: str, detail: Any):
         self.status, self.error, self.detail = status, error, detail
@@ -65,6 +70,7 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
     store = ServingStore(settings.redis_server_url, settings.serve_list_ttl_days * 86400, where=where)
     lake = build_resources(settings)["lake"]
     state: dict[str, Any] = {"producer": None}
+    publish_lock = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -265,7 +271,13 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
         ],
         x_api_key: Annotated[str | None, Header(description="required when PODREC_SERVE_API_KEY is set")] = None,
     ):
-        """Validate listening events and publish them to Kafka; all or nothing (any bad event: 422, none sent)."""
+        """Validate listening events and publish them to Kafka (any bad event: 422 and none is sent).
+
+        The record time is the time of sending, as for any producer; an event's `ts` must be on today's UTC day and
+        not ahead of now (the batch's `timestamp_mismatch` / `future_timestamp` rules). Delivery is at least once:
+        a retried request may publish an event twice, and both the batch and the live fold-in keep one per
+        `event_id`.
+        """
         from starlette.concurrency import run_in_threadpool
 
         if settings.serve_api_key and not hmac.compare_digest(
@@ -273,7 +285,8 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
         ):
             raise ApiError(401, "unauthorized", "POST /events needs the X-API-Key header (PODREC_SERVE_API_KEY)")
         model = holder.model
-        parsed, rejected = [], []
+        now = datetime.now(timezone.utc)
+        parsed, rejected, ids = [], [], set()
         for i, event in enumerate(events):
             try:
                 payload = json.dumps(event, ensure_ascii=True, allow_nan=True)
@@ -284,9 +297,19 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
             except (TypeError, ValueError, OverflowError) as exc:
                 rejected.append({"index": i, "reason": f"invalid_json: {exc}"})
                 continue
-            if model is not None and not model.knows(checked["episode_id"]):
-                rejected.append({"index": i, "reason": f"unknown_episode: {checked['episode_id']!r:.60}"})
+            reason = None
+            if checked["ts"] > now + FUTURE_TOLERANCE:
+                reason = f"future_timestamp: ts {format_ts(checked['ts'])} is after now {format_ts(now)}"
+            elif checked["ts"].date() != now.date():
+                reason = f"timestamp_mismatch: ts {format_ts(checked['ts'])} is not on today's day {now.date()}"
+            elif model is not None and not model.knows(checked["episode_id"]):
+                reason = f"unknown_episode: {checked['episode_id']!r:.60}"
+            elif checked["event_id"] in ids:
+                reason = f"duplicate_event_id: {checked['event_id']!r:.60} appears twice in the request"
+            if reason:
+                rejected.append({"index": i, "reason": reason})
                 continue
+            ids.add(checked["event_id"])
             parsed.append((checked, payload))
         if rejected:
             metrics.rejected.inc(len(rejected))
@@ -294,31 +317,37 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
             raise ApiError(422, "invalid_events", {"detail": detail, "rejected": rejected[:100], "published": 0})
 
         def publish() -> int:
-            if state["producer"] is None:
-                from podrec_assets.resources.kafka import Producer
+            # one request at a time on the shared producer: its failure count is then this request's
+            with publish_lock:
+                if state["producer"] is None:
+                    from podrec_assets.resources.kafka import Producer
 
-                state["producer"] = Producer(settings.kafka_servers, {"linger.ms": 1}, delivery_timeout_s=10)
-            producer = state["producer"]
-            try:
-                for checked, payload in parsed:
-                    producer.send(
-                        "user-events",
-                        payload.encode(),
-                        key=checked["user_id"].encode(),
-                        timestamp_ms=int(checked["ts"].timestamp() * 1000),
-                    )
-                producer.flush(10)
-            except RuntimeError:
-                state["producer"] = None  # it counts its failures for good: the next request gets a fresh one
-                producer.close()
-                raise
+                    state["producer"] = Producer(settings.kafka_servers, {"linger.ms": 1}, delivery_timeout_s=10)
+                producer = state["producer"]
+                try:
+                    for checked, payload in parsed:
+                        producer.send("user-events", payload.encode(), key=checked["user_id"].encode())
+                    producer.flush(10)
+                except Exception:
+                    state["producer"] = None  # it counts its failures for good: the next request gets a fresh one
+                    producer.close()
+                    raise
             return len(parsed)
 
         try:
             published = await run_in_threadpool(publish)
-        except RuntimeError as exc:
+        except Exception as exc:  # librdkafka's errors, a broker that does not acknowledge
             raise ApiError(503, "kafka_unavailable", f"Kafka at {settings.kafka_servers}: {exc}") from None
         metrics.published.inc(published)
+        if model is not None:  # hide them now, before the fold-in recomputes the lists (exclude_seen)
+            pipe = state["redis"].pipeline(transaction=False)
+            for checked, _ in parsed:
+                pipe.sadd(keys.seen_key(model.version, checked["user_id"]), checked["episode_id"])
+                pipe.expire(keys.seen_key(model.version, checked["user_id"]), store.ttl_s)
+            try:
+                await pipe.execute()
+            except Exception as exc:  # published all the same: the fold-in hides them a moment later
+                log.warning("could not mark posted events as seen: %s", exc)
         return _json({"published": published}, 202)
 
     @app.get("/health/live", tags=["health"])

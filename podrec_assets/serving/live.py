@@ -30,7 +30,7 @@ from podrec_assets.core import engagement, online
 from podrec_assets.core.events import InvalidEvent, parse_event
 from podrec_assets.serving import store as keys
 from podrec_assets.serving.model import NoModel, ServedModel, lake_fingerprint, load_model
-from podrec_assets.serving.store import ServingStore
+from podrec_assets.serving.store import ServingStore, StaleVersion
 from podrec_assets.settings import Settings
 
 log = logging.getLogger("podrec.serve")
@@ -44,16 +44,10 @@ class ModelHolder:
     def __init__(self) -> None:
         self.model: ServedModel | None = None
         self.error: str | None = None
-        self.generation = 0  # bumped when the store's copy of the model is rewritten: consumers re-read their events
 
     def swap(self, model: ServedModel) -> None:
         self.model = model
         self.error = None
-        self.generation += 1
-
-    def position(self) -> tuple:
-        """What a consumer's position depends on: the model version and the store's copy of it."""
-        return (self.model.version if self.model else None, self.generation)
 
 
 def release_free_memory() -> None:
@@ -125,21 +119,27 @@ class ModelWatcher:
         version = f"{fingerprint[0].isoformat()}@{fingerprint[1]}"
         if current is not None and (current.version == version or fingerprint[0] < current.day):
             if current.version == version and not self.store.is_complete(version):
+                # the live updates went with it: a new publish id tells every replica's consumer to re-read them
                 log.warning("the store lost model %s (a Redis restart?): writing it again", version)
                 model, data, lists = load_model(self.lake, self.settings)
                 publish_model(self.store, self.settings, model, data, lists)
-                self.holder.generation += 1  # the live updates went with it: the consumer reads them again
             return False
         log.info("loading model %s from the lake", version)
         model, data, lists = load_model(self.lake, self.settings)
         publish_model(self.store, self.settings, model, data, lists)
         del data, lists
+        previous = self.holder.model
         self.holder.swap(model)
         # the model is millions of long-lived objects: a full collection walking them stalls requests for tens
-        # of ms; collect what the load left, then keep the survivors out of every later collection
+        # of ms; collect what the load left (and the previous model, frozen before), then keep the survivors out
+        # of every later collection. This one collection, once a day, is the stall.
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
         release_free_memory()
+        if previous is not None and previous.version != model.version:
+            retired = self.store.retire(previous.version, grace_s=600)
+            log.info("model %s retired: its %d keys expire in 10 minutes", previous.version, retired)
         log.info(
             "serving model %s (%s, %d episodes) loaded in %.1fs",
             model.version,
@@ -190,33 +190,66 @@ def live_rows(events: list[dict], weights: dict) -> pd.DataFrame:
 
 
 def fold_events(
-    settings: Settings, store: ServingStore, model: ServedModel, events: list[dict], offsets: dict[int, int]
+    settings: Settings,
+    store: ServingStore,
+    model: ServedModel,
+    publish_id: str,
+    events: list[dict],
+    offsets: dict[int, int],
+    now: datetime | None = None,
 ) -> dict:
-    """Apply parsed events (days after the model's day) to their listeners' state and lists in the store."""
-    fresh = [e for e in events if e["ts"].date() > model.day]
+    """Apply parsed events to their listeners' state and lists in the store (one fenced transaction).
+
+    Only events after the model's day and not in the future count (earlier ones are the batch's; a far-future
+    time is a producer's clock error); an event id already folded into the listener's state is skipped, so a
+    redelivered event is applied once. Each listener's list is for the day of their newest event.
+    """
+    now = now or datetime.now(timezone.utc)
+    horizon = now + timedelta(minutes=5)
+    fresh = [e for e in events if model.day < e["ts"].date() and e["ts"] <= horizon]
     if not fresh:
-        if offsets:
-            store.write_live(model.version, {}, {}, {}, offsets)
-        return {"events": 0, "users": 0}
+        store.write_live(model.version, publish_id, {}, {}, {}, offsets)
+        return {"events": 0, "users": 0, "duplicates": 0}
     users = sorted({e["user_id"] for e in fresh})
-    stored = keys.state_frame(store.states(model.version, users))
-    new_rows = live_rows(fresh, engagement.weights_from_settings(settings))
+    stored, folded = keys.state_frame(store.states(model.version, users))
+    new_events, duplicates = [], 0
+    for e in fresh:
+        if e["event_id"] in folded.setdefault(e["user_id"], set()):
+            duplicates += 1
+            continue
+        folded[e["user_id"]].add(e["event_id"])
+        new_events.append(e)
+    if not new_events:
+        store.write_live(model.version, publish_id, {}, {}, {}, offsets)
+        return {"events": 0, "users": 0, "duplicates": duplicates}
+    touched = sorted({e["user_id"] for e in new_events})
+    stored = stored[stored["user_id"].isin(touched)]
+    new_rows = live_rows(new_events, engagement.weights_from_settings(settings))
     merged = pd.concat([stored, new_rows], ignore_index=True)
     merged = (
         merged.groupby(["user_id", "episode_id", "date"], as_index=False, sort=False)
         .agg(engagement=("engagement", "sum"), completed=("completed", "max"))
         .astype({"completed": bool})
     )
-    today = max(model.day, max(e["ts"].date() for e in fresh))
-    recs = online.live_lists(model.served, merged, today)
-    state = online.state_rows(merged, today, state_keep_days(settings))
-    hide = keys.hidden_episodes(state, today, settings.history_days)
-    lists = keys.list_documents(recs, hide, live=True)
+    newest: dict[str, object] = {}
+    for e in new_events:
+        newest[e["user_id"]] = max(newest.get(e["user_id"], e["ts"].date()), e["ts"].date())
+    lists, states = {}, {}
+    by_day: dict = {}
+    for user, day in newest.items():
+        by_day.setdefault(day, []).append(user)
+    for day, day_users in by_day.items():  # usually one: today
+        rows = merged[merged["user_id"].isin(day_users)]
+        recs = online.live_lists(model.served, rows, day)
+        state = online.state_rows(rows, day, state_keep_days(settings))
+        hide = keys.hidden_episodes(state, day, settings.history_days)
+        lists.update(keys.list_documents(recs, hide, live=True))
+        states.update(keys.state_documents(state, {u: sorted(folded[u]) for u in day_users}))
     seen: dict[str, set] = {}
-    for e in fresh:
+    for e in new_events:
         seen.setdefault(e["user_id"], set()).add(e["episode_id"])
-    store.write_live(model.version, lists, keys.state_documents(state), seen, offsets)
-    return {"events": len(fresh), "users": len(users)}
+    store.write_live(model.version, publish_id, lists, states, seen, offsets)
+    return {"events": len(new_events), "users": len(touched), "duplicates": duplicates}
 
 
 class EventFolder:
@@ -270,19 +303,9 @@ class EventFolder:
         )
 
         def on_assign(c, partitions):
-            model = self.holder.model
+            # positioned by the loop (before it consumes anything), where the store's version says
             self._assigned = sorted(tp.partition for tp in partitions)
             self._positioned_for = None
-            if model is not None:
-                position = self.holder.position()
-                try:
-                    start = self._start_offsets(c, self._assigned, model)
-                except Exception as exc:  # Redis or Kafka away: the loop positions the partitions once they answer
-                    self.last_error = f"positioning the consumer: {type(exc).__name__}: {exc}"
-                else:
-                    for tp in partitions:
-                        tp.offset = start[tp.partition]
-                    self._positioned_for = position
             c.assign(partitions)
 
         def on_revoke(c, partitions):
@@ -309,11 +332,25 @@ class EventFolder:
         if model is None:
             consumer.poll(0.2)  # keep the group membership; nothing to fold into yet
             return last_lag
-        position = self.holder.position()
-        if self._assigned and self._positioned_for != position:
+        publish_id = self.store.publish_id(model.version)
+        if publish_id is None:
+            # the store lost this version (a Redis restart): fold nothing until the watcher has written it again
+            consumer.pause(consumer.assignment())
+            self._positioned_for = None
+            self._stop.wait(0.5)
+            return last_lag
+        position = (model.version, publish_id)
+        if self._positioned_for != position:
+            if not self._assigned:
+                consumer.poll(0.2)  # the group has not given this replica partitions yet
+                return last_lag
+            # a new version, or this one written anew: read from the offsets the store holds for it, else from
+            # the day after the model's day (nothing applied twice, nothing skipped)
             start = self._start_offsets(consumer, self._assigned, model)
-            for partition, offset in start.items():
-                consumer.seek(TopicPartition(TOPIC, partition, offset))
+            partitions = [TopicPartition(TOPIC, p, o) for p, o in start.items()]
+            consumer.resume(partitions)
+            for tp in partitions:
+                consumer.seek(tp)
             self._positioned_for = position
             log.info("user-events: reading model %s's events from offsets %s", model.version, start)
         try:
@@ -322,15 +359,12 @@ class EventFolder:
             self.last_error = str(exc)
             self._stop.wait(0.5)
             return last_lag
-        if messages and not self.store.is_complete(model.version):
-            # the store lost this version (a Redis restart): fold nothing until the watcher has written it again,
-            # then read from the offsets the store holds (so nothing is applied twice, nothing skipped)
-            self._rewind(consumer, messages)
-            self._stop.wait(0.5)
-            return last_lag
         if messages:
             try:
-                self._fold(model, messages)
+                self._fold(model, publish_id, messages)
+            except StaleVersion:
+                self._positioned_for = None  # rewritten meanwhile: re-read from what the store now holds
+                return last_lag
             except Exception:
                 self._rewind(consumer, messages)  # folded later, once the store answers: nothing is skipped
                 raise
@@ -350,7 +384,7 @@ class EventFolder:
         for partition, offset in first.items():
             consumer.seek(TopicPartition(TOPIC, partition, offset))
 
-    def _fold(self, model: ServedModel, messages) -> None:
+    def _fold(self, model: ServedModel, publish_id: str, messages) -> None:
         started = time.perf_counter()
         events, offsets, invalid = [], {}, 0
         for message in messages:
@@ -361,7 +395,7 @@ class EventFolder:
                 events.append(parse_event(message.value()))
             except InvalidEvent:
                 invalid += 1  # the batch's user_events writes it to dead_letters with the reason
-        result = fold_events(self.settings, self.store, model, events, offsets)
+        result = fold_events(self.settings, self.store, model, publish_id, events, offsets)
         log.debug(
             "folded %d events of %d listeners into %s (offsets %s)",
             result["events"],

@@ -139,7 +139,7 @@ def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, Day
         raise NoModel(f"{LISTS_TABLE} for {day} is empty: nothing to serve")
     model_version = str(lists["model_version"].iloc[0])
     curve = fusion.AlphaCurve.from_model_version(model_version)
-    factors = frame_of(lake.read_day("als_factors", day, columns=["kind", "id", "vector"]))
+    factors = frame_of(lake.read_day("als_factors", day, columns=["kind", "id", "vector", "model_version"]))
     episodes_f = factors[factors["kind"] == "episode"] if len(factors) else factors
     if episodes_f is None or not len(episodes_f):
         raise NoModel(f"als_factors holds no episode factors for {day}: materialize als_top_n for {day}")
@@ -148,6 +148,7 @@ def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, Day
         np.stack([np.asarray(v, dtype=np.float32) for v in episodes_f["vector"]]),
         settings.als_regularization,
         settings.als_confidence_alpha,
+        scale_regularization=str(episodes_f["model_version"].iloc[0]).startswith("als-spark-"),
     )
     data = DayData(lake, settings, day)
     inputs = data.inputs(day)
