@@ -401,3 +401,37 @@ def test_blocked_candidates_with_tied_scores_pick_as_good_ones():
     assert exact_scores.keys() == blocked_scores.keys()
     for user, values in exact_scores.items():
         np.testing.assert_allclose(blocked_scores[user], values, rtol=0, atol=1e-6, err_msg=user)
+
+
+def test_the_fill_reaches_episodes_nobody_liked_yet_newest_first():
+    """A listener who heard every popular episode still gets the rest of the catalog (popularity 0, newest first)."""
+    day = date(2026, 3, 3)
+    daily = pd.DataFrame(
+        {
+            USER: ["u1", "u2", "u2"],
+            ITEM: ["a", "a", "b"],
+            "engagement": [6.0, 6.0, 0.2],  # u2 only skipped b: b has no positive listener
+            "completed": [True, True, False],
+            "date": [day, day, day],
+        }
+    )
+    published = pd.Series(
+        pd.to_datetime(["2026-03-01", "2026-03-02", "2026-03-03"], utc=True).to_numpy(), index=["a", "b", "c"]
+    )
+    inputs = fusion.FusionInputs(
+        day=day,
+        als=pd.DataFrame({USER: [], ITEM: [], "score": []}),
+        daily=daily,
+        vectors=pd.DataFrame({ITEM: [], "vector": []}),
+        published=published,
+        history_days=7,
+        min_engagement=1.0,
+        popularity_half_life_days=7.0,
+        content_candidates=5,
+    )
+    prepared = fusion.prepare_day(inputs)
+    assert prepared.popular[ITEM].tolist() == ["a", "c", "b"]  # popular, then the newest unliked first
+    recs = fusion.recommend(prepared, fusion.AlphaCurve(0.7, 0.2, 3), top_n=5)
+    assert recs[recs[USER] == "u1"][ITEM].tolist() == ["c", "b"]  # a is completed
+    assert recs[recs[USER] == "u2"][ITEM].tolist() == ["c"]  # a completed, b touched in the window
+    assert set(recs["reason"]) == {"popular"}

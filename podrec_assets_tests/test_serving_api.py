@@ -73,6 +73,7 @@ def world(tmp_path_factory):
             _materialize(resources, MODEL_DAY)
             process = start_serve(settings, extra_env=env)
             yield {"settings": settings, "env": env, "resources": resources, "inputs": inputs, "stack": stack}
+            process = None  # a test may have restarted it: stopped by its pid file below
         finally:
             if process is not None:
                 process.stop()
@@ -160,7 +161,7 @@ def test_live_path_with_the_batch_vectors_reproduces_final_recommendations(world
     users = factors[factors["kind"] == "user"]
     vectors = {u: np.asarray(v, dtype=np.float32) for u, v in zip(users["id"], users["vector"])}
     live = online.live_lists(model.served, data.daily, MODEL_DAY, user_vectors=vectors)
-    batch = lists.sort_values(["user_id", "rank"]).reset_index(drop=True)
+    batch = lists.to_pandas().sort_values(["user_id", "rank"]).reset_index(drop=True)
     live = live.sort_values(["user_id", "rank"]).reset_index(drop=True)
     assert len(batch) == len(live) > 0
     assert live["episode_id"].tolist() == batch["episode_id"].tolist()
@@ -315,6 +316,25 @@ def test_an_event_delivered_twice_is_folded_once(world):
     assert again["event_id"] in ids
     today = rows[(rows["episode_id"] == episode) & (rows["date"] == now_ts().date())]
     assert today["engagement"].tolist() == [world["settings"].weight_like]
+
+
+def test_a_restarted_service_folds_nothing_twice(world):
+    """Stop podrec serve and start it again: it resumes from the offsets in Redis; listeners' state is unchanged."""
+    from podrec_assets.serving.store import ServingStore, state_frame, state_key
+
+    version = call(world, "GET", "/health/ready")[1]["checks"]["model"]["version"]
+    store = ServingStore(world["settings"].redis_server_url, 3600)
+    users = ["user002", "user006"]
+    before = {u: store.client.get(state_key(version, u)) for u in users}
+    assert all(before.values())
+    serve_process(world["settings"]).stop()
+    start_serve(world["settings"], extra_env=world["env"])
+    marker = event("user007", "0202-sport-0", "like", now_ts())  # folded after the restart's catch-up
+    assert call(world, "POST", "/events", [marker], headers={"X-API-Key": API_KEY})[0] == 202
+    folded = lambda: marker["event_id"] in state_frame({"u": store.client.get(state_key(version, "user007"))})[1]["u"]  # noqa: E731
+    assert wait_for(folded)
+    assert {u: store.client.get(state_key(version, u)) for u in users} == before
+    store.close()
 
 
 def test_exclude_seen_hides_at_once_and_can_be_turned_off(world):

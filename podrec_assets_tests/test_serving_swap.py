@@ -222,3 +222,16 @@ def test_a_missing_server_is_named_with_where_and_how_to_start_it(tmp_path):
     with pytest.raises(ServerUnavailable) as raised:
         secret.served_days("final_recommendations")
     assert f"127.0.0.1:{port}" in str(raised.value) and "s3cret" not in str(raised.value)
+
+
+def test_an_empty_day_is_a_consistent_serving_copy(stores):
+    """A day with no rows (e.g. ALS with nothing left to recommend on a tiny first day) records no run in Delta;
+    its empty serving write agrees with it, and a non-empty Delta day against that empty write does not."""
+    lake, mongo = stores
+    day = date(2026, 5, 7)
+    write_both(lake, mongo, day, "run-empty", 0, "e")
+    assert lake.day_row_count(TABLE, day) == 0
+    assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
+    lake.write_partition(TABLE, day, pa.table({"user_id": ["u1"], "rank": pa.array([1], pa.int32())}), "run-late")
+    problems, _ = serving_copy_problems(lake, mongo, TABLE, day)
+    assert any("run run-empty" in p and "run-late" in p for p in problems)

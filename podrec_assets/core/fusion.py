@@ -450,8 +450,21 @@ def _history(inputs: FusionInputs) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _popular(inputs: FusionInputs, window: pd.DataFrame, index: ContentIndex) -> pd.DataFrame:
+    """Popular episodes first; then the rest of the catalog (popularity 0), newest first: a listener who heard every
+    popular episode still gets a list while any episode is left (on a young or tiny catalog that happens)."""
     catalog = pd.Series(list(set(index.ids) | set(inputs.published.index)))
-    return popular_episodes(window, inputs.day, inputs.min_engagement, inputs.popularity_half_life_days, catalog)
+    popular = popular_episodes(window, inputs.day, inputs.min_engagement, inputs.popularity_half_life_days, catalog)
+    rest = catalog[~catalog.isin(set(popular[ITEM]))]
+    if rest.empty:
+        return popular
+    published = pd.to_datetime(inputs.published, utc=True)
+    published = published[~published.index.duplicated(keep="last")]
+    when = published.reindex(rest.to_numpy()).to_numpy()
+    tail = pd.DataFrame({ITEM: rest.to_numpy(), "published": when}).sort_values(
+        ["published", ITEM], ascending=[False, True], na_position="last", kind="mergesort"
+    )
+    tail = pd.DataFrame({ITEM: tail[ITEM].to_numpy(), "popularity": 0.0})
+    return pd.concat([popular, tail], ignore_index=True) if len(popular) else tail
 
 
 def day_popular(inputs: FusionInputs, index: ContentIndex) -> pd.DataFrame:

@@ -8,10 +8,12 @@ one, never a mix.
 ``EventFolder`` consumes `user-events` in a consumer group (replicas share the partitions). For each batch it
 turns the events of days after the model's day into rows of user_episode_daily with the batch's own SQL
 (``core.engagement``), adds them to each listener's stored state, re-runs the fusion for those listeners
-(``core.online.live_lists``: fold-in, ALS candidates, content, α) and writes their lists, states, seen episodes and
-the partition offsets in one Redis transaction: a restart resumes where the store is, nothing is applied twice.
-Events of the model's day or earlier are the batch's. After a model swap it re-reads from the start of the day
-after the new model's day, so the new version holds every event since its batch.
+(``core.online.live_lists``: fold-in, ALS candidates, content, α) and writes their lists, states (with the event
+ids folded, so a redelivered event counts once), seen episodes and the partition offsets in one Redis transaction,
+fenced by the version's publish id: a restart resumes where the store is, and a version written anew (another
+replica, a Redis restart) makes every consumer re-read from what the store then holds. Events of the model's day
+or earlier are the batch's. After a model swap it reads from the start of the day after the new model's day, so
+the new version holds every event since its batch.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -64,25 +67,45 @@ def state_keep_days(settings: Settings) -> int:
     return max(settings.history_days, settings.als_window_days)
 
 
-def publish_model(store: ServingStore, settings: Settings, model: ServedModel, data, lists: pd.DataFrame) -> bool:
-    """Give the store this model's batch lists and every listener's state (unless a replica did already)."""
+PUBLISH_CHUNK_USERS = 100_000
+
+
+def publish_model(store: ServingStore, settings: Settings, model: ServedModel, data, lists: pa.Table) -> bool:
+    """Give the store this model's batch lists and every listener's state (unless a replica did already).
+
+    ``lists``: the day's final_recommendations sorted by user_id; documents are built and written for
+    ``PUBLISH_CHUNK_USERS`` listeners at a time, so the frames of one slice are all that is held at once.
+    """
     if store.is_complete(model.version):
         return False
     day = model.day
-    rows = online.state_rows(data.daily, day, state_keep_days(settings))
-    hide = keys.hidden_episodes(rows, day, settings.history_days)
-    started = time.perf_counter()
-    lists_docs = keys.list_documents(lists, hide, live=False)
-    state_docs = keys.state_documents(rows)
-    build_s = time.perf_counter() - started
+
+    def chunks():
+        rows = online.state_rows(data.daily, day, state_keep_days(settings))
+        rows = rows.sort_values("user_id", kind="mergesort").reset_index(drop=True)
+        row_users = rows["user_id"].to_numpy(dtype=object)
+        list_users = lists.column("user_id").to_numpy(zero_copy_only=False).astype(object)
+        users = np.union1d(np.unique(row_users), np.unique(list_users)) if len(rows) or len(list_users) else []
+        for begin in range(0, len(users), PUBLISH_CHUNK_USERS):
+            first, last = users[begin], users[min(begin + PUBLISH_CHUNK_USERS, len(users)) - 1]
+            r0, r1 = (
+                np.searchsorted(row_users, [first, last], side="left")[0],
+                np.searchsorted(row_users, last, "right"),
+            )
+            l0, l1 = np.searchsorted(list_users, first, "left"), np.searchsorted(list_users, last, "right")
+            rows_part = rows.iloc[r0:r1]
+            hide = keys.hidden_episodes(rows_part, day, settings.history_days)
+            yield (
+                keys.list_documents(lists.slice(l0, l1 - l0).to_pandas(), hide, live=False),
+                keys.state_documents(rows_part),
+            )
+
     meta = {
         "day": day.isoformat(),
         "model_version": model.served.model_version,
-        "users": len(lists_docs),
         "written_at": datetime.now(timezone.utc).isoformat(),
-        "build_seconds": round(build_s, 3),
     }
-    return store.publish(model.version, lists_docs, state_docs, meta, progress=log.info)
+    return store.publish(model.version, chunks, meta, progress=log.info)
 
 
 class ModelWatcher:

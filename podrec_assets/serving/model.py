@@ -15,6 +15,7 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from podrec_assets.core import fusion, online
 from podrec_assets.defs.hybrid.day_data import DayData, frame_of
@@ -124,8 +125,9 @@ def _catalog(data: DayData, day: date) -> pd.DataFrame:
     return catalog
 
 
-def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, DayData, pd.DataFrame]:
-    """The newest day's model, the batch reader it came from, and that day's lists; NoModel when there is none."""
+def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, DayData, "pa.Table"]:
+    """The newest day's model, the batch reader it came from, and that day's lists (Arrow, sorted by user_id);
+    NoModel when there is none."""
     started = time.perf_counter()
     fingerprint = lake_fingerprint(lake)
     if fingerprint is None:
@@ -134,10 +136,10 @@ def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, Day
             "(`podrec demo`, or final_recommendations in the Dagster UI)"
         )
     day, files = fingerprint
-    lists = frame_of(lake.read_day(LISTS_TABLE, day))
-    if lists.empty:
+    lists = lake.read_day(LISTS_TABLE, day).sort_by([("user_id", "ascending"), ("rank", "ascending")])
+    if lists.num_rows == 0:
         raise NoModel(f"{LISTS_TABLE} for {day} is empty: nothing to serve")
-    model_version = str(lists["model_version"].iloc[0])
+    model_version = str(lists.column("model_version")[0].as_py())
     curve = fusion.AlphaCurve.from_model_version(model_version)
     factors = frame_of(lake.read_day("als_factors", day, columns=["kind", "id", "vector", "model_version"]))
     episodes_f = factors[factors["kind"] == "episode"] if len(factors) else factors
@@ -151,7 +153,7 @@ def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, Day
         scale_regularization=str(episodes_f["model_version"].iloc[0]).startswith("als-spark-"),
     )
     data = DayData(lake, settings, day)
-    inputs = data.inputs(day)
+    inputs = data.inputs(day, with_als=False)
     index = fusion.ContentIndex.from_frame(inputs.vectors)
     popular = fusion.day_popular(inputs, index)
     served = online.ServedDay(

@@ -216,17 +216,16 @@ class ServingStore:
     def publish(
         self,
         version: str,
-        lists: dict[str, bytes],
-        states: dict[str, bytes],
+        chunks: Callable[[], Iterable[tuple[dict[str, bytes], dict[str, bytes]]]],
         meta: dict,
-        chunk: int = 20_000,
         progress: Callable[[str], None] | None = None,
         wait_s: float = 600.0,
     ) -> bool:
-        """Write a version's lists and states, then its meta, then point ``current`` at it.
+        """Write a version's lists and states, chunk by chunk (``chunks()`` yields (lists, states) documents of a
+        slice of listeners, so memory stays bounded), then its meta.
 
-        One replica writes (a lock per version); the others wait until the meta is there. Returns True when this
-        call wrote it, False when it was complete already or another replica wrote it.
+        One replica writes (a lock per version; only it builds the documents); the others wait until the meta is
+        there. Returns True when this call wrote it, False when it was complete already or another replica wrote it.
         """
         if self.is_complete(version):
             return False
@@ -239,17 +238,20 @@ class ServingStore:
                 time.sleep(0.25)
             raise TimeoutError(f"another replica did not finish writing model {version} within {wait_s:.0f}s")
         started = time.monotonic()
-        written = 0
-        for kind, docs, key in (("lists", lists, list_key), ("states", states, state_key)):
-            users = list(docs)
-            for begin in range(0, len(users), chunk):
+        users = 0
+        for lists, states in chunks():
+            values = [(list_key(version, u), doc) for u, doc in lists.items()]
+            values += [(state_key(version, u), doc) for u, doc in states.items()]
+            for begin in range(0, len(values), 20_000):
                 pipe = self.client.pipeline(transaction=False)
-                for user in users[begin : begin + chunk]:
-                    pipe.set(key(version, user), docs[user], ex=self.ttl_s)
+                for key, doc in values[begin : begin + 20_000]:
+                    pipe.set(key, doc, ex=self.ttl_s)
                 pipe.execute()
-                written += min(chunk, len(users) - begin)
-                if progress and (begin // chunk) % 10 == 9:
-                    progress(f"model {version}: {kind} {begin + chunk}/{len(users)} written")
+            users += len(lists)
+            self.client.expire(lock, int(wait_s))  # still writing
+            if progress:
+                progress(f"model {version}: lists of {users:,} listeners written ({time.monotonic() - started:.0f}s)")
+        meta = {**meta, "users": users, "write_seconds": round(time.monotonic() - started, 1)}
         pipe = self.client.pipeline(transaction=True)
         # live state of an earlier write of this version (the store lost its meta) does not belong to this one
         pipe.delete(f"{base(version)}:offsets")
@@ -259,8 +261,6 @@ class ServingStore:
         pipe.expire(f"{base(version)}:meta", self.ttl_s)
         pipe.delete(lock)
         pipe.execute()
-        if progress:
-            progress(f"model {version}: {written} keys written in {time.monotonic() - started:.1f}s")
         return True
 
     def states(self, version: str, users: list[str]) -> dict[str, bytes | None]:

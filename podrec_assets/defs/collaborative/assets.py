@@ -1,15 +1,13 @@
 """`als_top_n[D]`: ALS trained on the W days of `user_episode_daily` ending on D; thin wrapper over core.als."""
 
 import math
-import warnings
 from dataclasses import replace
-from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
 from podrec_assets.core import als, schemas
-from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.defs.partitions import PREVIOUS_DAY, daily_partitions, partition_day, trailing_days
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.resources.spark import SparkResource
@@ -21,13 +19,11 @@ READ_COLUMNS = ["user_id", "episode_id", "engagement", "date"]
 
 
 def window_mapping(window_days: int) -> dg.TimeWindowPartitionMapping:
-    """D depends on D-(W-1) .. D. Days before the first partition do not exist and are simply absent (the first
-    days of the product train on a shorter window)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta
-        return dg.TimeWindowPartitionMapping(
-            start_offset=-(window_days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
-        )
+    """D depends on D-(W-1) .. D (the first days of the product train on a shorter window)."""
+    return trailing_days(window_days).mapping
+
+
+ALS_WINDOW = trailing_days(get_settings().als_window_days)
 
 
 def params_from(settings: Settings) -> als.AlsParams:
@@ -54,7 +50,7 @@ def _preview(top_n: pd.DataFrame, users: int = 10) -> str:
 @dg.asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    deps=[dg.AssetDep(SOURCE, partition_mapping=window_mapping(get_settings().als_window_days))],
+    deps=[dg.AssetDep(SOURCE, partition_mapping=ALS_WINDOW.mapping)],
     kinds={"python", "delta", "mongodb"},
 )
 def als_top_n(
@@ -70,7 +66,7 @@ def als_top_n(
     settings = get_settings()
     day = partition_day(context)
     window = settings.als_window_days
-    start = day - timedelta(days=window - 1)
+    start, _ = ALS_WINDOW.days(day)
     if not lake.exists(SOURCE):
         raise dg.Failure(f"Delta table {SOURCE!r} does not exist under {lake.root}: materialize {SOURCE} first")
     version = lake.version(SOURCE)
@@ -99,7 +95,7 @@ def als_top_n(
     if session is not None and session.sparkContext.getCheckpointDir() is None:
         session.sparkContext.setCheckpointDir(str(settings.home_path / "spark-checkpoints"))
     previous = (
-        lake.read_day("als_top_n", day - timedelta(days=1), columns=["user_id", "episode_id", "rank"]).to_pandas()
+        lake.read_day("als_top_n", PREVIOUS_DAY.days(day)[0], columns=["user_id", "episode_id", "rank"]).to_pandas()
         if lake.exists("als_top_n")
         else None
     )

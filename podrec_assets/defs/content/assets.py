@@ -1,7 +1,6 @@
 """Content model assets: transcript embeddings (`episode_vectors`) and nearest episodes (`similarities`)."""
 
 import time
-import warnings
 from datetime import date, datetime, timezone
 from datetime import time as dtime
 
@@ -13,7 +12,7 @@ import pyarrow.compute as pc
 from podrec_assets.core import schemas
 from podrec_assets.core.embedding import empty_text_reason, vectors_matrix
 from podrec_assets.core.knn import normalize_rows, similarity_rows, top_k_cosine
-from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.defs.partitions import THROUGH_D, daily_partitions, partition_day
 from podrec_assets.resources.embedder import EmbedderResource
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
@@ -21,17 +20,7 @@ from podrec_assets.settings import get_settings
 
 GROUP = "content"
 
-# "Every day from the first partition through D". A time window reaching back further than any partition
-# (100 years), clipped to the partitions that exist. Why not the alternatives:
-# - AllPartitionMapping would also make D depend on D+1, D+2, ... (future days): automation would call
-#   every similarities day stale when tomorrow's vectors land, and a missing future day would block D;
-# - a same-day dep that reads history anyway hides the real lineage: a backfill could run similarities[D]
-#   before episode_vectors[D-3] exists and silently miss those neighbours.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta
-    ALL_DAYS_THROUGH_D = dg.TimeWindowPartitionMapping(
-        start_offset=-36500, end_offset=0, allow_nonexistent_upstream_partitions=True
-    )
+ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # see defs/partitions.py
 
 
 def _day_start(day: date) -> datetime:

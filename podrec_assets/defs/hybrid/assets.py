@@ -7,7 +7,6 @@ D (a user's history can be any of them) and "never recommend a completed episode
 
 import json
 import math
-import warnings
 from datetime import timedelta
 
 import dagster as dg
@@ -15,25 +14,15 @@ import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
-from podrec_assets.defs.hybrid.day_data import DayData, frame_of, read_frame
-from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
+from podrec_assets.defs.partitions import PREVIOUS_DAY, THROUGH_D, daily_partitions, partition_day, trailing_days
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import get_settings
 from podrec_assets.sources.simulator import TASTES_TABLE
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # allow_nonexistent_upstream_partitions is marked beta
-
-    def _window(start_offset: int, end_offset: int = 0) -> dg.TimeWindowPartitionMapping:
-        """Days D+start_offset .. D+end_offset; days before the first partition are simply absent."""
-        return dg.TimeWindowPartitionMapping(
-            start_offset=start_offset, end_offset=end_offset, allow_nonexistent_upstream_partitions=True
-        )
-
-    VALIDATION_DAYS_AND_SAME_DAY = _window(-get_settings().fusion_validation_days)
-    PREVIOUS_DAY = _window(-1, -1)
-    ALL_DAYS_THROUGH_D = _window(-36500)  # every earlier day: the catalog's vectors, completed-ever
+ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # every earlier day: the catalog's vectors, completed-ever
+VALIDATION_DAYS_AND_SAME_DAY = ALS_DAYS.mapping
 
 
 def _markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -153,8 +142,8 @@ def final_recommendations(
     group_name="hybrid",
     kinds={"python", "delta", "plotly"},
     deps=[
-        dg.AssetDep("final_recommendations", partition_mapping=PREVIOUS_DAY),
-        dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_DAY),
+        dg.AssetDep("final_recommendations", partition_mapping=PREVIOUS_DAY.mapping),
+        dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_DAY.mapping),
         dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
@@ -164,7 +153,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     """Lists made for D-1 (popularity, ALS, content, hybrid) judged against positive engagement on D."""
     settings = get_settings()
     day = partition_day(context)
-    rec_day = day - timedelta(days=1)
+    rec_day, _ = PREVIOUS_DAY.days(day)
     k = settings.metrics_k
     data = DayData(lake, settings, day)
     hybrid = read_frame(lake, "final_recommendations", rec_day, rec_day, ["user_id", "episode_id", "rank"])
@@ -194,7 +183,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     }
     missing = [model for model, recs in lists.items() if recs.empty]
     lists = {model: recs for model, recs in lists.items() if not recs.empty}  # e.g. no ALS model that day
-    window_start = rec_day - timedelta(days=settings.history_days - 1)
+    window_start, _ = trailing_days(settings.history_days).days(rec_day)
     interactions = data.daily[(data.daily["date"] >= window_start) & (data.daily["date"] <= rec_day)]
     tastes = (
         frame_of(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"]))

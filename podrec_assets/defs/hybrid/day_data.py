@@ -5,13 +5,18 @@ Content scores need the vectors of every episode published up to D (a user's his
 first partition to D.
 """
 
-from datetime import date, timedelta
+from datetime import date
+from functools import cached_property
 
 import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
+from podrec_assets.defs.partitions import THROUGH_D, DayWindow
 from podrec_assets.resources.lake import LakeResource
-from podrec_assets.settings import Settings
+from podrec_assets.settings import Settings, get_settings
+
+# als_top_n of D and of the days before it that the alpha curve is validated on (lineage: final_recommendations)
+ALS_DAYS = DayWindow(-get_settings().fusion_validation_days)
 
 
 def frame_of(table) -> pd.DataFrame:
@@ -24,11 +29,16 @@ def read_frame(lake: LakeResource, name: str, start: date, end: date, columns: l
     return frame if not frame.empty else pd.DataFrame({c: [] for c in columns})
 
 
+def _as_days(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
+    return frame
+
+
 class DayData:
     """The lake rows one fusion/evaluation run needs, read once and cut per day."""
 
     def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
-        first = settings.start_day
+        first, _ = THROUGH_D.days(last_day, first=settings.start_day)
         self.settings = settings
         self.daily = read_frame(
             lake, "user_episode_daily", first, last_day, ["user_id", "episode_id", "engagement", "completed", "date"]
@@ -41,15 +51,20 @@ class DayData:
             last_day,
             ["episode_id", "published_at", "categories", "episode_title", "podcast_title", "date"],
         )
-        self.als = read_frame(
-            lake,
+        for frame in (self.daily, self.vectors, self.episodes):
+            _as_days(frame)
+        self._lake, self._last_day = lake, last_day
+
+    @cached_property
+    def als(self) -> pd.DataFrame:
+        """als_top_n of the day and the validation days before it (read when first asked: serving never does)."""
+        frame = read_frame(
+            self._lake,
             "als_top_n",
-            last_day - timedelta(days=settings.fusion_validation_days),
-            last_day,
+            *ALS_DAYS.days(self._last_day),
             ["user_id", "episode_id", "rank", "score", "model_version", "date"],
         )
-        for frame in (self.daily, self.vectors, self.episodes, self.als):
-            frame["date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else frame["date"]
+        return _as_days(frame)
 
     def published(self, day: date) -> pd.Series:
         catalog = self.episodes[self.episodes["date"] <= day].drop_duplicates("episode_id", keep="last")
@@ -66,12 +81,14 @@ class DayData:
         latest_model = vectors.sort_values("date")["model"].iloc[-1]
         return vectors[vectors["model"] == latest_model]
 
-    def inputs(self, day: date) -> fusion.FusionInputs:
-        """What fusing ``day`` reads: als_top_n of the day, user_episode_daily to the day, the catalog's vectors."""
+    def inputs(self, day: date, with_als: bool = True) -> fusion.FusionInputs:
+        """What fusing ``day`` reads: als_top_n of the day (unless not ``with_als``: podrec serve makes its own),
+        user_episode_daily to the day, the catalog's vectors."""
         s = self.settings
+        no_als = pd.DataFrame({"user_id": [], "episode_id": [], "score": []})
         return fusion.FusionInputs(
             day=day,
-            als=self.als_of(day),
+            als=self.als_of(day) if with_als else no_als,
             daily=self.daily[self.daily["date"] <= day],
             vectors=self.vectors_of(day),
             published=self.published(day),

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from podrec_assets.core import schemas
-from podrec_assets.defs.partitions import daily_partitions
+from podrec_assets.defs.partitions import daily_partitions, trailing_days
 from podrec_assets.resources.lake import COMMON_COLUMNS, LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import Settings
@@ -485,7 +485,7 @@ def active_users_check(settings: Settings) -> dg.AssetChecksDefinition:
         recs = read_partition(lake, CONTRACTS["final_recommendations"], day)
         if recs is None or not lake.exists("user_episode_daily"):
             return dg.AssetCheckResult(passed=False, description="final_recommendations or user_episode_daily missing")
-        start = day - timedelta(days=settings.history_days - 1)
+        start, _ = trailing_days(settings.history_days).days(day)
         active = set(lake.read_days("user_episode_daily", start, day, columns=["user_id"])["user_id"].to_pylist())
         served = set(recs["user_id"].to_pylist())
         missing = sorted(active - served)
@@ -548,7 +548,7 @@ def serving_copy_problems(lake: LakeResource, mongo: MongoResource, table: str, 
         served_delta_version=pointer.get("delta_version"),
     )
     problems = []
-    if delta_runs != [pointer["run_id"]]:
+    if rows.num_rows and delta_runs != [pointer["run_id"]]:  # an empty day records no run in Delta: nothing to match
         problems.append(
             f"MongoDB serves the write of run {pointer['run_id']}, Delta holds run(s) {delta_runs or 'none'}"
         )
