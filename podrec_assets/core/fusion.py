@@ -17,7 +17,8 @@ How a user's list for day D is built (all pure pandas/numpy, no I/O):
 5. ``final = α(age)·als + (1−α(age))·content`` where α rises linearly from ``alpha_new`` (published on D) to
    ``alpha`` (``ramp_days`` old or more): new episodes have no behaviour yet, so content carries them.
 6. Top-N by final score; users with fewer than N candidates (or no history at all: cold start) are filled
-   with recently popular episodes they have not engaged with (reason ``popular``).
+   with recently popular episodes they have not engaged with, then with the rest of the catalog, newest first
+   (reason ``popular``).
 
 ``reason``: ``hybrid`` when a candidate is in both the ALS top-N and the user's content candidates, ``als`` or
 ``content`` when it came from one only, ``popular`` for the fill.
