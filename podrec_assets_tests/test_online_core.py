@@ -10,7 +10,7 @@ import pytest
 
 from podrec_assets.core import als, fusion, online
 from podrec_assets.serving import store
-from podrec_assets.serving.live import live_rows
+from podrec_assets.serving.fold import live_rows
 from podrec_assets.settings import load_settings
 
 

@@ -26,12 +26,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from podrec_assets.core import engagement, online
+from podrec_assets.core import online
 from podrec_assets.core.events import InvalidEvent, parse_event
 from podrec_assets.serving import store as keys
+from podrec_assets.serving.fold import fold_events, state_keep_days
 from podrec_assets.serving.model import NoModel, ServedModel, lake_fingerprint, load_model
 from podrec_assets.serving.store import ServingStore, StaleVersion
 from podrec_assets.settings import Settings
@@ -63,10 +63,6 @@ def release_free_memory() -> None:
         pass
 
 
-def state_keep_days(settings: Settings) -> int:
-    return max(settings.history_days, settings.als_window_days)
-
-
 PUBLISH_CHUNK_USERS = 100_000
 
 
@@ -76,11 +72,9 @@ def publish_model(store: ServingStore, settings: Settings, model: ServedModel, d
     ``lists``: the day's final_recommendations sorted by user_id; documents are built and written for
     ``PUBLISH_CHUNK_USERS`` listeners at a time, so the frames of one slice are all that is held at once.
     """
-    if store.is_complete(model.version):
-        return False
     day = model.day
 
-    def chunks():
+    def chunks():  # built only by the replica that writes the version
         rows = online.state_rows(data.daily, day, state_keep_days(settings))
         rows = rows.sort_values("user_id", kind="mergesort").reset_index(drop=True)
         row_users = rows["user_id"].to_numpy(dtype=object)
@@ -108,7 +102,25 @@ def publish_model(store: ServingStore, settings: Settings, model: ServedModel, d
     return store.publish(model.version, chunks, meta, progress=log.info)
 
 
-class ModelWatcher:
+class BackgroundJob:
+    """A daemon thread running ``_run`` until ``stop`` (which waits for it)."""
+
+    def __init__(self, name: str):
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+
+class ModelWatcher(BackgroundJob):
     """Loads the newest model at start and whenever the lake's newest day of lists changes."""
 
     def __init__(
@@ -119,18 +131,9 @@ class ModelWatcher:
         holder: ModelHolder,
         on_swap: Callable[[ServedModel], None] | None = None,
     ):
+        super().__init__("podrec-model-watcher")
         self.settings, self.lake, self.store, self.holder = settings, lake, store, holder
         self.on_swap = on_swap
-        self._stop = threading.Event()
-        self._seen_fingerprint = None
-        self.thread = threading.Thread(target=self._run, name="podrec-model-watcher", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=30)
 
     def check_once(self) -> bool:
         """Load the lake's newest model if it is not the one served; True when a new model was swapped in."""
@@ -139,16 +142,16 @@ class ModelWatcher:
         if fingerprint is None:
             self.holder.error = f"no day of final_recommendations in the lake at {self.lake.root} yet"
             return False
-        version = f"{fingerprint[0].isoformat()}@{fingerprint[1]}"
-        if current is not None and (current.version == version or fingerprint[0] < current.day):
+        version = fingerprint.version
+        if current is not None and (current.version == version or fingerprint.day < current.day):
             if current.version == version and not self.store.is_complete(version):
                 # the live updates went with it: a new publish id tells every replica's consumer to re-read them
                 log.warning("the store lost model %s (a Redis restart?): writing it again", version)
-                model, data, lists = load_model(self.lake, self.settings)
+                model, data, lists = load_model(self.lake, self.settings, fingerprint)
                 publish_model(self.store, self.settings, model, data, lists)
             return False
         log.info("loading model %s from the lake", version)
-        model, data, lists = load_model(self.lake, self.settings)
+        model, data, lists = load_model(self.lake, self.settings, fingerprint)
         publish_model(self.store, self.settings, model, data, lists)
         del data, lists
         previous = self.holder.model
@@ -186,114 +189,17 @@ class ModelWatcher:
             self._stop.wait(self.settings.serve_reload_s)
 
 
-def events_frame(events: list[dict]) -> pa.Table:
-    """Parsed events as the columns the engagement SQL reads."""
-    return pa.table(
-        {
-            "user_id": pa.array([e["user_id"] for e in events], pa.string()),
-            "episode_id": pa.array([e["episode_id"] for e in events], pa.string()),
-            "event": pa.array([e["event"] for e in events], pa.string()),
-            "rating": pa.array([e["rating"] for e in events], pa.int64()),
-            "played_pct": pa.array([e["played_pct"] for e in events], pa.float64()),
-            "ts": pa.array([e["ts"] for e in events], pa.timestamp("us", tz="UTC")),
-        }
-    )
-
-
-def live_rows(events: list[dict], weights: dict) -> pd.DataFrame:
-    """Events as rows of user_episode_daily, one per (user, episode, day), by the batch's SQL."""
-    by_day: dict = {}
-    for event in events:
-        by_day.setdefault(event["ts"].date(), []).append(event)
-    frames = []
-    for day, day_events in sorted(by_day.items()):
-        table = engagement.aggregate_duckdb(events_frame(day_events), weights, threads=1)
-        frames.append(table.to_pandas().assign(date=day))
-    return pd.concat(frames, ignore_index=True)[online.DAILY_COLUMNS]
-
-
-def fold_events(
-    settings: Settings,
-    store: ServingStore,
-    model: ServedModel,
-    publish_id: str,
-    events: list[dict],
-    offsets: dict[int, int],
-    now: datetime | None = None,
-) -> dict:
-    """Apply parsed events to their listeners' state and lists in the store (one fenced transaction).
-
-    Only events after the model's day and not in the future count (earlier ones are the batch's; a far-future
-    time is a producer's clock error); an event id already folded into the listener's state is skipped, so a
-    redelivered event is applied once. Each listener's list is for the day of their newest event.
-    """
-    now = now or datetime.now(timezone.utc)
-    horizon = now + timedelta(minutes=5)
-    fresh = [e for e in events if model.day < e["ts"].date() and e["ts"] <= horizon]
-    if not fresh:
-        store.write_live(model.version, publish_id, {}, {}, {}, offsets)
-        return {"events": 0, "users": 0, "duplicates": 0}
-    users = sorted({e["user_id"] for e in fresh})
-    stored, folded = keys.state_frame(store.states(model.version, users))
-    new_events, duplicates = [], 0
-    for e in fresh:
-        if e["event_id"] in folded.setdefault(e["user_id"], set()):
-            duplicates += 1
-            continue
-        folded[e["user_id"]].add(e["event_id"])
-        new_events.append(e)
-    if not new_events:
-        store.write_live(model.version, publish_id, {}, {}, {}, offsets)
-        return {"events": 0, "users": 0, "duplicates": duplicates}
-    touched = sorted({e["user_id"] for e in new_events})
-    stored = stored[stored["user_id"].isin(touched)]
-    new_rows = live_rows(new_events, engagement.weights_from_settings(settings))
-    merged = pd.concat([stored, new_rows], ignore_index=True)
-    merged = (
-        merged.groupby(["user_id", "episode_id", "date"], as_index=False, sort=False)
-        .agg(engagement=("engagement", "sum"), completed=("completed", "max"))
-        .astype({"completed": bool})
-    )
-    newest: dict[str, object] = {}
-    for e in new_events:
-        newest[e["user_id"]] = max(newest.get(e["user_id"], e["ts"].date()), e["ts"].date())
-    lists, states = {}, {}
-    by_day: dict = {}
-    for user, day in newest.items():
-        by_day.setdefault(day, []).append(user)
-    for day, day_users in by_day.items():  # usually one: today
-        rows = merged[merged["user_id"].isin(day_users)]
-        recs = online.live_lists(model.served, rows, day)
-        state = online.state_rows(rows, day, state_keep_days(settings))
-        hide = keys.hidden_episodes(state, day, settings.history_days)
-        lists.update(keys.list_documents(recs, hide, live=True))
-        states.update(keys.state_documents(state, {u: sorted(folded[u]) for u in day_users}))
-    seen: dict[str, set] = {}
-    for e in new_events:
-        seen.setdefault(e["user_id"], set()).add(e["episode_id"])
-    store.write_live(model.version, publish_id, lists, states, seen, offsets)
-    return {"events": len(new_events), "users": len(touched), "duplicates": duplicates}
-
-
-class EventFolder:
+class EventFolder(BackgroundJob):
     """The user-events consumer of one replica (see the module docstring)."""
 
     def __init__(self, settings: Settings, store: ServingStore, holder: ModelHolder, metrics=None):
+        super().__init__("podrec-event-folder")
         self.settings, self.store, self.holder, self.metrics = settings, store, holder, metrics
-        self._stop = threading.Event()
         self._positioned_for: tuple | None = None
         self._assigned: list[int] = []
         self.lag: int | None = None
         self.last_error: str | None = None
         self.folded_events = 0
-        self.thread = threading.Thread(target=self._run, name="podrec-event-folder", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(timeout=30)
 
     def _start_offsets(self, consumer, partitions: list[int], model: ServedModel) -> dict[int, int]:
         """Where this model's version resumes per partition: the store's offsets, else the day after its day."""

@@ -12,6 +12,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,20 @@ class NoModel(RuntimeError):
     """The lake holds no day podrec serve could answer with yet."""
 
 
-def lake_fingerprint(lake: LakeResource) -> tuple[date, str] | None:
-    """(newest day of final_recommendations, a hash of that day's data files): changes when D is new or rewritten."""
+class LakeDay(NamedTuple):
+    """The newest day of final_recommendations and a hash of that day's data files (changes when D is rewritten)."""
+
+    day: date
+    files: str
+
+    @property
+    def version(self) -> str:
+        """The store's key for the model of this day: "<day>@<files hash>"."""
+        return f"{self.day.isoformat()}@{self.files}"
+
+
+def lake_fingerprint(lake: LakeResource) -> LakeDay | None:
+    """The lake's newest day of lists (from the Delta log: no data file is read); None when there is none."""
     if not lake.exists(LISTS_TABLE):
         return None
     import pyarrow as pa
@@ -42,7 +55,7 @@ def lake_fingerprint(lake: LakeResource) -> tuple[date, str] | None:
     days = actions.column("partition.date").to_pylist()
     newest = max(d for d in days if d is not None)
     paths = sorted(p for p, d in zip(actions.column("path").to_pylist(), days) if d == newest)
-    return newest, hashlib.sha1("\n".join(paths).encode()).hexdigest()[:10]
+    return LakeDay(newest, hashlib.sha1("\n".join(paths).encode()).hexdigest()[:10])
 
 
 @dataclass
@@ -125,11 +138,13 @@ def _catalog(data: DayData, day: date) -> pd.DataFrame:
     return catalog
 
 
-def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, DayData, "pa.Table"]:
-    """The newest day's model, the batch reader it came from, and that day's lists (Arrow, sorted by user_id);
-    NoModel when there is none."""
+def load_model(
+    lake: LakeResource, settings: Settings, fingerprint: LakeDay | None = None
+) -> tuple[ServedModel, DayData, "pa.Table"]:
+    """The newest day's model (``fingerprint``: that day, when the caller has read it), the batch reader it came
+    from, and that day's lists (Arrow, sorted by user_id); NoModel when there is none."""
     started = time.perf_counter()
-    fingerprint = lake_fingerprint(lake)
+    fingerprint = fingerprint or lake_fingerprint(lake)
     if fingerprint is None:
         raise NoModel(
             f"no day of {LISTS_TABLE} in the lake at {lake.root}: materialize the graph first "
@@ -174,7 +189,7 @@ def load_model(lake: LakeResource, settings: Settings) -> tuple[ServedModel, Day
     catalog = _catalog(data, day)
     latest = catalog.sort_values(["published_at"], ascending=False, kind="mergesort").index.tolist()
     model = ServedModel(
-        version=f"{day.isoformat()}@{files}",
+        version=fingerprint.version,
         served=served,
         catalog=catalog,
         popular_ids=popular["episode_id"].tolist(),

@@ -5,6 +5,8 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
+from podrec_assets.core.events import EVENT_TYPES, REQUIRED_FIELDS
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 MAX_K = 100
 MAX_EVENTS = 1000
@@ -89,25 +91,13 @@ class EventsRejected(ErrorBody):
 # The user-events contract as JSON Schema, for the docs and for clients; core.events.parse_event is what checks it.
 USER_EVENT_SCHEMA = {
     "type": "object",
-    "required": [
-        "event_id",
-        "ts",
-        "user_id",
-        "episode_id",
-        "event",
-        "device",
-        "rating",
-        "position_sec",
-        "from_sec",
-        "to_sec",
-        "played_pct",
-    ],
+    "required": list(REQUIRED_FIELDS),
     "properties": {
         "event_id": {"type": "string", "minLength": 1, "description": "a uuid"},
         "ts": {"type": "string", "format": "date-time", "description": "ISO-8601 with a zone (UTC)"},
         "user_id": {"type": "string", "minLength": 1},
         "episode_id": {"type": "string", "minLength": 1, "description": "an episode of the catalog"},
-        "event": {"type": "string", "enum": ["play", "pause", "like", "skip", "rate", "complete"]},
+        "event": {"type": "string", "enum": list(EVENT_TYPES)},
         "device": {"type": "string", "minLength": 1},
         "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5, "description": "only on rate"},
         "position_sec": {"type": "number", "minimum": 0},

@@ -270,15 +270,6 @@ class ServingStore:
     def offsets(self, version: str) -> dict[int, int]:
         return {int(p): int(o) for p, o in self.client.hgetall(f"{base(version)}:offsets").items()}
 
-    def add_seen(self, version: str, seen: dict[str, Iterable[str]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for user, episodes in seen.items():
-            episodes = list(episodes)
-            if episodes:
-                pipe.sadd(seen_key(version, user), *episodes)
-                pipe.expire(seen_key(version, user), self.ttl_s)
-        pipe.execute()
-
     def write_live(
         self,
         version: str,
