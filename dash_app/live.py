@@ -8,7 +8,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from podrec_assets.commands.serve import serve_url
 from podrec_assets.settings import Settings
 
 
@@ -23,7 +22,7 @@ class LiveList:
 
 def live_list(settings: Settings, user_id: str, k: int = 10, timeout_s: float = 1.0) -> LiveList:
     """GET /recommend/{user_id}; a short timeout, so a stopped API only costs the page a second."""
-    url = f"{serve_url(settings)}/recommend/{urllib.parse.quote(user_id, safe='')}?k={k}"
+    url = f"{settings.serve_url}/recommend/{urllib.parse.quote(user_id, safe='')}?k={k}"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return LiveList(url, body=json.loads(response.read()))
@@ -37,6 +36,6 @@ def live_list(settings: Settings, user_id: str, k: int = 10, timeout_s: float = 
         reason = getattr(error, "reason", error)
         return LiveList(
             url,
-            error=f"no answer from the recommendation API at {serve_url(settings)} ({reason}): start it with "
+            error=f"no answer from the recommendation API at {settings.serve_url} ({reason}): start it with "
             "`podrec serve` (`podrec demo` starts it)",
         )

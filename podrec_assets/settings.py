@@ -358,6 +358,11 @@ class Settings:
         return self.mongo_uri or f"mongodb://127.0.0.1:{self.mongo_port}/?directConnection=true"
 
     @property
+    def serve_url(self) -> str:
+        """Where the recommendation API (`podrec serve`) answers."""
+        return f"http://{self.host}:{self.serve_port}"
+
+    @property
     def redis_external(self) -> bool:
         return bool(self.redis_url)
 

@@ -16,7 +16,7 @@ from podrec_assets.settings import Settings, get_settings
 
 
 def serve_url(settings: Settings) -> str:
-    return f"http://{settings.host}:{settings.serve_port}"
+    return settings.serve_url
 
 
 def serve_process(settings: Settings) -> ManagedProcess:
