@@ -33,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from podrec_assets.core.registry import EPISODE_IDS_TOPIC, EPISODE_METADATA_TOPIC, USER_EVENTS_TOPIC  # noqa: E402
+
 AGGREGATE_CHILD = r"""
 import json, sys, time
 from datetime import date
@@ -87,7 +89,7 @@ def publish_catalog(kafka, episodes: int, topics: int, first_day: date) -> None:
             "source": "demo",
         }
         messages.append((value["episode_id"].encode(), json.dumps(value).encode(), int(published.timestamp() * 1000)))
-    kafka.produce("episode-metadata", messages)
+    kafka.produce(EPISODE_METADATA_TOPIC, messages)
 
 
 def raw_send_rate(send, flush, count: int, day: date) -> float:
@@ -127,7 +129,7 @@ def kafka_python_rate(bootstrap: str, count: int, day: date) -> float:
     )
     try:
         return raw_send_rate(
-            lambda v, ts: producer.send("episode-ids", key=b"k", value=v, timestamp_ms=ts, partition=0),
+            lambda v, ts: producer.send(EPISODE_IDS_TOPIC, key=b"k", value=v, timestamp_ms=ts, partition=0),
             producer.flush,
             count,
             day,
@@ -141,7 +143,7 @@ def librdkafka_rate(kafka, count: int, day: date) -> float:
     producer = kafka.producer(acks="1", linger_ms=50)
     try:
         return raw_send_rate(
-            lambda v, ts: producer.send("episode-ids", v, b"k", ts, partition=0), producer.flush, count, day
+            lambda v, ts: producer.send(EPISODE_IDS_TOPIC, v, b"k", ts, partition=0), producer.flush, count, day
         )
     finally:
         producer.close()
@@ -246,7 +248,7 @@ def main() -> int:
         simulated = simulate_history(
             settings, [day], users, args.events_per_user_day, seed=1, late_share=0.0, progress=True
         )
-        produced = sum(kafka.end_offsets("user-events").values())
+        produced = sum(kafka.end_offsets(USER_EVENTS_TOPIC).values())
         print(
             f"{day}: simulated {simulated['messages']:,} messages ({produced:,} in the topic) "
             f"in {simulated['seconds']:.1f} s",
@@ -259,7 +261,7 @@ def main() -> int:
             flush=True,
         )
         peak_broker = broker_rss.stop()
-        on_disk = topic_bytes_on_disk(settings.services_dir / "kafka-data", "user-events")
+        on_disk = topic_bytes_on_disk(settings.services_dir / "kafka-data", USER_EVENTS_TOPIC)
 
         # every record of the day once: the ranges read are contiguous from offset 0; each record read is a row,
         # a dead letter or a record of another day; the rows are exactly the valid events the simulator made for D

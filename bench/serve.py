@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from podrec_assets.core.registry import USER_EVENTS_TOPIC  # noqa: E402
+
 PUBLISHED = [
     ("nanoRecSys, 2 vCPU", "p95 180 ms at 144 req/s"),
     ("Feast online feature read", "p99 < 2 ms"),
@@ -254,7 +256,10 @@ def freshness(settings, base_url: str, users, trials: int, day: date) -> dict:
         }
         sent = time.perf_counter()
         producer.send(
-            "user-events", json.dumps(payload).encode(), key=str(user).encode(), timestamp_ms=int(ts.timestamp() * 1000)
+            USER_EVENTS_TOPIC,
+            json.dumps(payload).encode(),
+            key=str(user).encode(),
+            timestamp_ms=int(ts.timestamp() * 1000),
         )
         producer.flush(10)
         while True:

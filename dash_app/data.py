@@ -30,7 +30,7 @@ from typing import Any, Callable
 import pandas as pd
 import pyarrow as pa
 
-from podrec_assets.core import schemas
+from podrec_assets.core import registry, schemas
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.resources.unavailable import ServerUnavailable
@@ -38,29 +38,11 @@ from podrec_assets.settings import Settings
 
 # Delta tables the app reads: Arrow schema (for empty tables) and the sort key of the DuckDB copy.
 TABLES: dict[str, tuple[pa.Schema, str]] = {
-    "episodes": (schemas.EPISODES, "episode_id, date"),
-    "transcripts": (schemas.TRANSCRIPTS, "episode_id, date"),
-    "user_events": (schemas.USER_EVENTS, "ts"),
-    "user_episode_daily": (schemas.USER_EPISODE_DAILY, "user_id, date"),
-    "similarities": (schemas.SIMILARITIES, "new_episode_id, date, rank"),
-    "final_recommendations": (schemas.FINAL_RECOMMENDATIONS, "user_id, date, rank"),
-    "recommendation_metrics": (schemas.RECOMMENDATION_METRICS, "date, model, metric"),
-    "dead_letters": (schemas.DEAD_LETTERS, "date, topic"),
+    name: (t.schema, t.mirror_order) for name, t in registry.TABLES.items() if t.mirror_order
 }
 
 # Assets shown on the pipeline-health page when Dagster cannot be asked (lake tables of the graph).
-GRAPH_TABLES = [
-    "episodes",
-    "transcripts",
-    "user_events",
-    "user_episode_daily",
-    "episode_vectors",
-    "similarities",
-    "als_top_n",
-    "final_recommendations",
-    "recommendation_metrics",
-    "dead_letters",
-]
+GRAPH_TABLES = [name for name, t in registry.TABLES.items() if t.in_graph]
 
 # Engagement windows: label -> (length, time bucket)
 WINDOWS: dict[str, tuple[timedelta | None, str]] = {
@@ -607,11 +589,12 @@ class DataAccess:
         dead = self.query(
             "WITH ev AS (SELECT date, count(*) AS n FROM user_events GROUP BY date), "
             "dl AS (SELECT date, topic, count(*) AS n FROM dead_letters GROUP BY date, topic) "
-            "SELECT coalesce(dl.date, ev.date) AS date, coalesce(dl.topic, 'user-events') AS topic, "
+            "SELECT coalesce(dl.date, ev.date) AS date, coalesce(dl.topic, ?) AS topic, "
             "coalesce(dl.n, 0) AS dead_letters, "
             "coalesce(ev.n, 0) AS events, coalesce(dl.n, 0) / greatest(coalesce(ev.n, 0) + coalesce(dl.n, 0), 1) "
             "AS rate "
             "FROM dl FULL OUTER JOIN ev ON dl.date = ev.date ORDER BY date",
+            (registry.USER_EVENTS_TOPIC,),
             tables=("user_events", "dead_letters"),
         )
         reasons = self.query(

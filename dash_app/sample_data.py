@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from podrec_assets.core import schemas
+from podrec_assets.core.registry import USER_EVENTS_TOPIC
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 
@@ -293,7 +294,7 @@ def build_dead_letters(spec: SampleSpec, d_index: int) -> pa.Table:
     day = spec.days[d_index]
     rows = [
         {
-            "topic": "user-events",
+            "topic": USER_EVENTS_TOPIC,
             "kafka_partition": i % 3,
             "kafka_offset": 10_000 + i,
             "kafka_timestamp": datetime(day.year, day.month, day.day, 12, i % 60, tzinfo=timezone.utc),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podrec_assets.core import als
+from podrec_assets.core import als, als_result
 
 
 def taste_groups(
@@ -68,8 +68,8 @@ def test_implicit_top_n_matches_the_numpy_reference_on_its_own_factors():
     )
     data = als.Interactions.from_frame(frame)
     result = als.fit_recommend(data, PARAMS, n=10)
-    items, scores = als.recommend_reference(result.user_factors, result.item_factors, data.seen, 10)
-    reference = als._frame(data.user_ids, data.item_ids, np.arange(data.n_users), items, scores)
+    items, scores = als_result.recommend_reference(result.user_factors, result.item_factors, data.seen, 10)
+    reference = als_result.top_n_frame(data.user_ids, data.item_ids, np.arange(data.n_users), items, scores)
     merged = result.top_n.merge(reference, on=["user_id", "rank"], suffixes=("", "_ref"))
     assert len(merged) == len(result.top_n) == len(reference)
     np.testing.assert_allclose(merged["score"], merged["score_ref"], rtol=1e-4, atol=1e-5)

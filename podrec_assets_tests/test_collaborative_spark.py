@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podrec_assets.core import als, schemas
+from podrec_assets.core import als, als_result, schemas
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.resources.spark import spark_resource
@@ -87,8 +87,8 @@ def test_spark_top_n_is_exact_against_the_reference_on_its_factors(spark):
         backend="spark",
         spark=spark.spark_session,
     )
-    items, scores = als.recommend_reference(result.user_factors, result.item_factors, data.seen, 10)
-    reference = als._frame(data.user_ids, data.item_ids, np.arange(data.n_users), items, scores)
+    items, scores = als_result.recommend_reference(result.user_factors, result.item_factors, data.seen, 10)
+    reference = als_result.top_n_frame(data.user_ids, data.item_ids, np.arange(data.n_users), items, scores)
     merged = result.top_n.merge(reference, on=["user_id", "rank"], suffixes=("", "_ref"))
     assert len(merged) == len(reference) == len(result.top_n)
     np.testing.assert_allclose(merged["score"], merged["score_ref"], rtol=1e-4, atol=1e-5)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from podrec_assets.core import evaluation, fusion
+from podrec_assets.core.content_candidates import ContentIndex, user_content_candidates
 
 DAY = date(2026, 1, 10)
 
@@ -179,7 +180,7 @@ def test_coverage_novelty_diversity_by_hand():
     inter = pd.DataFrame({"user_id": ["p", "q", "q", "r", "s"], "episode_id": ["a", "a", "b", "x", "x"]})
     expected = np.mean([-math.log2(2 / 4), -math.log2(1 / 4), -math.log2(2 / 4), -math.log2(1 / 4)])
     assert evaluation.novelty(recs, inter, k=2) == pytest.approx(expected)
-    index = fusion.ContentIndex(["a", "b", "c"], np.array([unit(0), unit(90), unit(60)]))
+    index = ContentIndex(["a", "b", "c"], np.array([unit(0), unit(90), unit(60)]))
     expected_div = np.mean([1 - 0.0, 1 - math.cos(math.radians(60))])
     assert evaluation.intra_list_diversity(recs, index, k=2) == pytest.approx(expected_div)
 
@@ -204,7 +205,7 @@ def test_evaluate_models_scores_every_model_on_the_same_users():
             {"user_id": ["u", "u", "v", "v", "w"], "episode_id": ["b", "a", "d", "e", "z"], "rank": [1, 2, 1, 2, 1]}
         ),
     }
-    index = fusion.ContentIndex(["a", "b"], np.array([unit(0), unit(90)]))
+    index = ContentIndex(["a", "b"], np.array([unit(0), unit(90)]))
     scores = evaluation.evaluate_models(lists, truth, truth.iloc[:0], 2, 10, truth, index).set_index(
         ["model", "metric"]
     )
@@ -275,7 +276,6 @@ def test_select_alpha_pools_validation_days_by_user():
 # --- the blocked candidate search against the exact one-user-at-a-time definition -----------------------
 
 USER, ITEM = fusion.USER, fusion.ITEM
-ContentIndex = fusion.ContentIndex
 
 
 def exact_candidates_one_user_at_a_time(
@@ -352,7 +352,7 @@ def _random_day(seed: int, duplicate_vectors: bool, users: int = 300, episodes: 
     vectors = rng.normal(size=(episodes, 16)).astype(np.float32)
     if duplicate_vectors:
         vectors[1::3] = vectors[0::3][: len(vectors[1::3])]  # exact ties between episodes
-    index = fusion.ContentIndex(ids[:-5], vectors[:-5])  # five episodes have no vector yet
+    index = ContentIndex(ids[:-5], vectors[:-5])  # five episodes have no vector yet
 
     def pairs(n, user_range):
         return pd.DataFrame(
@@ -373,7 +373,7 @@ def _random_day(seed: int, duplicate_vectors: bool, users: int = 300, episodes: 
 def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates):
     history, als, index, excluded = _random_day(seed, duplicate_vectors=False)
     exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, candidates)
-    blocked = fusion.user_content_candidates(history, als, index, excluded, candidates, block_users=37)
+    blocked = user_content_candidates(history, als, index, excluded, candidates, block_users=37)
     key = [USER, ITEM]
     exact, blocked = (f.sort_values(key).reset_index(drop=True) for f in (exact, blocked))
     assert len(exact) > 1000 and exact[key].equals(blocked[key])
@@ -388,7 +388,7 @@ def test_blocked_candidates_with_tied_scores_pick_as_good_ones():
     every user gets as many, equally scored, and none of them excluded."""
     history, als, index, excluded = _random_day(7, duplicate_vectors=True)
     exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, 5)
-    blocked = fusion.user_content_candidates(history, als, index, excluded, 5, block_users=50)
+    blocked = user_content_candidates(history, als, index, excluded, 5, block_users=50)
     for frame in (exact, blocked):
         assert not frame.merge(excluded, on=[USER, ITEM]).shape[0]
 

@@ -17,7 +17,7 @@ from faster_whisper import BatchedInferencePipeline
 
 from podrec_assets.core.asr import BATCHED_DECODING, iter_audio_windows, load_whisper, transcribe_audio, word_error_rate
 from podrec_assets.core.days import day_of_ms
-from podrec_assets.core.episodes import EPISODE_METADATA_TOPIC
+from podrec_assets.core.registry import EPISODE_METADATA_TOPIC
 from podrec_assets.core.schemas import EPISODES, to_table
 from podrec_assets.defs.ingest.assets import episodes_ingest, transcripts
 from podrec_assets.local.services import LocalStack

@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 import psutil
 import pytest
 
+from podrec_assets.core.registry import TOPICS
 from podrec_assets.local.processes import ServiceError, free_port
-from podrec_assets.local.services import TOPICS, LocalStack
+from podrec_assets.local.services import LocalStack
 from podrec_assets.settings import load_settings
 from podrec_assets_tests.conftest import make_env, winning_indexes
 

@@ -1,10 +1,4 @@
-"""Implicit-feedback ALS (Hu, Koren & Volinsky 2008) with two interchangeable backends.
-
-- ``implicit`` (engine=local): benfred/implicit's CPU conjugate-gradient solver, in process.
-- ``spark`` (engine=spark): Spark ML ``ALS(implicitPrefs=True)``, the same model on a cluster.
-
-Both see the same input and return the same :class:`AlsResult` (top-N unseen episodes per user with scores, and
-the factors), so the asset and the benchmarks never care which one ran.
+"""Implicit-feedback ALS as the ``als_top_n`` asset uses it: parameters, the window's interactions, fit, validation.
 
 How engagement becomes confidence: a (user, episode) pair's engagement over the window is summed (the weights of
 ``user_episode_daily``), then
@@ -13,25 +7,26 @@ How engagement becomes confidence: a (user, episode) pair's engagement over the 
     confidence c = 1 + alpha * log1p(engagement)        (pairs with engagement > 0)
 
 log1p damps heavy repeat listeners so one binge does not dominate the user's factors; alpha is
-``PODREC_ALS_CONFIDENCE_ALPHA``. implicit takes ``c`` directly as the matrix value (its solver treats a stored
-value as the full confidence); Spark takes rating ``r = log1p(engagement)`` with its ``alpha`` and computes
-``1 + alpha * r`` itself, so both optimise the same objective. Pairs with engagement <= 0 (skips, pauses, bad
-ratings) are not positives, but they still count as *seen*: nothing a user already touched is recommended.
-Only users and episodes with at least one positive pair get factors.
+``PODREC_ALS_CONFIDENCE_ALPHA``. Pairs with engagement <= 0 (skips, pauses, bad ratings) are not positives, but
+they still count as *seen*: nothing a user already touched is recommended. Only users and episodes with at least
+one positive pair get factors. Two interchangeable backends (``als_implicit``, ``als_spark``) optimise that same
+objective and return the same ``AlsResult``, so the asset and the benchmarks never care which one ran.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from podrec_assets.core.als_implicit import fit_implicit
+from podrec_assets.core.als_result import AlsResult
+from podrec_assets.core.als_spark import fit_spark
 
 BACKENDS = ("implicit", "spark")
 
@@ -130,212 +125,10 @@ class Interactions:
         return conf
 
 
-@dataclass
-class AlsResult:
-    """Top-N per user (user_id, episode_id, rank, score) plus factors, timings and the model version."""
-
-    backend: str
-    params: AlsParams
-    top_n: pd.DataFrame
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    user_factors: np.ndarray
-    item_factors: np.ndarray
-    fit_seconds: float
-    recommend_seconds: float
-    model_version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def model_version(backend: str, params: AlsParams, data_version: str) -> str:
     """``als-<backend>-<12 hex>``: a hash of the parameters and the data it was trained on."""
     payload = json.dumps({"backend": backend, "params": params.model_dict(), "data": data_version}, sort_keys=True)
     return f"als-{backend}-{hashlib.sha1(payload.encode()).hexdigest()[:12]}"
-
-
-def _frame(
-    user_ids, item_ids, users: np.ndarray, items: np.ndarray, scores: np.ndarray, seen: sp.csr_matrix | None = None
-) -> pd.DataFrame:
-    """Flat top-N frame from per-user (n_users x N) arrays; padding (item < 0, -inf or -FLT_MAX) dropped.
-
-    When a user has fewer unseen episodes than N, implicit also pads with repeated or already-seen items:
-    with ``seen`` given, those are dropped too, so a list never repeats an episode or recommends a seen one.
-    """
-    n = items.shape[1] if items.ndim == 2 else 0
-    user_idx = np.repeat(users, n)
-    flat_items = items.reshape(-1)
-    flat_scores = scores.reshape(-1).astype(np.float64)
-    # implicit pads lists shorter than N (a user who has seen almost everything) with -FLT_MAX scores
-    keep = (flat_items >= 0) & np.isfinite(flat_scores) & (flat_scores > -1e37)
-    if seen is not None and keep.any():
-        rows, cols = user_idx[keep], flat_items[keep]
-        was_seen = np.asarray(seen[rows, cols]).ravel() != 0
-        keep[np.flatnonzero(keep)[was_seen]] = False
-    out = pd.DataFrame(
-        {
-            "user_id": user_ids[user_idx[keep]],
-            "episode_id": item_ids[flat_items[keep]],
-            "score": flat_scores[keep],
-        }
-    ).drop_duplicates(["user_id", "episode_id"], keep="first")
-    # re-rank after dropping padding so ranks stay 1..k
-    out["rank"] = out.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
-    return out[["user_id", "episode_id", "rank", "score"]]
-
-
-def recommend_reference(
-    user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, n: int, block: int = 2048
-) -> tuple[np.ndarray, np.ndarray]:
-    """Plain-numpy exact top-N of unseen items per user: the obviously-right version the fast paths are tested
-    against. Returns (items, scores), each n_users x n, padded with -1 / -inf."""
-    n_users, n_items = user_factors.shape[0], item_factors.shape[0]
-    k = min(n, n_items)
-    items = np.full((n_users, n), -1, dtype=np.int64)
-    scores = np.full((n_users, n), -np.inf, dtype=np.float64)
-    for start in range(0, n_users, block):
-        stop = min(start + block, n_users)
-        s = user_factors[start:stop].astype(np.float64) @ item_factors.T.astype(np.float64)
-        mask = seen[start:stop].toarray() > 0
-        s[mask] = -np.inf
-        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        top_scores = np.take_along_axis(s, top, axis=1)
-        top = np.where(np.isfinite(top_scores), top, -1)
-        items[start:stop, :k] = top
-        scores[start:stop, :k] = top_scores
-    return items, scores
-
-
-def _fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
-    from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
-
-    threads = max(1, min(params.threads, os.cpu_count() or 1))
-    # implicit parallelises over users itself; a multi-threaded BLAS underneath only oversubscribes the cores.
-    with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(
-            factors=params.factors,
-            regularization=params.regularization,
-            alpha=1.0,
-            iterations=params.iterations,
-            random_state=params.seed,
-            num_threads=threads,
-            calculate_training_loss=False,
-        )
-        t0 = time.perf_counter()
-        model.fit(data.confidence_matrix(params.alpha), show_progress=False)
-        fit_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        users = np.arange(data.n_users)
-        ids, scores = model.recommend(users, data.seen, N=n, filter_already_liked_items=True)
-        recommend_seconds = time.perf_counter() - t0
-    ids = np.asarray(ids).reshape(len(users), -1)
-    scores = np.asarray(scores).reshape(len(users), -1)
-    top_n = _frame(data.user_ids, data.item_ids, users, ids, scores, seen=data.seen)
-    return AlsResult(
-        "implicit",
-        params,
-        top_n,
-        data.user_ids,
-        data.item_ids,
-        np.asarray(model.user_factors),
-        np.asarray(model.item_factors),
-        fit_seconds,
-        recommend_seconds,
-    )
-
-
-def _fit_spark(data: Interactions, params: AlsParams, n: int, spark, checkpoint_dir: str | None = None) -> AlsResult:
-    from pyspark.ml.recommendation import ALS
-    from pyspark.sql import functions as F
-    from pyspark.sql.window import Window
-
-    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
-    # Without a checkpoint directory ALS's lineage grows with every iteration until serialising a task overflows
-    # the stack (StackOverflowError after ~10-15 iterations); checkpoints every 5 iterations cut it.
-    if spark.sparkContext.getCheckpointDir() is None:
-        import tempfile
-
-        spark.sparkContext.setCheckpointDir(checkpoint_dir or tempfile.mkdtemp(prefix="podrec-als-checkpoints-"))
-    coo = data.engagement.tocoo()
-    ratings_pd = pd.DataFrame(
-        {
-            "user": coo.row.astype(np.int32),
-            "item": coo.col.astype(np.int32),
-            "rating": np.log1p(coo.data).astype(np.float32),
-        }
-    )
-    seen_coo = data.seen.tocoo()
-    seen_pd = pd.DataFrame({"user": seen_coo.row.astype(np.int32), "item": seen_coo.col.astype(np.int32)})
-    parallelism = int(spark.sparkContext.defaultParallelism)
-    ratings = spark.createDataFrame(ratings_pd).repartition(parallelism).cache()
-    ratings.count()
-    als = ALS(
-        rank=params.factors,
-        maxIter=params.iterations,
-        regParam=params.regularization,
-        alpha=params.alpha,
-        implicitPrefs=True,
-        seed=params.seed,
-        userCol="user",
-        itemCol="item",
-        ratingCol="rating",
-        coldStartStrategy="drop",
-        nonnegative=False,
-        numUserBlocks=parallelism,
-        numItemBlocks=parallelism,
-        checkpointInterval=5,
-    )
-    t0 = time.perf_counter()
-    model = als.fit(ratings)
-    user_f = model.userFactors.toPandas()
-    item_f = model.itemFactors.toPandas()
-    fit_seconds = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    # recommendForAllUsers cannot exclude seen items; asking for n + (items the user has seen) is exact: removing
-    # those still leaves the n best unseen ones. One list length serves everyone up to the 99th percentile of
-    # seen counts; the few heavier users are scored exactly in the driver from their factors instead, so one
-    # user who played the whole catalog cannot blow up every list.
-    seen_counts = np.diff(data.seen.indptr)
-    cap = int(max(np.percentile(seen_counts, 99), 20)) if len(seen_counts) else 0
-    want = min(n + cap, data.n_items)
-    heavy = np.flatnonzero(seen_counts > cap)
-    recs = model.recommendForAllUsers(want).select("user", F.posexplode("recommendations").alias("pos", "rec"))
-    recs = recs.select("user", "pos", F.col("rec.item").alias("item"), F.col("rec.rating").alias("score"))
-    seen = spark.createDataFrame(seen_pd)
-    unseen = recs.join(F.broadcast(seen) if len(seen_pd) < 5_000_000 else seen, ["user", "item"], "left_anti")
-    ordered = Window.partitionBy("user").orderBy(F.col("score").desc(), F.col("item"))
-    top = unseen.withColumn("rank", F.row_number().over(ordered)).where(F.col("rank") <= n)
-    top_pd = top.select("user", "item", "rank", "score").toPandas()
-    ratings.unpersist()
-
-    user_factors = _dense_factors(user_f, data.n_users, params.factors)
-    item_factors = _dense_factors(item_f, data.n_items, params.factors)
-    top_pd = top_pd[~top_pd["user"].isin(heavy)].sort_values(["user", "rank"], kind="mergesort")
-    top_n = pd.DataFrame(
-        {
-            "user_id": data.user_ids[top_pd["user"].to_numpy()],
-            "episode_id": data.item_ids[top_pd["item"].to_numpy()],
-            "rank": top_pd["rank"].to_numpy(np.int32),
-            "score": top_pd["score"].to_numpy(np.float64),
-        }
-    )
-    if len(heavy):
-        items, scores = recommend_reference(user_factors[heavy], item_factors, data.seen[heavy], n)
-        top_n = pd.concat([top_n, _frame(data.user_ids, data.item_ids, heavy, items, scores)])
-        top_n = top_n.sort_values(["user_id", "rank"], kind="mergesort")
-    recommend_seconds = time.perf_counter() - t0
-    top_n = top_n.reset_index(drop=True)
-    return AlsResult(
-        "spark", params, top_n, data.user_ids, data.item_ids, user_factors, item_factors, fit_seconds, recommend_seconds
-    )
-
-
-def _dense_factors(frame: pd.DataFrame, rows: int, factors: int) -> np.ndarray:
-    out = np.zeros((rows, factors), dtype=np.float32)
-    if len(frame):
-        out[frame["id"].to_numpy()] = np.stack(frame["features"].to_numpy()).astype(np.float32)
-    return out
 
 
 def fit_recommend(
@@ -359,9 +152,9 @@ def fit_recommend(
     if backend == "spark":
         if spark is None:
             raise ValueError("the spark backend needs a SparkSession")
-        result = _fit_spark(data, params, n, spark, checkpoint_dir)
+        result = fit_spark(data, params, n, spark, checkpoint_dir)
     else:
-        result = _fit_implicit(data, params, n)
+        result = fit_implicit(data, params, n)
     result.model_version = model_version(backend, params, data_version)
     return result
 

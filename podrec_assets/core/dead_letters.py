@@ -9,8 +9,6 @@ import pyarrow as pa
 
 from podrec_assets.core.schemas import DEAD_LETTERS, to_table
 
-DEAD_LETTERS_TABLE = "dead_letters"
-
 
 def dead_letter(
     topic: str, partition: int, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None, reason: str

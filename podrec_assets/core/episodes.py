@@ -24,9 +24,8 @@ from podrec_assets.core.published_transcripts import (
     ranked_links,
     transcript_links,
 )
+from podrec_assets.core.registry import EPISODE_METADATA_TOPIC
 
-EPISODE_METADATA_TOPIC = "episode-metadata"
-EPISODE_IDS_TOPIC = "episode-ids"
 SOURCES = ("podcastindex", "rss", "demo")
 REQUIRED = ("episode_id", "podcast_id", "podcast_title", "episode_title", "audio_url", "published_at", "source")
 AUDIO_SCHEMES = ("http://", "https://", "file://")

@@ -29,16 +29,10 @@ from itertools import product
 import numpy as np
 import pandas as pd
 
-from podrec_assets.core.fusion import (
-    AlphaCurve,
-    ContentIndex,
-    PreparedDay,
-    empty_recommendations,
-    fill_with_popular,
-    positive_mask,
-    recommend,
-)
+from podrec_assets.core.content_candidates import ContentIndex
+from podrec_assets.core.fusion import AlphaCurve, PreparedDay, empty_recommendations, recommend
 from podrec_assets.core.metrics import ndcg_per_user, ranking_metrics, standard_error
+from podrec_assets.core.popularity import fill_with_popular, positive_mask
 
 USER, ITEM = "user_id", "episode_id"
 MODELS = ("popularity", "als", "content", "hybrid")

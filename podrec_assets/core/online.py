@@ -29,6 +29,7 @@ import pandas as pd
 
 from podrec_assets.core import fusion
 from podrec_assets.core.als import confidence
+from podrec_assets.core.content_candidates import ContentIndex
 
 USER, ITEM = "user_id", "episode_id"
 DAILY_COLUMNS = ["user_id", "episode_id", "engagement", "completed", "date"]
@@ -124,7 +125,7 @@ class ServedDay:
     day: date
     model_version: str
     items: ItemFactors
-    index: fusion.ContentIndex
+    index: ContentIndex
     published: pd.Series  # published_at (UTC) by episode_id
     popular: pd.DataFrame  # episode_id, popularity (the batch's popular list of the day)
     curve: fusion.AlphaCurve

@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from podrec_assets.core.registry import TOPICS
 from podrec_assets.local.processes import ManagedProcess, ServiceError, require_free_port
 from podrec_assets.settings import PROJECT_ROOT, Settings
 
-TOPICS = ("episode-metadata", "episode-ids", "user-events")
 SECANTUS_VENV = PROJECT_ROOT / ".podrec" / "secantus-venv"
 SECANTUS_VERSION = "0.7.0b3"
 KAFKA_LIBS = PROJECT_ROOT / ".podrec" / "kafka" / "libs"
@@ -194,9 +194,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     from kafka.errors import TopicAlreadyExistsError
 
     partitions = {
-        "episode-metadata": settings.episode_topic_partitions,
-        "episode-ids": settings.episode_topic_partitions,
-        "user-events": max(3, settings.user_events_partitions),
+        name: max(topic.min_partitions, getattr(settings, topic.partitions_setting)) for name, topic in TOPICS.items()
     }
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers, bootstrap_timeout_ms=5000)
     try:

@@ -20,34 +20,16 @@ from typing import Any, Iterable, Sequence
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
+from podrec_assets.core.registry import TABLES
 from podrec_assets.resources.unavailable import server_unavailable
 
 SERVING_DAYS = "serving_days"
 
 # Serving indexes (the lookups the Dash app makes), created before every write (create_index is a no-op when present).
-SERVING_INDEXES: dict[str, list[dict[str, Any]]] = {
-    "episodes": [
-        {"keys": [("episode_id", 1)], "unique": True},
-        {"keys": [("date", -1)]},
-        {"keys": [("podcast_title", 1)]},
-    ],
-    "similarities": [
-        {"keys": [("new_episode_id", 1), ("model", 1), ("cosine_similarity", -1)]},
-        {"keys": [("historical_episode_id", 1), ("model", 1)]},
-        {"keys": [("date", 1), ("write_id", 1)]},
-    ],
-    "als_top_n": [
-        {"keys": [("user_id", 1), ("date", -1)]},
-        {"keys": [("date", 1), ("write_id", 1)]},
-    ],
-    "final_recommendations": [
-        {"keys": [("user_id", 1), ("date", -1)]},
-        {"keys": [("date", 1), ("write_id", 1)]},
-    ],
-}
+SERVING_INDEXES: dict[str, tuple[dict[str, Any], ...]] = {name: t.indexes for name, t in TABLES.items() if t.serving}
 
 # Ranked lists served as one document per owner: {user_id, items: [{episode_id, rank, ...}], date, ...}.
-LIST_COLLECTIONS: dict[str, str] = {"als_top_n": "user_id", "final_recommendations": "user_id"}
+LIST_COLLECTIONS: dict[str, str] = {name: t.list_owner for name, t in TABLES.items() if t.list_owner}
 
 
 def _needs_server(method):

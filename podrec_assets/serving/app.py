@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podrec_assets.core.events import InvalidEvent, format_ts, parse_event
+from podrec_assets.core.registry import USER_EVENTS_TOPIC
 from podrec_assets.serving import store as keys
 from podrec_assets.serving.live import EventFolder, ModelHolder, ModelWatcher
 from podrec_assets.serving.metrics import Metrics, MetricsMiddleware
@@ -326,7 +327,7 @@ def create_app(settings: Settings, background: bool = True) -> FastAPI:
                 producer = state["producer"]
                 try:
                     for checked, payload in parsed:
-                        producer.send("user-events", payload.encode(), key=checked["user_id"].encode())
+                        producer.send(USER_EVENTS_TOPIC, payload.encode(), key=checked["user_id"].encode())
                     producer.flush(10)
                 except Exception:
                     state["producer"] = None  # it counts its failures for good: the next request gets a fresh one

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from podrec_assets.core import online
 from podrec_assets.core.events import InvalidEvent, parse_event
+from podrec_assets.core.registry import USER_EVENTS_TOPIC
 from podrec_assets.serving import store as keys
 from podrec_assets.serving.fold import fold_events, state_keep_days
 from podrec_assets.serving.model import NoModel, ServedModel, lake_fingerprint, load_model
@@ -37,7 +38,6 @@ from podrec_assets.serving.store import ServingStore, StaleVersion
 from podrec_assets.settings import Settings
 
 log = logging.getLogger("podrec.serve")
-TOPIC = "user-events"
 GROUP = "podrec-serve"
 
 
@@ -211,8 +211,10 @@ class EventFolder(BackgroundJob):
             after = datetime.combine(model.day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
             ms = int(after.timestamp() * 1000)
             # the log ends first: a record appended between the two look-ups lies at or after them, never skipped
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in missing}
-            found = consumer.offsets_for_times([TopicPartition(TOPIC, p, ms) for p in missing], timeout=10)
+            ends = {
+                p: consumer.get_watermark_offsets(TopicPartition(USER_EVENTS_TOPIC, p), timeout=10)[1] for p in missing
+            }
+            found = consumer.offsets_for_times([TopicPartition(USER_EVENTS_TOPIC, p, ms) for p in missing], timeout=10)
             for tp in found:
                 stored[tp.partition] = tp.offset if tp.offset >= 0 else ends[tp.partition]
         return {p: stored[p] for p in partitions}
@@ -240,7 +242,7 @@ class EventFolder(BackgroundJob):
         def on_revoke(c, partitions):
             self._assigned = []
 
-        consumer.subscribe([TOPIC], on_assign=on_assign, on_revoke=on_revoke)
+        consumer.subscribe([USER_EVENTS_TOPIC], on_assign=on_assign, on_revoke=on_revoke)
         last_lag = 0.0
         try:
             while not self._stop.is_set():
@@ -276,7 +278,7 @@ class EventFolder(BackgroundJob):
             # a new version, or this one written anew: read from the offsets the store holds for it, else from
             # the day after the model's day (nothing applied twice, nothing skipped)
             start = self._start_offsets(consumer, self._assigned, model)
-            partitions = [TopicPartition(TOPIC, p, o) for p, o in start.items()]
+            partitions = [TopicPartition(USER_EVENTS_TOPIC, p, o) for p, o in start.items()]
             consumer.resume(partitions)
             for tp in partitions:
                 consumer.seek(tp)
@@ -311,7 +313,7 @@ class EventFolder(BackgroundJob):
             if message.error() is None:
                 first[message.partition()] = min(first.get(message.partition(), message.offset()), message.offset())
         for partition, offset in first.items():
-            consumer.seek(TopicPartition(TOPIC, partition, offset))
+            consumer.seek(TopicPartition(USER_EVENTS_TOPIC, partition, offset))
 
     def _fold(self, model: ServedModel, publish_id: str, messages) -> None:
         started = time.perf_counter()
@@ -342,8 +344,10 @@ class EventFolder(BackgroundJob):
 
         lag = 0
         try:
-            for tp in consumer.position([TopicPartition(TOPIC, p) for p in self._assigned]):
-                _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, tp.partition), timeout=2, cached=False)
+            for tp in consumer.position([TopicPartition(USER_EVENTS_TOPIC, p) for p in self._assigned]):
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(USER_EVENTS_TOPIC, tp.partition), timeout=2, cached=False
+                )
                 lag += max(0, high - tp.offset) if tp.offset >= 0 else 0
         except Exception as exc:  # the broker went away: readiness says so
             self.last_error = f"measuring consumer lag: {exc}"

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from podrec_assets.core import fusion, online
+from podrec_assets.core.content_candidates import ContentIndex
 from podrec_assets.defs.hybrid.day_data import DayData, frame_of
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.settings import Settings
@@ -169,7 +170,7 @@ def load_model(
     )
     data = DayData(lake, settings, day)
     inputs = data.inputs(day, with_als=False)
-    index = fusion.ContentIndex.from_frame(inputs.vectors)
+    index = ContentIndex.from_frame(inputs.vectors)
     popular = fusion.day_popular(inputs, index)
     served = online.ServedDay(
         day=day,

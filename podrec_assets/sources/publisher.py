@@ -10,12 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
-from podrec_assets.core.episodes import (
-    EPISODE_IDS_TOPIC,
-    EPISODE_METADATA_TOPIC,
-    episode_id_message,
-    episode_message,
-)
+from podrec_assets.core.episodes import episode_id_message, episode_message
+from podrec_assets.core.registry import EPISODE_IDS_TOPIC, EPISODE_METADATA_TOPIC
 
 
 def published_episode_ids(kafka) -> set[str]:

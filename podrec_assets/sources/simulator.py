@@ -48,10 +48,8 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from podrec_assets.core.events import format_ts, parse_ts
+from podrec_assets.core.registry import EPISODE_METADATA_TOPIC, TASTES_TABLE, USER_EVENTS_TOPIC
 
-EVENTS_TOPIC = "user-events"
-CATALOG_TOPIC = "episode-metadata"
-TASTES_TABLE = "simulated_user_tastes"
 TASTE_LOYALTY = 0.8
 ACTIVE_SHARE = 0.6
 DEVICES = ("ios", "android", "web", "smart_speaker", "car")
@@ -149,8 +147,8 @@ def catalog_from_messages(values: list[bytes | None]) -> dict[str, dict[str, Any
 
 def read_catalog(kafka) -> list[Episode]:
     """The listenable catalog from the `episode-metadata` topic (messages that lack published_at are ignored)."""
-    ends = kafka.end_offsets(CATALOG_TOPIC)
-    records = kafka.read_range(CATALOG_TOPIC, {p: (0, end) for p, end in ends.items()})
+    ends = kafka.end_offsets(EPISODE_METADATA_TOPIC)
+    records = kafka.read_range(EPISODE_METADATA_TOPIC, {p: (0, end) for p, end in ends.items()})
     records.sort(key=lambda r: (r.partition, r.offset))
     episodes = []
     for episode_id, payload in sorted(catalog_from_messages([r.value for r in records]).items()):
@@ -177,7 +175,7 @@ class ListeningModel:
     def __init__(self, episodes: list[Episode], users: int, seed: int, partitions: int):
         if not episodes:
             raise ValueError(
-                f"the {CATALOG_TOPIC} topic has no episodes: publish a catalog first "
+                f"the {EPISODE_METADATA_TOPIC} topic has no episodes: publish a catalog first "
                 "(`podrec produce demo` or the demo) before simulating events"
             )
         rng = random.Random(f"podrec-sim-{seed}")
@@ -572,10 +570,10 @@ def simulate_history(
     kafka, lake = resources["kafka"], resources["lake"]
     started = time.perf_counter()
     episodes = read_catalog(kafka)
-    partitions = len(kafka.end_offsets(EVENTS_TOPIC))
+    partitions = len(kafka.end_offsets(USER_EVENTS_TOPIC))
     if partitions == 0:
         raise ValueError(
-            f"Kafka topic {EVENTS_TOPIC!r} does not exist on {settings.kafka_servers}: run `podrec services start`"
+            f"Kafka topic {USER_EVENTS_TOPIC!r} does not exist on {settings.kafka_servers}: run `podrec services start`"
         )
     model = ListeningModel(episodes, users, seed, partitions)
     tastes_uri = _write_tastes(lake, model.tastes_table())
@@ -616,7 +614,7 @@ def simulate_history(
                 stats = body
                 break
             for ts_ms, key, value, partition in body:
-                producer.send(EVENTS_TOPIC, key=key, value=value, timestamp_ms=ts_ms, partition=partition)
+                producer.send(USER_EVENTS_TOPIC, key=key, value=value, timestamp_ms=ts_ms, partition=partition)
             messages += len(body)
             bar.update(len(body))
         producer.flush()
@@ -656,7 +654,7 @@ def simulate_follow(
         raise ValueError("--rate must be positive")
     resources = build_resources(settings)
     kafka, lake = resources["kafka"], resources["lake"]
-    model = ListeningModel(read_catalog(kafka), users, seed, len(kafka.end_offsets(EVENTS_TOPIC)) or 1)
+    model = ListeningModel(read_catalog(kafka), users, seed, len(kafka.end_offsets(USER_EVENTS_TOPIC)) or 1)
     _write_tastes(lake, model.tastes_table())
     rng = random.Random(f"podrec-follow-{seed}")
     producer = _producer(kafka)
@@ -684,7 +682,11 @@ def simulate_follow(
                 event["ts"] = now_ms
                 payload = _payload(_uuid4(rng), user, episode.episode_id, event)
                 producer.send(
-                    EVENTS_TOPIC, key=user.key, value=_encode(payload), timestamp_ms=now_ms, partition=user.partition
+                    USER_EVENTS_TOPIC,
+                    key=user.key,
+                    value=_encode(payload),
+                    timestamp_ms=now_ms,
+                    partition=user.partition,
                 )
             sent += due
             bar.update(due)

@@ -16,17 +16,16 @@ from typing import Any
 import dagster as dg
 
 from podrec_assets.core.days import day_bounds_ms
-from podrec_assets.core.dead_letters import DEAD_LETTERS_TABLE, dead_letter_table
+from podrec_assets.core.dead_letters import dead_letter_table
 from podrec_assets.core.engagement import INPUT_COLUMNS, aggregate_duckdb, aggregate_spark, weights_from_settings
 from podrec_assets.core.events import Catalog, parse_ts, split_day
+from podrec_assets.core.registry import DEAD_LETTERS_TABLE, EPISODE_METADATA_TOPIC, USER_EVENTS_TOPIC
 from podrec_assets.defs.partitions import daily_partitions, partition_day
 from podrec_assets.resources.kafka import KafkaResource
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.spark import SparkResource
 from podrec_assets.settings import get_settings
 
-EVENTS_TOPIC = "user-events"
-CATALOG_TOPIC = "episode-metadata"
 USER_EVENTS = "user_events"
 USER_EPISODE_DAILY = "user_episode_daily"
 DEAD_LETTERS_KEY = dg.AssetKey(["dead_letters", "user_events"])
@@ -46,8 +45,8 @@ def episode_catalog(kafka: KafkaResource, lake: LakeResource, day: date) -> Cata
             lake.read_days("episodes", date(1970, 1, 1), day, columns=["episode_id"]).column("episode_id").to_pylist()
         )
     _, _, late_ms = day_bounds_ms(day, kafka.lateness_minutes)
-    ends = kafka.end_offsets(CATALOG_TOPIC)
-    for record in kafka.read_range(CATALOG_TOPIC, {p: (0, end) for p, end in ends.items()}):
+    ends = kafka.end_offsets(EPISODE_METADATA_TOPIC)
+    for record in kafka.read_range(EPISODE_METADATA_TOPIC, {p: (0, end) for p, end in ends.items()}):
         try:
             payload = json.loads(record.value)
             if (
@@ -68,7 +67,7 @@ def read_user_events_day(
     ``spark``: a SparkSession to read the day's offset ranges with Spark's Kafka source (engine=spark);
     validation and the Delta write are the same whichever reads."""
     started = time.perf_counter()
-    day_range = kafka.day_range(EVENTS_TOPIC, day)
+    day_range = kafka.day_range(USER_EVENTS_TOPIC, day)
     existing = lake.day_row_count(USER_EVENTS, day)
     reason = day_range.why_rereading_loses(existing, lake.day_top_offsets(USER_EVENTS, day) if existing else {})
     if reason:
@@ -81,7 +80,7 @@ def read_user_events_day(
     read_s = time.perf_counter() - started
     catalog = episode_catalog(kafka, lake, day)
     split = split_day(
-        EVENTS_TOPIC,
+        USER_EVENTS_TOPIC,
         day,
         records,
         catalog,
@@ -107,7 +106,7 @@ def read_user_events_day(
     if write:
         written = lake.write_partition(USER_EVENTS, day, split.table(), run_id)
         dead = lake.write_partition(
-            DEAD_LETTERS_TABLE, day, dead_letter_table(split.dead_letters), run_id, where={"topic": EVENTS_TOPIC}
+            DEAD_LETTERS_TABLE, day, dead_letter_table(split.dead_letters), run_id, where={"topic": USER_EVENTS_TOPIC}
         )
         metadata.update(
             delta_version=written["delta_version"],

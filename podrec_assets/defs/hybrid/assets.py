@@ -13,13 +13,13 @@ import dagster as dg
 import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
+from podrec_assets.core.registry import TASTES_TABLE
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
 from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
 from podrec_assets.defs.partitions import PREVIOUS_DAY, THROUGH_D, daily_partitions, partition_day, trailing_days
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import get_settings
-from podrec_assets.sources.simulator import TASTES_TABLE
 
 ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # every earlier day: the catalog's vectors, completed-ever
 VALIDATION_DAYS_AND_SAME_DAY = ALS_DAYS.mapping

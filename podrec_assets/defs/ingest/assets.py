@@ -3,14 +3,14 @@
 import dagster as dg
 
 from podrec_assets.core.days import day_bounds_ms
-from podrec_assets.core.dead_letters import DEAD_LETTERS_TABLE, dead_letter_table, reasons_summary
+from podrec_assets.core.dead_letters import dead_letter_table, reasons_summary
 from podrec_assets.core.episodes import (
-    EPISODE_METADATA_TOPIC,
     catalog_document,
     parse_episode_records,
     status_counts,
     transcribe_episodes,
 )
+from podrec_assets.core.registry import DEAD_LETTERS_TABLE, EPISODE_METADATA_TOPIC
 from podrec_assets.core.schemas import EPISODES, TRANSCRIPTS, to_table
 from podrec_assets.defs.partitions import daily_partitions, partition_day
 from podrec_assets.resources import AsrResource, KafkaResource, LakeResource, MongoResource

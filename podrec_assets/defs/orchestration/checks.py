@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from podrec_assets.core import schemas
+from podrec_assets.core.registry import TOPICS, asset_tables
 from podrec_assets.defs.partitions import daily_partitions, trailing_days
 from podrec_assets.resources.lake import COMMON_COLUMNS, LakeResource
 from podrec_assets.resources.mongo import MongoResource
@@ -27,34 +27,14 @@ class Contract:
         self.table, self.schema, self.keys, self.where = table, schema, keys, where or {}
 
 
+# per asset key, its table's contract, as the registry declares it
 CONTRACTS: dict[str, Contract] = {
-    "episodes": Contract("episodes", schemas.EPISODES, [["episode_id"]]),
-    "transcripts": Contract("transcripts", schemas.TRANSCRIPTS, [["episode_id"]]),
-    "user_events": Contract("user_events", schemas.USER_EVENTS, [["event_id"]]),
-    "user_episode_daily": Contract("user_episode_daily", schemas.USER_EPISODE_DAILY, [["user_id", "episode_id"]]),
-    "episode_vectors": Contract("episode_vectors", schemas.EPISODE_VECTORS, [["episode_id"]]),
-    "similarities": Contract(
-        "similarities",
-        schemas.SIMILARITIES,
-        [["new_episode_id", "historical_episode_id", "model"], ["new_episode_id", "model", "rank"]],
-    ),
-    "als_top_n": Contract("als_top_n", schemas.ALS_TOP_N, [["user_id", "episode_id"], ["user_id", "rank"]]),
-    "final_recommendations": Contract(
-        "final_recommendations", schemas.FINAL_RECOMMENDATIONS, [["user_id", "episode_id"], ["user_id", "rank"]]
-    ),
-    "recommendation_metrics": Contract(
-        "recommendation_metrics", schemas.RECOMMENDATION_METRICS, [["model", "metric", "k"]]
-    ),
-    "dead_letters/episode_metadata": Contract(
-        "dead_letters", schemas.DEAD_LETTERS, [["kafka_partition", "kafka_offset"]], {"topic": "episode-metadata"}
-    ),
-    "dead_letters/user_events": Contract(
-        "dead_letters", schemas.DEAD_LETTERS, [["kafka_partition", "kafka_offset"]], {"topic": "user-events"}
-    ),
+    asset: Contract(rows.table.name, rows.table.schema, [list(k) for k in rows.table.keys], rows.where)
+    for asset, rows in asset_tables().items()
 }
 
 # dead-letter asset -> the good rows of the same messages
-DEAD_LETTER_PAIRS = {"dead_letters/episode_metadata": "episodes", "dead_letters/user_events": "user_events"}
+DEAD_LETTER_PAIRS = {topic.dead_letter_asset: topic.table for topic in TOPICS.values() if topic.dead_letter_asset}
 
 UNIT_METRICS = ("precision", "recall", "ndcg", "map", "coverage", "hit")
 

@@ -1,30 +1,24 @@
-"""The Kafka topics as external assets: they appear in lineage and carry the sensors' lag observations."""
+"""The Kafka topics (``core/registry.py``) as external assets: in lineage, carrying the sensors' lag observations."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-TOPICS = ("episode-metadata", "episode-ids", "user-events")
-
-TOPIC_DESCRIPTIONS = {
-    "episode-metadata": "Episode metadata messages (key episode_id); read day by day into `episodes`.",
-    "episode-ids": "Lightweight (episode_id, published_at) announcements of new episodes.",
-    "user-events": "Listening events (key user_id): play/pause/like/skip/rate/complete; read into `user_events`.",
-}
+from podrec_assets.core.registry import TOPICS
 
 
 def topic_asset_key(topic: str) -> dg.AssetKey:
-    return dg.AssetKey(["kafka", topic.replace("-", "_")])
+    return dg.AssetKey(["kafka", topic.replace("-", "_")])  # any topic a sensor watches, not only the registry's
 
 
 def topic_specs() -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
-            topic_asset_key(topic),
-            description=TOPIC_DESCRIPTIONS[topic],
+            topic_asset_key(topic.name),
+            description=topic.description,
             group_name="kafka",
             kinds={"kafka"},
-            metadata={"topic": topic},
+            metadata={"topic": topic.name, "message_key": topic.message_key},
         )
-        for topic in TOPICS
+        for topic in TOPICS.values()
     ]
