@@ -78,6 +78,20 @@ TOPICS: dict[str, Topic] = {
 
 _WRITE_INDEX = {"keys": [("date", 1), ("write_id", 1)]}  # finds a day's write when it is swapped or deleted
 
+
+def _ranked_list_table(name: str, schema: pa.Schema, mirror_order: str | None = None) -> Table:
+    """A per-user ranked list (one row per user and episode, ranks 1..N), served as one document per user."""
+    return Table(
+        name,
+        schema,
+        (("user_id", "episode_id"), ("user_id", "rank")),
+        serving="by_day",
+        list_owner="user_id",
+        indexes=({"keys": [("user_id", 1), ("date", -1)]}, _WRITE_INDEX),
+        mirror_order=mirror_order,
+    )
+
+
 TABLES: dict[str, Table] = {
     table.name: table
     for table in (
@@ -111,24 +125,9 @@ TABLES: dict[str, Table] = {
             ),
             mirror_order="new_episode_id, date, rank",
         ),
-        Table(
-            "als_top_n",
-            schemas.ALS_TOP_N,
-            (("user_id", "episode_id"), ("user_id", "rank")),
-            serving="by_day",
-            list_owner="user_id",
-            indexes=({"keys": [("user_id", 1), ("date", -1)]}, _WRITE_INDEX),
-        ),
+        _ranked_list_table("als_top_n", schemas.ALS_TOP_N),
         Table("als_factors", schemas.ALS_FACTORS, (("model_version", "kind", "id"),), in_graph=False),
-        Table(
-            "final_recommendations",
-            schemas.FINAL_RECOMMENDATIONS,
-            (("user_id", "episode_id"), ("user_id", "rank")),
-            serving="by_day",
-            list_owner="user_id",
-            indexes=({"keys": [("user_id", 1), ("date", -1)]}, _WRITE_INDEX),
-            mirror_order="user_id, date, rank",
-        ),
+        _ranked_list_table("final_recommendations", schemas.FINAL_RECOMMENDATIONS, mirror_order="user_id, date, rank"),
         Table(
             "recommendation_metrics",
             schemas.RECOMMENDATION_METRICS,
