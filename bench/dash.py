@@ -31,6 +31,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from dash_app import data  # noqa: E402
 from dash_app.app import create_app  # noqa: E402
+from dash_app.engagement import WINDOWS  # noqa: E402
 from dash_app.sample_data import WORDS, SampleSpec, user_ids, write_sample  # noqa: E402
 from podrec_assets.local.processes import free_port  # noqa: E402
 from podrec_assets.local.services import LocalStack  # noqa: E402
@@ -109,7 +110,7 @@ def scenarios(spec: SampleSpec, rng: random.Random, mongo_users: int):
         "engagement: page": lambda: (route[0], [("url", "pathname", "/engagement"), ("url", "search", "")], []),
         "engagement: change window": lambda: (
             "engagement-body.children",
-            [("window", "value", rng.choice(list(data.WINDOWS)))],
+            [("window", "value", rng.choice(list(WINDOWS)))],
             [],
         ),
         "model quality: page": lambda: (route[0], [("url", "pathname", "/quality"), ("url", "search", "")], []),

@@ -212,7 +212,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (lake, broker data)")
     args = parser.parse_args()
 
-    from podrec_assets.defs.events.assets import read_user_events_day
+    from podrec_assets.defs.events.kafka_day import read_user_events_day
     from podrec_assets.local.processes import free_port
     from podrec_assets.local.services import LocalStack
     from podrec_assets.resources import build_resources

@@ -149,7 +149,7 @@ def test_cached_results_follow_the_delta_version(tmp_path):
         assert access.metrics() is first  # memoised while the version stands
         lake.write_partition("recommendation_metrics", DAYS[2], build_metrics(spec, 2), "r2")
         _eventually(days_shown, {DAYS[1].isoformat(), DAYS[2].isoformat()})
-        assert access._loaded["recommendation_metrics"] == lake.version("recommendation_metrics")
+        assert access.mirror.loaded["recommendation_metrics"] == lake.version("recommendation_metrics")
     finally:
         access.close()
 

@@ -14,7 +14,8 @@ from podrec_assets.core.engagement import aggregate_duckdb, engagement_sql, weig
 from podrec_assets.core.events import Catalog, InvalidEvent, format_ts, parse_event, split_day
 from podrec_assets.core.schemas import USER_EVENTS
 from podrec_assets.settings import load_settings
-from podrec_assets.sources.simulator import Episode, ListeningModel, SimulationStats, generate_day
+from podrec_assets.sources.event_messages import SimulationStats, generate_day
+from podrec_assets.sources.listening import Episode, ListeningModel
 
 DAY = date(2026, 3, 1)
 DAY_MS = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 import pytest
 
 from podrec_assets.core.engagement import weights_from_settings
-from podrec_assets.defs.events.assets import RetentionError, read_user_events_day, user_episode_daily, user_events
+from podrec_assets.defs.events.assets import user_episode_daily, user_events
+from podrec_assets.defs.events.kafka_day import RetentionError, read_user_events_day
 from podrec_assets.local.services import LocalStack
 from podrec_assets.resources import LakeResource, build_resources
 from podrec_assets.settings import load_settings
@@ -223,7 +224,7 @@ def stop_spark() -> None:
 KILL_SCRIPT = """
 import sys
 from datetime import date
-from podrec_assets.defs.events.assets import read_user_events_day
+from podrec_assets.defs.events.kafka_day import read_user_events_day
 from podrec_assets.resources import LakeResource, build_resources
 from podrec_assets.settings import get_settings
 r = build_resources(get_settings())

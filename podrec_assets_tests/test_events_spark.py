@@ -16,7 +16,8 @@ from podrec_assets.defs.events.assets import user_episode_daily
 from podrec_assets.resources import LakeResource
 from podrec_assets.resources.spark import spark_resource
 from podrec_assets.settings import load_settings
-from podrec_assets.sources.simulator import Episode, ListeningModel, SimulationStats, generate_day
+from podrec_assets.sources.event_messages import SimulationStats, generate_day
+from podrec_assets.sources.listening import Episode, ListeningModel
 
 DAYS = [date(2026, 4, 1), date(2026, 4, 2)]
 COLUMNS = ["user_id", "episode_id", "engagement", "event_count", "max_played_pct", "completed", "last_event_at"]

@@ -54,6 +54,26 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def plain_wer(clips, stack_settings):
+    """The WER of a plain faster-whisper call (the batched pipeline, the asset's decoding options) on the English
+    clip, on this machine: transcripts differ between CPUs, so the pipeline is judged against this, not a number
+    seen elsewhere. Sanity: tiny.en hears most of a clear espeak-ng sentence on any CPU."""
+    whisper = load_whisper("tiny.en", stack_settings.home_path / "models", cpu_threads=2)
+    ((_, samples),) = list(iter_audio_windows(clips["english"]))
+    pieces, _ = BatchedInferencePipeline(whisper.model).transcribe(
+        samples, beam_size=5, batch_size=8, **BATCHED_DECODING
+    )
+    text = " ".join(piece.text.strip() for piece in pieces if piece.text.strip())
+    wer = word_error_rate(SPOKEN, text)
+    assert wer < 0.5, f"tiny.en itself misheard the clip: {text!r}"
+    return wer
+
+
+def no_worse_than_plain(text: str, plain_wer: float, margin: float = 0.05) -> bool:
+    return word_error_rate(SPOKEN, text) <= plain_wer + margin
+
+
+@pytest.fixture(scope="module")
 def audio_server(clips):
     handler = partial(SimpleHTTPRequestHandler, directory=str(clips["english"].parent))
     handler.log_message = lambda *a: None
@@ -198,7 +218,7 @@ def test_a_back_catalogue_published_newest_first_reaches_every_day(resources, po
 
 
 def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(
-    resources, podrec_env, stack_settings, clips, audio_server
+    resources, podrec_env, stack_settings, clips, audio_server, plain_wer
 ):
     day = date(2026, 3, 3)
     kafka, lake = resources["kafka"], resources["lake"]
@@ -224,7 +244,7 @@ def test_transcripts_asset_wer_failure_isolation_http_and_idempotence(
         "tr-german": "skipped_language",
     }
     for key in ("tr-file", "tr-http"):
-        assert word_error_rate(SPOKEN, rows[key]["text"]) <= 0.15, rows[key]["text"]
+        assert no_worse_than_plain(rows[key]["text"], plain_wer), (rows[key]["text"], plain_wer)
         segments = rows[key]["segments"]
         assert segments and segments[0]["start"] >= 0 and segments[-1]["end"] <= rows[key]["audio_seconds"] + 0.5
         assert rows[key]["language"] == "en" and rows[key]["model"] == "tiny.en"
@@ -266,7 +286,7 @@ def test_detected_language_outside_allowed_is_skipped(stack_settings, clips):
     assert result.language_probability > 0.5
 
 
-def test_transcribe_command_prints_json_per_file(stack_env, clips):
+def test_transcribe_command_prints_json_per_file(stack_env, clips, plain_wer):
     env = {**stack_env, "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "podrec_assets.cli", "transcribe", str(clips["english"]), str(clips["corrupt"])],
@@ -277,7 +297,7 @@ def test_transcribe_command_prints_json_per_file(stack_env, clips):
     )
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 1 and len(lines) == 2
-    assert lines[0]["status"] == "ok" and word_error_rate(SPOKEN, lines[0]["text"]) <= 0.15
+    assert lines[0]["status"] == "ok" and no_worse_than_plain(lines[0]["text"], plain_wer), (lines[0], plain_wer)
     assert lines[0]["language"] == "en" and lines[0]["duration"] > 5 and lines[0]["segments"]
     assert lines[1]["status"] == "failed"
 
@@ -330,7 +350,19 @@ def test_long_audio_is_transcribed_window_by_window(stack_settings, clips):
     starts = [s["start"] for s in result.segments]
     assert starts == sorted(starts) and result.segments[-1]["end"] > offsets[1]
     assert abs(result.audio_seconds - len(whole) / SAMPLE_RATE) < 0.01
-    assert word_error_rate(SPOKEN, result.text) <= 0.25, result.text
+    # what the words are depends on the CPU (a 4 s cut changes what Whisper hears); what must hold anywhere: the
+    # pipeline's text is faster-whisper's own text of each window, in order, none lost or repeated (same run)
+    pipeline = BatchedInferencePipeline(whisper.model)
+    expected = []
+    for number, (_, samples) in enumerate(windows):
+        if len(samples) < 1600:
+            continue  # under 0.1 s: the pipeline skips it too
+        pieces, _ = pipeline.transcribe(
+            samples, language=None if number == 0 else "en", beam_size=5, batch_size=8, **BATCHED_DECODING
+        )
+        expected.extend(piece.text.strip() for piece in pieces if piece.text.strip())
+    assert result.text == " ".join(expected)
+    assert word_error_rate(SPOKEN, result.text) < 0.5, result.text  # and it is still the sentence spoken
 
 
 def test_episodes_retention_guard_keeps_a_day_the_broker_no_longer_holds(tmp_path):

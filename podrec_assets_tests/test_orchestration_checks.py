@@ -10,12 +10,19 @@ import pytest
 import yaml
 
 from podrec_assets.core import schemas
-from podrec_assets.defs.orchestration.checks import CONTRACTS, allowed_ndcg_drop, build_checks
+from podrec_assets.defs.checks import ASSET_TABLES, build_checks
+from podrec_assets.defs.collaborative import checks as collaborative
+from podrec_assets.defs.collaborative.checks import allowed_ndcg_drop
+from podrec_assets.defs.content import checks as content
+from podrec_assets.defs.events import checks as events
+from podrec_assets.defs.hybrid import checks as hybrid
+from podrec_assets.defs.ingest import checks as ingest
 from podrec_assets.defs.partitions import daily_partitions
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.settings import PROJECT_ROOT, load_settings
 
 DAY = date(2026, 2, 10)
+AREAS = (ingest, events, content, collaborative, hybrid)  # each area's __init__ holds its own checks(settings)
 
 
 def test_code_location_has_freshness_automation_sensors_and_checks():
@@ -58,7 +65,7 @@ def test_code_location_has_freshness_automation_sensors_and_checks():
         "final_recommendations",
         "recommendation_metrics",
     }
-    assert set(CONTRACTS) == tables  # every table of the graph has a contract, and no contract names a stray table
+    assert set(ASSET_TABLES) == tables  # every table of the graph has a contract, and no contract names a stray table
     assert {k.to_user_string() for k in keys if k.path[0] != "kafka"} == tables  # ... and every one is in the graph
     for table in tables:
         assert {f"{table}:schema_matches_contract", f"{table}:keys_unique"} <= check_keys, table
@@ -107,10 +114,13 @@ def run_with_checks(
 
     settings = load_settings({"PODREC_HOME": str(tmp_path), "PODREC_ALS_NDCG_TOLERANCE": "0.05"})
     # the stand-in writes no serving copy: its check has its own tests (test_serving_swap.py, the e2e run)
+    key = dg.AssetKey.from_user_string(asset_key)
+    everything = [c for area in AREAS for c in area(settings)]
+    area_checks = [c for c in everything if key in {k.asset_key for k in c.check_keys}]
     checks = [
         c
-        for c in build_checks({dg.AssetKey(asset_key)}, [], settings)
-        if all(key.name != "serving_copy_matches_delta" for key in c.check_keys)
+        for c in build_checks({key}, [], settings) + area_checks
+        if all(k.name != "serving_copy_matches_delta" for k in c.check_keys)
     ]
     instance = instance or dg.DagsterInstance.ephemeral()
     results = {}
@@ -256,3 +266,28 @@ def test_allowed_ndcg_drop_is_never_below_the_tolerance():
     assert allowed_ndcg_drop(0.05, None) == 0.05  # unknown spread: the tolerance alone
     assert allowed_ndcg_drop(0.05, float("nan")) == 0.05
     assert allowed_ndcg_drop(0.05, 0.04) == pytest.approx(0.08)
+
+
+def test_active_users_check_excuses_only_listeners_who_heard_the_whole_catalog(tmp_path):
+    """u1 is served; u2 heard both episodes (over two days), so has nothing left; u3 heard one and has no list."""
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    d1, d2 = DAY, DAY + timedelta(days=1)
+    lake.write_partition(
+        "episodes", d1, schemas.to_table([{"episode_id": "e1"}, {"episode_id": "e2"}], schemas.EPISODES), "r"
+    )
+    daily = {
+        d1: [("u2", "e1"), ("u3", "e1"), ("u3", "e1-unknown")],
+        d2: [("u1", "e1"), ("u2", "e2"), ("u3", "e1")],
+    }
+    for day, pairs in daily.items():
+        rows = [{"user_id": u, "episode_id": e, "event_count": 1, "max_played_pct": 1.0} for u, e in pairs]
+        lake.write_partition("user_episode_daily", day, schemas.to_table(rows, schemas.USER_EPISODE_DAILY), "r")
+    served = [{"user_id": "u1", "episode_id": "e2", "rank": 1, "final_score": 1.0, "alpha": 0.5, "reason": "als"}]
+    result = run_with_checks(
+        lake, tmp_path, "final_recommendations", {d2: schemas.to_table(served, schemas.FINAL_RECOMMENDATIONS)}
+    )[d2]
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "active_users_have_recommendations"]
+    facts = {k: v.value for k, v in check.metadata.items()}
+    assert not check.passed
+    assert facts["active_users"] == 3 and facts["active_who_heard_every_episode"] == 1
+    assert facts["active_without"] == 1 and facts["examples"] == "u3"

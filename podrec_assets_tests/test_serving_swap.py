@@ -17,7 +17,7 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
-from podrec_assets.defs.orchestration.checks import serving_copy_problems
+from podrec_assets.defs.checks import serving_copy_problems
 from podrec_assets.resources import LakeResource, MongoResource
 from podrec_assets.resources.unavailable import ServerUnavailable
 

@@ -7,6 +7,7 @@ import pandas as pd
 from dash import Input, Output, dcc, html
 
 from dash_app import data
+from dash_app.engagement import WINDOWS
 from dash_app.pages.common import PALETTE, card, empty_state, episode_link, figure, fmt_int, stat, table, values
 
 WINDOW_LABELS = {
@@ -35,7 +36,7 @@ def _short(ts) -> str:
 
 def layout(access: data.DataAccess, params: dict) -> html.Div:
     window = params.get("window", DEFAULT_WINDOW)
-    window = window if window in data.WINDOWS else DEFAULT_WINDOW
+    window = window if window in WINDOWS else DEFAULT_WINDOW
     return html.Div(
         [
             html.Div(
@@ -227,4 +228,4 @@ def body(access: data.DataAccess, window: str) -> html.Div:
 def register(app) -> None:
     @app.callback(Output("engagement-body", "children"), Input("window", "value"), prevent_initial_call=True)
     def _window(window):
-        return body(data.current(), window if window in data.WINDOWS else DEFAULT_WINDOW)
+        return body(data.current(), window if window in WINDOWS else DEFAULT_WINDOW)

@@ -87,6 +87,19 @@ USER_EPISODE_DAILY = pa.schema(
     ]
 )
 
+# incremental state: one row per (user, episode) ever engaged with, through the partition's day
+LISTENER_HISTORY = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("episode_id", pa.string()),
+        ("first_date", pa.date32()),
+        ("last_date", pa.date32()),
+        ("days_engaged", pa.int64()),
+        ("engagement", pa.float64()),
+        ("completed", pa.bool_()),
+    ]
+)
+
 EPISODE_VECTORS = pa.schema(
     [
         ("episode_id", pa.string()),

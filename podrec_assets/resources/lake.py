@@ -110,6 +110,15 @@ class LakeResource(ConfigurableResource):
                 time.sleep(0.2 * (attempt + 1))
         return {"rows": stamped.num_rows, "delta_version": self.version(name), "table_uri": self.table_uri(name)}
 
+    def replace_table(self, name: str, table: pa.Table) -> str:
+        """Overwrite an unpartitioned table whole (schema included): tables that are one snapshot, not a history of
+        days (the simulator's true tastes). Returns the table's URI."""
+        from deltalake import write_deltalake
+
+        uri = self.table_uri(name)
+        write_deltalake(uri, table, mode="overwrite", schema_mode="overwrite", storage_options=self.storage_options)
+        return uri
+
     def read_days(
         self, name: str, start: date, end: date, columns: list[str] | None = None, version: int | None = None
     ) -> pa.Table:

@@ -13,11 +13,11 @@ from podrec_assets.core.episodes import (
 from podrec_assets.core.registry import DEAD_LETTERS_TABLE, EPISODE_METADATA_TOPIC
 from podrec_assets.core.schemas import EPISODES, TRANSCRIPTS, to_table
 from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.defs.policies import heavy
 from podrec_assets.resources import AsrResource, KafkaResource, LakeResource, MongoResource
 
 GROUP = "ingest"
 DEAD_LETTERS_KEY = dg.AssetKey(["dead_letters", "episode_metadata"])
-HEAVY_ASR = {"podrec/heavy": "asr"}
 
 
 @dg.multi_asset(
@@ -129,9 +129,10 @@ def _asr_reason_counts(rows: list[dict]) -> dict[str, int]:
     group_name=GROUP,
     partitions_def=daily_partitions,
     deps=[dg.AssetDep("episodes")],
+    # one Whisper run per day: the heaviest step, so a failure or a cancel loses one day, not the backfill
     backfill_policy=dg.BackfillPolicy.multi_run(1),
-    op_tags=HEAVY_ASR,
-    tags={"podrec/heavy": "asr"},
+    op_tags=heavy("asr"),
+    tags=heavy("asr"),
     description="One row per episode of the day: the publisher's transcript (Podcasting 2.0 podcast:transcript: "
     "JSON, WebVTT, SRT, HTML, text) when one is usable, else a faster-whisper transcript (int8, VAD, "
     "batched); with segments, language, where the text came from and why ASR ran, and status "

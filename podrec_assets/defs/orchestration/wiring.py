@@ -1,4 +1,4 @@
-"""Orchestration applied to whatever assets the areas define: sensors, automation, freshness, checks, backfills.
+"""Orchestration applied to whatever assets the areas define: sensors, automation, freshness, generic checks.
 
 ``definitions.py`` merges the areas and hands the result to ``apply_orchestration``; nothing here names
 an asset that must exist, so each piece switches on when its asset lands.
@@ -18,13 +18,13 @@ from datetime import timedelta
 
 import dagster as dg
 
-from podrec_assets.defs.orchestration.checks import build_checks
+from podrec_assets.defs.checks import build_checks
 from podrec_assets.defs.orchestration.sensors import build_topic_sensor
 from podrec_assets.defs.orchestration.topics import TOPICS, topic_asset_key
+from podrec_assets.defs.policies import HEAVY_TAG
 from podrec_assets.settings import Settings
 
 MODEL_ASSETS = {"als_top_n", "final_recommendations", "recommendation_metrics"}
-HEAVY_TAG = "podrec/heavy"
 
 
 def _asset_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
@@ -53,11 +53,12 @@ def declared_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
 
 
 def heavy_kind(assets_def: dg.AssetsDefinition, settings: Settings) -> str | None:
-    """asr for Whisper assets, spark for assets that use the Spark resource when engine=spark."""
-    resources = set(assets_def.required_resource_keys)
-    if "asr" in resources:
-        return "asr"
-    if "spark" in resources and settings.engine == "spark":
+    """The heavy kind an area declared on the asset (``defs/policies.heavy``), else spark for assets that use
+    the Spark resource when engine=spark (a setting, so only known here)."""
+    declared = {spec.tags[HEAVY_TAG] for spec in assets_def.specs if HEAVY_TAG in spec.tags}
+    if declared:
+        return sorted(declared)[0]
+    if "spark" in assets_def.required_resource_keys and settings.engine == "spark":
         return "spark"
     return None
 
@@ -114,15 +115,10 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
     assets: list = []
     for item in defs.assets or []:
         if isinstance(item, dg.AssetsDefinition) and item.is_executable:
-            kind = heavy_kind(item, settings)
+            kind = heavy_kind(item, settings)  # backfill policies stay the owner's (defs/<area>/assets.py)
             for key in item.keys:
                 if kind:
                     heavy[key] = kind
-            # One Whisper run per day: the heaviest step, so a failure or a cancel loses one day, not the
-            # backfill. Other assets keep their owner's policy: a single-run policy is cheaper (one process,
-            # one Spark session for the range) but only for assets that read context.partition_key_range.
-            if kind == "asr":
-                item = item.with_attributes(backfill_policy=dg.BackfillPolicy.multi_run(1))
         assets.append(item)
     mapped = dg.Definitions(
         assets=assets,
