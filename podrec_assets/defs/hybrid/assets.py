@@ -1,9 +1,8 @@
 """`final_recommendations` and `recommendation_metrics`: thin wrappers over core.fusion / core.evaluation.
 
-Inputs are read from the lake by table name (``day_data.DayData``). Content scores need the vectors of every
-episode published up to D, read from the first partition to D (ALL_DAYS_THROUGH_D). "Never recommend a completed
-episode" and "every listener ever seen gets a list" need all listening history: ``listener_history`` of the day
-before a bounded window holds it, and the window's days of `user_episode_daily` are read one by one; lineage says so.
+Inputs are read from the lake by table name. Content scores need the vectors of every episode published up to
+D (a user's history can be any of them) and "never recommend a completed episode" needs every earlier day of
+`user_episode_daily`, so those are read from the first partition to D, and lineage says so (ALL_DAYS_THROUGH_D).
 """
 
 import json
@@ -18,12 +17,11 @@ from podrec_assets.core.registry import TASTES_TABLE
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
 from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
 from podrec_assets.defs.partitions import PREVIOUS_DAY, THROUGH_D, daily_partitions, partition_day, trailing_days
-from podrec_assets.defs.state import LISTENING_BEFORE, RECENT_LISTENING
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import get_settings
 
-ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # every earlier day: the catalog's vectors and metadata
+ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # every earlier day: the catalog's vectors, completed-ever
 VALIDATION_DAYS_AND_SAME_DAY = ALS_DAYS.mapping
 
 
@@ -51,8 +49,7 @@ def _clean(value):
         dg.AssetDep("similarities"),
         dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
-        dg.AssetDep("user_episode_daily", partition_mapping=RECENT_LISTENING.mapping),
-        dg.AssetDep("listener_history", partition_mapping=LISTENING_BEFORE.mapping),
+        dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
     ],
 )
 def final_recommendations(
@@ -147,8 +144,7 @@ def final_recommendations(
     deps=[
         dg.AssetDep("final_recommendations", partition_mapping=PREVIOUS_DAY.mapping),
         dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_DAY.mapping),
-        dg.AssetDep("user_episode_daily", partition_mapping=RECENT_LISTENING.mapping),
-        dg.AssetDep("listener_history", partition_mapping=LISTENING_BEFORE.mapping),
+        dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
     ],

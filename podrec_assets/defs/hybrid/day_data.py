@@ -1,9 +1,8 @@
 """The lake rows a day's fusion and evaluation read (final_recommendations, recommendation_metrics, podrec serve).
 
-Content scores need the vectors of every episode published up to D (a user's history can be any of them), so the
-catalog is read from the first partition to D. Listening is read as ``listener_history`` of the day before a bounded
-window (who was ever seen, what was ever completed) plus the window's days of `user_episode_daily`: what all history
-says, at a cost that does not grow with the number of days.
+Content scores need the vectors of every episode published up to D (a user's history can be any of them) and
+"never recommend a completed episode" needs every earlier day of `user_episode_daily`, so those are read from the
+first partition to D.
 """
 
 from datetime import date
@@ -13,7 +12,6 @@ import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
 from podrec_assets.defs.partitions import THROUGH_D, DayWindow
-from podrec_assets.defs.state import listening_through
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.settings import Settings, get_settings
 
@@ -42,7 +40,9 @@ class DayData:
     def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
         first, _ = THROUGH_D.days(last_day, first=settings.start_day)
         self.settings = settings
-        self.daily = frame_of(listening_through(lake, last_day, settings))
+        self.daily = read_frame(
+            lake, "user_episode_daily", first, last_day, ["user_id", "episode_id", "engagement", "completed", "date"]
+        )
         self.vectors = read_frame(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
         self.episodes = read_frame(
             lake,
