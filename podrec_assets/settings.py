@@ -268,6 +268,11 @@ class Settings:
         3,
         "With alpha selection: how many earlier days (lists for V judged on V+1) are pooled to choose the curve.",
     )
+    fusion_validation_users: int = _setting(
+        "PODREC_FUSION_VALIDATION_USERS",
+        20000,
+        "With alpha selection: at most this many listeners judged per validation day (a stable sample; 0: all).",
+    )
     content_candidates: int = _setting(
         "PODREC_CONTENT_CANDIDATES",
         20,

@@ -17,6 +17,7 @@ TABLES = [
     "transcripts",
     "user_events",
     "user_episode_daily",
+    "listener_history",
     "episode_vectors",
     "similarities",
     "als_top_n",

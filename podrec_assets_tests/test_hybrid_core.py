@@ -435,3 +435,175 @@ def test_the_fill_reaches_episodes_nobody_liked_yet_newest_first():
     assert recs[recs[USER] == "u1"][ITEM].tolist() == ["c", "b"]  # a is completed
     assert recs[recs[USER] == "u2"][ITEM].tolist() == ["c"]  # a completed, b touched in the window
     assert set(recs["reason"]) == {"popular"}
+
+
+def test_validation_sample_is_bounded_stable_and_whole_when_small():
+    users = [f"u{n:05d}" for n in range(5000)]
+    sample = evaluation.validation_sample(users, 300)
+    assert len(sample) == 300 and sample <= set(users)
+    assert evaluation.validation_sample(reversed(users), 300) == sample  # the ids decide, not their order
+    assert evaluation.validation_sample(users + users[:10], 300) == sample  # repeats count once
+    assert sample & set(users[:2500]) and sample & set(users[2500:])  # spread over the ids, not a prefix
+    assert evaluation.validation_sample(users[:200], 300) == set(users[:200])
+    assert evaluation.validation_sample(users, 0) == set(users)
+
+
+def test_preparing_a_sample_of_users_gives_exactly_their_rows_of_the_whole_day():
+    """The α validation prepares only the sampled listeners: their candidates, scores and exclusions are those of
+    the whole day's preparation, and the popular list still counts every listener."""
+    vectors, daily, als, published = scenario()
+    whole = prepared_day()
+    sample = {"u1", "u3"}
+    inputs = fusion.FusionInputs(
+        day=DAY,
+        als=als,
+        daily=daily,
+        vectors=vectors,
+        published=published,
+        history_days=7,
+        min_engagement=2.0,
+        popularity_half_life_days=2.0,
+        content_candidates=20,
+    )
+    index = ContentIndex.from_frame(vectors)
+    popular = fusion.day_popular(inputs, index)
+    part = fusion.prepare_day(
+        fusion.FusionInputs(
+            **{
+                **inputs.__dict__,
+                "als": als[als["user_id"].isin(sample)],
+                "daily": daily[daily["user_id"].isin(sample)],
+                "index": index,
+                "popular": popular,
+            }
+        )
+    )
+
+    def rows(frame):
+        mine = frame[frame["user_id"].isin(sample)]
+        return mine.sort_values(list(mine.columns)).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows(part.normalised), rows(whole.normalised))
+    pd.testing.assert_frame_equal(rows(part.excluded), rows(whole.excluded))
+    pd.testing.assert_frame_equal(part.popular, whole.popular)
+    assert part.users == [u for u in whole.users if u in sample]
+    curve = fusion.AlphaCurve(0.5, 0.2, 3)
+    pd.testing.assert_frame_equal(
+        rows(fusion.recommend(part, curve, 3)), rows(fusion.recommend(whole, curve, 3)), check_dtype=False
+    )
+
+
+def _fill_one_user_at_a_time(recommendations, users, popular, excluded, top_n):
+    """The definition of the popular fill, one user at a time (the array version must equal it)."""
+    counts = recommendations.groupby("user_id").size().to_dict() if len(recommendations) else {}
+    score = dict(zip(popular["episode_id"], popular["popularity"]))
+    top = max(score.values(), default=1.0) or 1.0
+    fills = []
+    for user in users:
+        have = counts.get(user, 0)
+        skip = set(recommendations[recommendations["user_id"] == user]["episode_id"]) | set(
+            excluded[excluded["user_id"] == user]["episode_id"]
+        )
+        for eid in popular["episode_id"]:
+            if have >= top_n:
+                break
+            if eid not in skip:
+                have += 1
+                fills.append((user, eid, have, score[eid] / top - 1.0))
+    frame = pd.DataFrame(fills, columns=["user_id", "episode_id", "rank", "final_score"])
+    return (
+        pd.concat([recommendations[["user_id", "episode_id", "rank", "final_score"]], frame], ignore_index=True)
+        .sort_values(["user_id", "rank"], kind="mergesort")
+        .reset_index(drop=True)
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_popular_fill_in_arrays_equals_the_one_user_at_a_time_definition(seed, monkeypatch):
+    from podrec_assets.core import popularity
+
+    monkeypatch.setattr(popularity, "FILL_BLOCK_USERS", 7)  # several blocks even on small data
+    rng = np.random.default_rng(seed)
+    items = [f"e{n:02d}" for n in range(int(rng.integers(1, 30)))]
+    users = [f"u{n:03d}" for n in range(int(rng.integers(1, 40)))]
+    top_n = int(rng.integers(1, 8))
+    popular = pd.DataFrame({"episode_id": items, "popularity": np.sort(rng.random(len(items)))[::-1]})
+    fused = [
+        (u, e, r + 1, 1.0 - r / 10)
+        for u in users
+        if rng.random() < 0.5
+        for r, e in enumerate(rng.choice(items, size=min(len(items), int(rng.integers(0, top_n + 2))), replace=False))
+    ]
+    recommendations = pd.DataFrame(fused, columns=["user_id", "episode_id", "rank", "final_score"])
+    excluded = pd.DataFrame(
+        [(u, e) for u in users for e in items if rng.random() < 0.3] + [("u999", "e00")],  # a user without a list
+        columns=["user_id", "episode_id"],
+    )
+    got = popularity.fill_with_popular(recommendations, users, popular, excluded, top_n)
+    expected = _fill_one_user_at_a_time(recommendations, users, popular, excluded, top_n)
+    pd.testing.assert_frame_equal(
+        got[["user_id", "episode_id", "rank", "final_score"]].reset_index(drop=True),
+        expected,
+        check_dtype=False,
+    )
+    assert (got[got["reason"] == "popular"]["final_score"] <= 0).all()  # fills rank below every fused score
+
+
+def _diversity_one_user_at_a_time(recommended, index, k):
+    top = evaluation.top_k(recommended, k)
+    values = []
+    for _, items in top.groupby("user_id")["episode_id"]:
+        known = [e for e in items if e in index.position]
+        if len(known) < 2:
+            continue
+        vecs = index.vectors_of(known)
+        i, j = np.triu_indices(len(known), k=1)
+        values.append(float(np.mean(1.0 - (vecs @ vecs.T)[i, j])))
+    return float(np.mean(values)) if values else 0.0
+
+
+def _taste_match_one_row_at_a_time(recommended, tastes, categories, k):
+    top = evaluation.top_k(recommended, k)
+    weight = {(u, t): w for u, t, w in zip(tastes["user_id"], tastes["topic"], tastes["weight"])}
+    best = tastes.groupby("user_id")["weight"].max().to_dict()
+    per_user: dict = {}
+    for user, eid in zip(top["user_id"], top["episode_id"]):
+        if best.get(user, 0) <= 0:
+            continue
+        topics = categories.get(eid)
+        topics = [] if topics is None else list(topics)
+        w = max((weight.get((user, t), 0.0) for t in topics), default=0.0)
+        per_user.setdefault(user, []).append(w / best[user])
+    if not per_user:
+        return 0.0, 0
+    return float(np.mean([np.mean(v) for v in per_user.values()])), len(per_user)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_list_metrics_in_arrays_equal_their_one_user_at_a_time_definitions(seed):
+    rng = np.random.default_rng(seed)
+    items = [f"e{n:02d}" for n in range(25)]
+    embedded = items[: int(rng.integers(0, 25))]  # some recommended episodes have no vector
+    index = ContentIndex(embedded, rng.normal(size=(len(embedded), 4)))
+    users = [f"u{n:02d}" for n in range(30)]
+    rows = [
+        (u, e, r + 1)
+        for u in users
+        for r, e in enumerate(rng.choice(items, size=int(rng.integers(0, 8)), replace=False))
+    ]
+    recommended = pd.DataFrame(rows, columns=["user_id", "episode_id", "rank"])
+    topics = ["news", "sport", "tech", "music"]
+    categories = pd.Series(
+        {e: list(rng.choice(topics, size=int(rng.integers(0, 3)), replace=False)) for e in items[:20]}
+    )
+    tastes = pd.DataFrame(
+        [(u, t, float(rng.choice([0.4, 0.6, 1.0]))) for u in users[:25] for t in topics if rng.random() < 0.4],
+        columns=["user_id", "topic", "weight"],
+    )
+    for k in (3, 5):
+        assert evaluation.intra_list_diversity(recommended, index, k) == pytest.approx(
+            _diversity_one_user_at_a_time(recommended, index, k), abs=1e-6
+        )
+        got = evaluation.taste_match(recommended, tastes, categories, k)
+        expected = _taste_match_one_row_at_a_time(recommended, tastes, categories, k)
+        assert got[1] == expected[1] and got[0] == pytest.approx(expected[0], abs=1e-12)

@@ -61,6 +61,7 @@ def test_code_location_has_freshness_automation_sensors_and_checks():
         "user_events",
         "dead_letters/user_events",
         "user_episode_daily",
+        "listener_history",
         "als_top_n",
         "final_recommendations",
         "recommendation_metrics",

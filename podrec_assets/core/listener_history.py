@@ -79,20 +79,23 @@ def accumulate(daily: pa.Table) -> pa.Table:
     return _run(_MERGE.format(rows=_DAY_ROWS), daily=_daily(daily))
 
 
-def advance(previous: pa.Table, daily: pa.Table, day: date) -> pa.Table:
-    """state[D] from state[D-1] (``previous``) and ``user_episode_daily[D]`` (``daily``): equal to
-    ``accumulate`` over every day through D. Rows of ``daily`` dated other than ``day`` are refused: a day's state
-    must never take in another day twice."""
+def advance(previous: pa.Table, daily: pa.Table, through: date) -> pa.Table:
+    """The state through ``through`` from an earlier state (``previous``) and the ``user_episode_daily`` rows of the
+    days after it up to ``through`` (``daily``; normally just day D on top of state[D-1]): equal to ``accumulate``
+    over every day. Rows the state already holds a day of, or rows after ``through``, are refused: no day may be
+    taken in twice."""
     import pyarrow.compute as pc
 
     daily = _daily(daily)
-    if daily.num_rows:
-        days = pc.unique(daily["date"]).to_pylist()
-        if days != [day]:
-            raise ValueError(f"listener_history[{day}]: user_episode_daily rows of {days}, expected only {day}")
     previous = previous.select(LISTENER_HISTORY.names) if previous.num_rows else empty_state()
-    if previous.num_rows and pc.max(previous["last_date"]).as_py() >= day:
-        raise ValueError(f"listener_history[{day}]: the previous state already holds {day} or a later day")
+    if daily.num_rows:
+        first, last = pc.min(daily["date"]).as_py(), pc.max(daily["date"]).as_py()
+        if last > through:
+            raise ValueError(f"listener_history through {through}: user_episode_daily rows of {last}, a later day")
+        if previous.num_rows and pc.max(previous["last_date"]).as_py() >= first:
+            raise ValueError(
+                f"listener_history through {through}: the earlier state already holds {first} or a later day"
+            )
     return _run(_MERGE.format(rows=f"{_STATE_ROWS} UNION ALL {_DAY_ROWS}"), previous=previous, daily=daily)
 
 

@@ -40,55 +40,85 @@ def popular_episodes(
     return pop.sort_values(["popularity", ITEM], ascending=[False, True], kind="mergesort").reset_index(drop=True)
 
 
+FILL_BLOCK_USERS = 100_000
+
+
 def fill_with_popular(
     recommendations: pd.DataFrame, users, popular: pd.DataFrame, excluded: pd.DataFrame, top_n: int
 ) -> pd.DataFrame:
     """Give every user in ``users`` N rows: their fused list, then popular episodes they may still see.
 
     Popular rows get reason ``popular``, a final score below every fused score (so ranks stay ordered), and no
-    explanation. Users with no fused rows at all are the cold-start users.
+    explanation. Users with no fused rows at all are the cold-start users. Array work over blocks of users (no loop
+    per user): each short user is paired with a prefix of the popular list, pairs they must skip are removed, and
+    the first ones left fill the list; a prefix that runs short is doubled for the users it failed.
     """
-    counts = recommendations.groupby(USER).size().to_dict() if len(recommendations) else {}
-    short = [user for user in users if counts.get(user, 0) < top_n]
-    if not short:
+    counts = recommendations.groupby(USER).size() if len(recommendations) else pd.Series(dtype="int64")
+    all_users = pd.unique(pd.Series(list(users), dtype=object))
+    have = counts.reindex(all_users).fillna(0).to_numpy(dtype=np.int64)
+    short_mask = have < top_n
+    popular_ids = popular[ITEM].to_numpy(dtype=object)
+    if not short_mask.any() or len(popular_ids) == 0:
         return recommendations.reset_index(drop=True)
-    short_set = set(short)
-    skip_by_user: dict = {user: set() for user in short}
-    for frame in (recommendations, excluded):
-        if len(frame):
-            rows = frame[frame[USER].isin(short_set)]
-            for user, eid in zip(rows[USER], rows[ITEM]):
-                skip_by_user[user].add(eid)
-    popular_ids = popular[ITEM].tolist()
-    popular_score = dict(zip(popular[ITEM], popular["popularity"]))
-    top_popularity = max(popular_score.values(), default=1.0) or 1.0
-    fills = []
-    for user in short:
-        missing = top_n - counts.get(user, 0)
-        skip = skip_by_user[user]
-        rank = counts.get(user, 0)
-        for eid in popular_ids:
-            if missing == 0:
-                break
-            if eid in skip:
-                continue
-            rank += 1
-            missing -= 1
+    short, have = all_users[short_mask], have[short_mask]
+    position = pd.Index(popular_ids)
+    skip = (
+        pd.concat([f[[USER, ITEM]] for f in (recommendations, excluded) if len(f)], ignore_index=True)
+        if (len(recommendations) or len(excluded))
+        else pd.DataFrame({USER: [], ITEM: []})
+    )
+    user_codes = pd.Index(short)
+    skip_user = user_codes.get_indexer(skip[USER]) if len(skip) else np.array([], dtype=np.int64)
+    skip_item = position.get_indexer(skip[ITEM]) if len(skip) else np.array([], dtype=np.int64)
+    keep = (skip_user >= 0) & (skip_item >= 0)
+    n_items = len(popular_ids)
+    skip_keys = np.unique(skip_user[keep].astype(np.int64) * n_items + skip_item[keep])
+
+    filled_user, filled_item, filled_rank = [], [], []
+    for start in range(0, len(short), FILL_BLOCK_USERS):
+        block = np.arange(start, min(start + FILL_BLOCK_USERS, len(short)))
+        need = top_n - have[block]
+        prefix = min(n_items, 2 * top_n)
+        pending = np.ones(len(block), dtype=bool)
+        while pending.any():
+            rows = block[pending]
+            u = np.repeat(rows, prefix)
+            i = np.tile(np.arange(prefix), len(rows))
+            free = ~np.isin(u.astype(np.int64) * n_items + i, skip_keys, assume_unique=False)
+            u, i = u[free], i[free]
+            # i-th free episode of each user (rows come user by user, items in popular order)
+            first = np.r_[0, np.flatnonzero(np.diff(u)) + 1] if len(u) else np.array([], dtype=np.int64)
+            nth = np.arange(len(u)) - np.repeat(first, np.diff(np.r_[first, len(u)]))
+            need_of = need[np.searchsorted(block, u)]
+            take = nth < need_of
+            got = np.bincount(np.searchsorted(rows, u[take]), minlength=len(rows))
+            done = (got >= need[pending]) | (prefix >= n_items)
+            finished = np.isin(u, rows[done]) & take
+            filled_user.append(u[finished])
+            filled_item.append(i[finished])
+            filled_rank.append(have[u[finished]] + nth[finished] + 1)
+            still = np.flatnonzero(pending)
+            pending[still[done]] = False
+            prefix = min(n_items, prefix * 2)
+    u = np.concatenate(filled_user)
+    if not len(u):
+        return recommendations.reset_index(drop=True)
+    i = np.concatenate(filled_item)
+    score = popular["popularity"].to_numpy(dtype=float)
+    top_popularity = float(score.max()) if len(score) and score.max() else 1.0
+    fills = pd.DataFrame(
+        {
+            USER: short[u],
+            ITEM: popular_ids[i],
+            "rank": np.concatenate(filled_rank).astype(np.int64),
             # below 0: fused scores are in [0, 1], popular fills come after them, ordered by popularity
-            fills.append(
-                {
-                    USER: user,
-                    ITEM: eid,
-                    "rank": rank,
-                    "final_score": popular_score[eid] / top_popularity - 1.0,
-                    "als_score": np.nan,
-                    "content_score": np.nan,
-                    "alpha": np.nan,
-                    "reason": "popular",
-                    "because_episode_id": None,
-                }
-            )
-    if not fills:
-        return recommendations.reset_index(drop=True)
-    combined = pd.concat([recommendations, pd.DataFrame(fills)], ignore_index=True)
+            "final_score": score[i] / top_popularity - 1.0,
+            "als_score": np.nan,
+            "content_score": np.nan,
+            "alpha": np.nan,
+            "reason": "popular",
+            "because_episode_id": None,
+        }
+    )
+    combined = pd.concat([recommendations, fills], ignore_index=True) if len(recommendations) else fills
     return combined.sort_values([USER, "rank"], kind="mergesort").reset_index(drop=True)

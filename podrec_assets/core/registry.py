@@ -112,6 +112,7 @@ TABLES: dict[str, Table] = {
         Table(
             "user_episode_daily", schemas.USER_EPISODE_DAILY, (("user_id", "episode_id"),), mirror_order="user_id, date"
         ),
+        Table("listener_history", schemas.LISTENER_HISTORY, (("user_id", "episode_id"),)),
         Table("episode_vectors", schemas.EPISODE_VECTORS, (("episode_id",),)),
         Table(
             "similarities",

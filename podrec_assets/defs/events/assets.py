@@ -12,10 +12,12 @@ import time
 from typing import Any
 
 import dagster as dg
+import pyarrow.compute as pc
 
 from podrec_assets.core.engagement import INPUT_COLUMNS, aggregate_duckdb, aggregate_spark, weights_from_settings
 from podrec_assets.defs.events.kafka_day import USER_EPISODE_DAILY, USER_EVENTS, RetentionError, read_user_events_day
-from podrec_assets.defs.partitions import daily_partitions, partition_day
+from podrec_assets.defs.partitions import PREVIOUS_DAY, daily_partitions, partition_day
+from podrec_assets.defs.state import LISTENER_HISTORY_TABLE, state_through
 from podrec_assets.resources.kafka import KafkaResource
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.spark import SparkResource
@@ -158,5 +160,39 @@ def user_episode_daily(
             **engagement_summary(table),
             "weights": dg.MetadataValue.json(weights),
             "aggregate_seconds": round(seconds, 3),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=[
+        dg.AssetDep(USER_EPISODE_DAILY),
+        dg.AssetDep(LISTENER_HISTORY_TABLE, partition_mapping=PREVIOUS_DAY.mapping),  # state[D] = state[D-1] + day D
+    ],
+    group_name="events",
+    kinds={"delta", "duckdb"},
+    description="Incremental state: one row per (listener, episode) ever engaged with through D (first and last "
+    "day, days engaged, summed engagement, completed ever), built from D-1's state and D's user_episode_daily, so "
+    "what needs all history reads one partition (core/listener_history.py). A missing D-1 is caught up from the "
+    "newest stored day before it.",
+)
+def listener_history(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """state[D-1] + user_episode_daily[D] (a missing D-1 is caught up from the newest stored day before it)."""
+    settings = get_settings()
+    day = partition_day(context)
+    started = time.perf_counter()
+    state, built_from = state_through(lake, day, settings.start_day, stored_before=day)
+    context.log.info(f"listener_history[{day}] from {built_from}")
+    written = lake.write_partition(LISTENER_HISTORY_TABLE, day, state, context.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": written["rows"],
+            "dagster/row_count": written["rows"],
+            "listeners": len(pc.unique(state["user_id"])) if state.num_rows else 0,
+            "completed_pairs": int(pc.sum(state["completed"]).as_py() or 0) if state.num_rows else 0,
+            "built_from": built_from,
+            "delta_version": written["delta_version"],
+            "seconds": round(time.perf_counter() - started, 3),
         }
     )

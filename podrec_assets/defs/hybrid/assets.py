@@ -1,8 +1,9 @@
 """`final_recommendations` and `recommendation_metrics`: thin wrappers over core.fusion / core.evaluation.
 
-Inputs are read from the lake by table name. Content scores need the vectors of every episode published up to
-D (a user's history can be any of them) and "never recommend a completed episode" needs every earlier day of
-`user_episode_daily`, so those are read from the first partition to D, and lineage says so (ALL_DAYS_THROUGH_D).
+Inputs are read from the lake by table name (``day_data.DayData``). Content scores need the vectors of every
+episode published up to D, read from the first partition to D (ALL_DAYS_THROUGH_D). "Never recommend a completed
+episode" and "every listener ever seen gets a list" need all listening history: ``listener_history`` of the day
+before a bounded window holds it, and the window's days of `user_episode_daily` are read one by one; lineage says so.
 """
 
 import json
@@ -17,11 +18,12 @@ from podrec_assets.core.registry import TASTES_TABLE
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
 from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
 from podrec_assets.defs.partitions import PREVIOUS_DAY, THROUGH_D, daily_partitions, partition_day, trailing_days
+from podrec_assets.defs.state import LISTENING_BEFORE, RECENT_LISTENING
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.resources.mongo import MongoResource
 from podrec_assets.settings import get_settings
 
-ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # every earlier day: the catalog's vectors, completed-ever
+ALL_DAYS_THROUGH_D = THROUGH_D.mapping  # every earlier day: the catalog's vectors and metadata
 VALIDATION_DAYS_AND_SAME_DAY = ALS_DAYS.mapping
 
 
@@ -49,7 +51,8 @@ def _clean(value):
         dg.AssetDep("similarities"),
         dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
-        dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
+        dg.AssetDep("user_episode_daily", partition_mapping=RECENT_LISTENING.mapping),
+        dg.AssetDep("listener_history", partition_mapping=LISTENING_BEFORE.mapping),
     ],
 )
 def final_recommendations(
@@ -61,6 +64,7 @@ def final_recommendations(
     data = DayData(lake, settings, day)
     default_curve = fusion.AlphaCurve(settings.fusion_alpha, settings.fusion_alpha_new, settings.fusion_alpha_ramp_days)
     curve, selection_md, why = default_curve, "", "fixed by settings (PODREC_FUSION_ALPHA_SELECT=fixed)"
+    sampled: list[int] = []
     if settings.fusion_alpha_select == "validate":
         # validation pairs: lists for V judged against V+1, for the days V before D (never D itself: D's lists are
         # judged on D+1 by recommendation_metrics)
@@ -70,12 +74,18 @@ def final_recommendations(
             truth_day = validation_day + timedelta(days=1)
             if data.als_of(validation_day).empty or not (data.daily["date"] == truth_day).any():
                 continue
-            prepared_validation = data.prepare(validation_day)
-            pairs.append((prepared_validation, data.relevant(prepared_validation, truth_day)))
+            sample = evaluation.validation_sample(data.engaged_on(truth_day), settings.fusion_validation_users)
+            prepared_validation = data.prepare(validation_day, users=sample)
+            relevant = data.relevant(prepared_validation, truth_day)
+            pairs.append((prepared_validation, relevant[relevant["user_id"].isin(sample)]))
+            sampled.append(len(sample))
         if not pairs:
             why = "kept the settings: no earlier day with als_top_n and a next day to validate on"
         else:
-            context.log.info(f"choosing the alpha curve on {len(pairs)} validation day(s)")
+            context.log.info(
+                f"choosing the alpha curve on {len(pairs)} validation day(s), {sampled} sampled listeners "
+                f"(PODREC_FUSION_VALIDATION_USERS={settings.fusion_validation_users})"
+            )
             curve, evidence, why = evaluation.select_alpha(pairs, settings.top_n, settings.metrics_k, default_curve)
             selection_md = _markdown(evidence.head(10))
     elif settings.fusion_alpha_select != "fixed":
@@ -130,6 +140,7 @@ def final_recommendations(
     }
     if selection_md:
         metadata["alpha_validation"] = dg.MetadataValue.md(selection_md)
+        metadata["alpha_validation_listeners"] = dg.MetadataValue.json(sampled)
     if len(recs):
         metadata["preview"] = dg.MetadataValue.md(
             _markdown(recs.head(10).assign(because_episode_id=recs.head(10)["because_episode_id"].fillna("")))
@@ -144,7 +155,8 @@ def final_recommendations(
     deps=[
         dg.AssetDep("final_recommendations", partition_mapping=PREVIOUS_DAY.mapping),
         dg.AssetDep("als_top_n", partition_mapping=PREVIOUS_DAY.mapping),
-        dg.AssetDep("user_episode_daily", partition_mapping=ALL_DAYS_THROUGH_D),
+        dg.AssetDep("user_episode_daily", partition_mapping=RECENT_LISTENING.mapping),
+        dg.AssetDep("listener_history", partition_mapping=LISTENING_BEFORE.mapping),
         dg.AssetDep("episode_vectors", partition_mapping=ALL_DAYS_THROUGH_D),
         dg.AssetDep("episodes", partition_mapping=ALL_DAYS_THROUGH_D),
     ],

@@ -15,6 +15,7 @@ from podrec_assets.defs.checks import (
     row_rule_check,
 )
 from podrec_assets.defs.partitions import THROUGH_D, trailing_days
+from podrec_assets.defs.state import listening_through
 from podrec_assets.settings import Settings
 
 UNIT_METRICS = ("precision", "recall", "ndcg", "map", "coverage", "hit")
@@ -68,7 +69,7 @@ def active_users_check(settings: Settings) -> dg.AssetChecksDefinition:
         if len(missing) and lake.exists("episodes"):
             first, _ = THROUGH_D.days(day)
             catalog = lake.read_days("episodes", first, day, columns=["episode_id"])["episode_id"]
-            history = lake.read_days("user_episode_daily", first, day, columns=["user_id", "episode_id"])
+            history = listening_through(lake, day, settings).select(["user_id", "episode_id"])
             excused = users_who_heard_everything(history, missing, catalog)
         still = sorted(set(missing.to_pylist()) - excused)
         return dg.AssetCheckResult(

@@ -1,17 +1,22 @@
 """The lake rows a day's fusion and evaluation read (final_recommendations, recommendation_metrics, podrec serve).
 
-Content scores need the vectors of every episode published up to D (a user's history can be any of them) and
-"never recommend a completed episode" needs every earlier day of `user_episode_daily`, so those are read from the
-first partition to D.
+Content scores need the vectors of every episode published up to D (a user's history can be any of them), so the
+catalog is read from the first partition to D. Listening is read as ``listener_history`` of the day before a bounded
+window (who was ever seen, what was ever completed) plus the window's days of `user_episode_daily`: what all history
+says, at a cost that does not grow with the number of days.
 """
 
+from dataclasses import replace
 from datetime import date
 from functools import cached_property
 
 import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
+from podrec_assets.core.content_candidates import ContentIndex
+from podrec_assets.core.popularity import positive_mask
 from podrec_assets.defs.partitions import THROUGH_D, DayWindow
+from podrec_assets.defs.state import listening_through
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.settings import Settings, get_settings
 
@@ -40,9 +45,7 @@ class DayData:
     def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
         first, _ = THROUGH_D.days(last_day, first=settings.start_day)
         self.settings = settings
-        self.daily = read_frame(
-            lake, "user_episode_daily", first, last_day, ["user_id", "episode_id", "engagement", "completed", "date"]
-        )
+        self.daily = frame_of(listening_through(lake, last_day, settings))
         self.vectors = read_frame(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
         self.episodes = read_frame(
             lake,
@@ -98,8 +101,23 @@ class DayData:
             content_candidates=s.content_candidates,
         )
 
-    def prepare(self, day: date) -> fusion.PreparedDay:
-        return fusion.prepare_day(self.inputs(day))
+    def prepare(self, day: date, users: set | None = None) -> fusion.PreparedDay:
+        """Steps 1-4 of fusion for ``day``; for ``users`` only when given (the α validation sample): their rows are
+        exactly what the whole day's preparation holds for them, the popular list still counts every listener."""
+        inputs = self.inputs(day)
+        if users is None:
+            return fusion.prepare_day(inputs)
+        index = ContentIndex.from_frame(inputs.vectors)
+        popular = fusion.day_popular(inputs, index)
+        mine = lambda frame: frame[frame["user_id"].isin(users)] if len(frame) else frame  # noqa: E731
+        return fusion.prepare_day(
+            replace(inputs, als=mine(inputs.als), daily=mine(inputs.daily), index=index, popular=popular)
+        )
+
+    def engaged_on(self, day: date) -> set:
+        """Users with a positive engagement on ``day`` (the only ones a list for the day before can be judged on)."""
+        rows = self.daily[self.daily["date"] == day]
+        return set(rows[positive_mask(rows, self.settings.positive_engagement)]["user_id"]) if len(rows) else set()
 
     def relevant(self, prepared: fusion.PreparedDay, truth_day: date) -> pd.DataFrame:
         return evaluation.relevant_pairs(

@@ -63,7 +63,12 @@ def heavy_kind(assets_def: dg.AssetsDefinition, settings: Settings) -> str | Non
     return None
 
 
-def downstream_condition(key: dg.AssetKey, settings: Settings) -> dg.AutomationCondition:
+def downstream_condition(
+    key: dg.AssetKey, settings: Settings, gated: frozenset[dg.AssetKey] = frozenset()
+) -> dg.AutomationCondition:
+    """Eager over the last few days, held back by a failed blocking check of a dep. ``gated``: the assets that have
+    blocking checks; only those deps are judged by the gate (a dep whose mapped days all lie before the first
+    partition, like listener_history's day before the window, maps no partition and would otherwise never pass)."""
     window = dg.AutomationCondition.in_latest_time_window(timedelta(days=settings.automation_lookback_days))
     # A dep counts as missing only inside the window: windowed inputs (all days through D, the last W
     # days) reach back to days before the data began, which are never materialized and must not block.
@@ -81,13 +86,20 @@ def downstream_condition(key: dg.AssetKey, settings: Settings) -> dg.AutomationC
         )
     # a dep partition holds the asset back if a blocking check of it failed (the ALS nDCG gate); missing or
     # old dep partitions are judged by the clause above, not here
-    deps_gates_passed = dg.AutomationCondition.all_deps_match(
-        dg.AutomationCondition.all_checks_match(
-            dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(), blocking_only=True
+    if not gated:
+        return base.with_label(f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days)")
+    deps_gates_passed = (
+        dg.AutomationCondition.all_deps_match(
+            dg.AutomationCondition.all_checks_match(
+                dg.AutomationCondition.check_passed() | dg.AutomationCondition.will_be_requested(),
+                blocking_only=True,
+            )
+            | dg.AutomationCondition.missing()
+            | ~window
         )
-        | dg.AutomationCondition.missing()
-        | ~window
-    ).with_label("all_recent_deps_blocking_checks_passed")
+        .allow(dg.AssetSelection.assets(*sorted(gated, key=lambda k: k.to_user_string())))
+        .with_label("all_recent_deps_blocking_checks_passed")
+    )
     return (base & deps_gates_passed).with_label(
         f"{base.get_label() or 'eager'} (last {settings.automation_lookback_days} days), blocking checks passed"
     )
@@ -111,6 +123,9 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
     topic_keys = {topic_asset_key(t) for t in TOPICS}
     default_policy, live_policy = freshness_policies(settings)
 
+    gated = frozenset(
+        spec.asset_key for checks in defs.asset_checks or [] for spec in checks.check_specs if spec.blocking
+    )
     heavy: dict[dg.AssetKey, str] = {}
     assets: list = []
     for item in defs.assets or []:
@@ -139,7 +154,7 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
             changes["freshness_policy"] = live_policy if live else default_policy
         executable = spec.key not in topic_keys and not live and spec.partitions_def is not None
         if executable and spec.automation_condition is None:
-            changes["automation_condition"] = downstream_condition(spec.key, settings)
+            changes["automation_condition"] = downstream_condition(spec.key, settings, gated)
         if spec.key in heavy:
             changes["tags"] = {**spec.tags, HEAVY_TAG: heavy[spec.key]}
         return spec.replace_attributes(**changes) if changes else spec
