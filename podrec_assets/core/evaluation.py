@@ -73,26 +73,46 @@ def novelty(recommended: pd.DataFrame, interactions: pd.DataFrame, k: int) -> fl
     return float((-np.log2(counts / n_users)).mean())
 
 
+DIVERSITY_BLOCK_ROWS = 1_000_000
+
+
 def intra_list_diversity(recommended: pd.DataFrame, index: ContentIndex, k: int) -> float:
     """Mean over users (with >= 2 embedded episodes in the top-k) of the mean pairwise 1 − cosine.
 
-    For n unit vectors with sum s, the pairs' cosines add up to (|s|² − n) / 2, so one grouped sum of vectors per
-    user gives every user's mean without a loop or an n×n matrix."""
+    The pairs' cosines of n vectors with sum s add up to (|s|² − Σ|v|²) / 2, so a grouped sum of vectors per user
+    gives every user's mean without a loop or an n×n matrix; rows are summed a block of users at a time, so memory
+    stays bounded at any number of listeners."""
     top = top_k(recommended, k)
     if top.empty or len(index) == 0:
         return 0.0
     positions = pd.Index(index.ids).get_indexer(top[ITEM])
     known = positions >= 0
-    users, codes = np.unique(top[USER].to_numpy(dtype=object)[known], return_inverse=True)
-    n = np.bincount(codes, minlength=len(users)).astype(np.float64)
-    sums = np.zeros((len(users), index.matrix.shape[1]), dtype=np.float64)
-    np.add.at(sums, codes, index.matrix[positions[known]].astype(np.float64))
-    scored = n >= 2
-    if not scored.any():
+    users = top[USER].to_numpy(dtype=object)[known]
+    positions = positions[known]
+    if not len(positions):
         return 0.0
-    pair_cosines = ((sums[scored] ** 2).sum(axis=1) - n[scored]) / 2.0
-    pairs = n[scored] * (n[scored] - 1) / 2.0
-    return float(np.mean(1.0 - pair_cosines / pairs))
+    codes, _ = pd.factorize(users, sort=True)
+    order = np.argsort(codes, kind="stable")
+    codes, positions = codes[order], positions[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+    counts = np.diff(np.r_[starts, len(codes)])
+    values = []
+    first = 0
+    while first < len(starts):  # blocks of whole users, about DIVERSITY_BLOCK_ROWS rows each
+        last = int(np.searchsorted(starts, starts[first] + DIVERSITY_BLOCK_ROWS, side="left"))
+        last = max(last, first + 1)
+        row_end = starts[last] if last < len(starts) else len(codes)
+        rows = index.matrix[positions[starts[first] : row_end]].astype(np.float64)
+        local = starts[first:last] - starts[first]
+        sums = np.add.reduceat(rows, local, axis=0)
+        squares = np.add.reduceat((rows**2).sum(axis=1), local)
+        n = counts[first:last].astype(np.float64)
+        scored = n >= 2
+        pair_cosines = ((sums[scored] ** 2).sum(axis=1) - squares[scored]) / 2.0
+        values.append(1.0 - pair_cosines / (n[scored] * (n[scored] - 1) / 2.0))
+        first = last
+    values = np.concatenate(values)
+    return float(np.mean(values)) if len(values) else 0.0
 
 
 def taste_match(recommended: pd.DataFrame, tastes: pd.DataFrame, categories: pd.Series, k: int) -> tuple[float, int]:

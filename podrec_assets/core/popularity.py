@@ -53,6 +53,7 @@ def fill_with_popular(
     per user): each short user is paired with a prefix of the popular list, pairs they must skip are removed, and
     the first ones left fill the list; a prefix that runs short is doubled for the users it failed.
     """
+    popular = popular.drop_duplicates(ITEM, keep="first")
     counts = recommendations.groupby(USER).size() if len(recommendations) else pd.Series(dtype="int64")
     all_users = pd.unique(pd.Series(list(users), dtype=object))
     have = counts.reindex(all_users).fillna(0).to_numpy(dtype=np.int64)
@@ -78,13 +79,15 @@ def fill_with_popular(
     for start in range(0, len(short), FILL_BLOCK_USERS):
         block = np.arange(start, min(start + FILL_BLOCK_USERS, len(short)))
         need = top_n - have[block]
+        lo, hi = np.searchsorted(skip_keys, [block[0] * n_items, (block[-1] + 1) * n_items])
+        block_skip = skip_keys[lo:hi]  # only this block's users' pairs (keys are user-major and sorted)
         prefix = min(n_items, 2 * top_n)
         pending = np.ones(len(block), dtype=bool)
         while pending.any():
             rows = block[pending]
             u = np.repeat(rows, prefix)
             i = np.tile(np.arange(prefix), len(rows))
-            free = ~np.isin(u.astype(np.int64) * n_items + i, skip_keys, assume_unique=False)
+            free = ~np.isin(u.astype(np.int64) * n_items + i, block_skip)
             u, i = u[free], i[free]
             # i-th free episode of each user (rows come user by user, items in popular order)
             first = np.r_[0, np.flatnonzero(np.diff(u)) + 1] if len(u) else np.array([], dtype=np.int64)

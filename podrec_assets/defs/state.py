@@ -34,13 +34,13 @@ def state_through(
     """The listener history through ``day`` and where it came from.
 
     Normally one stored partition: listener_history[day]. Where that day is not stored (not materialized yet, or
-    being re-run), the newest stored partition before it is advanced over the days of user_episode_daily after it
-    (from the first partition when none is stored), so the answer never depends on what order days ran in, only
-    the cost does. ``stored_before``: use only partitions before that day (a re-run of D must not build on D).
+    being re-run), or is stale (a day of user_episode_daily it covers was rewritten after it), the newest current
+    stored partition before it is advanced over the days of user_episode_daily after it (from the first partition
+    when none is), so the answer never depends on the order days ran in, nor on a late correction: only the cost
+    does. ``stored_before``: use only partitions before that day (a re-run of D must not build on D).
     """
     limit = stored_before - timedelta(days=1) if stored_before else day
-    stored = [d for d in lake.days(LISTENER_HISTORY_TABLE) if first_day <= d <= limit]
-    base_day = max(stored) if stored else None
+    base_day = _newest_current_state(lake, first_day, limit)
     if base_day is not None:
         state = lake.read_day(LISTENER_HISTORY_TABLE, base_day, columns=list(LISTENER_HISTORY.names))
         start, source = base_day + timedelta(days=1), f"listener_history[{base_day}]"
@@ -53,6 +53,18 @@ def state_through(
         return state, source
     span = f"{start}" if start == day else f"{start}..{day}"
     return history.advance(state, daily, day), f"{source} + user_episode_daily[{span}]"
+
+
+def _newest_current_state(lake: LakeResource, first_day: date, limit: date) -> date | None:
+    """The newest stored listener_history day in first_day..limit written after every user_episode_daily day it
+    covers (a state older than a rewrite of one of its days would miss the correction)."""
+    states = lake.written_ms(LISTENER_HISTORY_TABLE)
+    daily = sorted(lake.written_ms("user_episode_daily").items())
+    for candidate in sorted((d for d in states if first_day <= d <= limit), reverse=True):
+        newest_input = max((ms for d, ms in daily if d <= candidate), default=0)
+        if states[candidate] >= newest_input:
+            return candidate
+    return None
 
 
 def listening_through(lake: LakeResource, day: date, settings: Settings) -> pa.Table:

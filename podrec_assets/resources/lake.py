@@ -71,6 +71,22 @@ class LakeResource(ConfigurableResource):
             return []
         return sorted({d for d in actions.column("partition.date").to_pylist() if d is not None})
 
+    def written_ms(self, name: str) -> dict[date, int]:
+        """When each day was last written: the newest data file's modification time (epoch ms) per day partition,
+        from the Delta log (no data file is read)."""
+        if not self.exists(name):
+            return {}
+        actions = pa.table(self.table(name).get_add_actions(flatten=True))
+        if "partition.date" not in actions.column_names:
+            return {}
+        written: dict[date, int] = {}
+        for day, ms in zip(
+            actions.column("partition.date").to_pylist(), actions.column("modification_time").to_pylist()
+        ):
+            if day is not None:
+                written[day] = max(written.get(day, 0), int(ms))
+        return written
+
     def write_partition(
         self, name: str, day: date, data: pa.Table, run_id: str, where: dict[str, Any] | None = None
     ) -> dict[str, Any]:

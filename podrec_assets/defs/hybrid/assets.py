@@ -78,7 +78,7 @@ def final_recommendations(
             prepared_validation = data.prepare(validation_day, users=sample)
             relevant = data.relevant(prepared_validation, truth_day)
             pairs.append((prepared_validation, relevant[relevant["user_id"].isin(sample)]))
-            sampled.append(len(sample))
+            sampled.append(int(pairs[-1][1]["user_id"].nunique()))  # listeners actually judged
         if not pairs:
             why = "kept the settings: no earlier day with als_top_n and a next day to validate on"
         else:

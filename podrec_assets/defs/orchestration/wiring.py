@@ -123,9 +123,8 @@ def apply_orchestration(defs: dg.Definitions, settings: Settings) -> dg.Definiti
     topic_keys = {topic_asset_key(t) for t in TOPICS}
     default_policy, live_policy = freshness_policies(settings)
 
-    gated = frozenset(
-        spec.asset_key for checks in defs.asset_checks or [] for spec in checks.check_specs if spec.blocking
-    )
+    check_defs = [*(defs.asset_checks or []), *(a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition))]
+    gated = frozenset(spec.asset_key for item in check_defs for spec in item.check_specs if spec.blocking)
     heavy: dict[dg.AssetKey, str] = {}
     assets: list = []
     for item in defs.assets or []:
