@@ -85,15 +85,17 @@ def plan_days(count: int) -> list[date]:
     return [today - timedelta(days=n) for n in range(count, 0, -1)]
 
 
-def build_catalog(folder: Path, days: list[date], episodes: int) -> list[dict]:
-    """Episodes spread evenly over ``days``, each with a plain-text publisher transcript in ``folder``."""
+def build_catalog(folder: Path, days: list[date], episodes: int, back_catalog: float = 0.0) -> list[dict]:
+    """Episodes, each with a plain-text publisher transcript in ``folder``: a ``back_catalog`` share published on
+    the first day (a platform's existing catalogue), the rest spread evenly over ``days`` (new episodes)."""
     from podrec_assets.sources.demo_corpus import load_demo_documents
 
     documents = load_demo_documents(min_words=80, max_words=400)
     folder.mkdir(parents=True, exist_ok=True)
     catalog = []
+    back = int(episodes * back_catalog)
     for n in range(episodes):
-        day = days[n * len(days) // episodes]
+        day = days[0] if n < back else days[(n - back) * len(days) // max(1, episodes - back)]
         doc = documents[n % len(documents)]
         path = folder / f"sc-{n:06d}.txt"
         path.write_text(doc.text)
@@ -193,7 +195,8 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
     settings = load_settings(env)
     stack = LocalStack(settings)
     _say(
-        f"== {users:,} listeners, {args.episodes:,} episodes, {args.events_per_user_day} events per listener-day, "
+        f"== {users:,} listeners, {args.episodes:,} episodes ({args.back_catalog:.0%} on day 1), "
+        f"{args.events_per_user_day} events per listener-day, "
         f"{len(days)} days ({days[0]} .. {days[-1]}), engine={args.engine}, home {home}"
     )
     try:
@@ -201,7 +204,7 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
         for status in stack.start():
             _say("  " + status.line())
             servers |= {status.pid} if status.pid else set()
-        catalog = build_catalog(home / "transcripts", days, args.episodes)
+        catalog = build_catalog(home / "transcripts", days, args.episodes, args.back_catalog)
         published = publish_episodes(build_resources(settings)["kafka"], catalog)
         _say(f"  catalog: {published}")
         simulated = simulate_history(settings, days, users, args.events_per_user_day, settings.seed)
@@ -258,6 +261,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[20_000], help="listeners; several sizes are compared")
     parser.add_argument("--episodes", type=int, default=1_000, help="episodes in the catalog, spread over the days")
+    parser.add_argument(
+        "--back-catalog",
+        type=float,
+        default=0.0,
+        help="share of the episodes published on the first day (an existing catalogue); the rest spread over the "
+        "days. With 0 the catalog grows with every day, so a day's cost grows with it as well as with history",
+    )
     parser.add_argument("--events-per-user-day", type=float, default=6.0, help="mean events per listener-day")
     parser.add_argument("--days", type=int, default=4, help="days of history, each materialized in turn")
     parser.add_argument(
