@@ -54,7 +54,7 @@ def scenario():
     return vectors, daily, als, pd.Series(published)
 
 
-def prepared_day(**overrides) -> fusion.PreparedDay:
+def day_inputs(**overrides) -> fusion.FusionInputs:
     vectors, daily, als, published = scenario()
     kwargs = dict(
         day=DAY,
@@ -68,7 +68,11 @@ def prepared_day(**overrides) -> fusion.PreparedDay:
         content_candidates=20,
     )
     kwargs.update(overrides)
-    return fusion.prepare_day(fusion.FusionInputs(**kwargs))
+    return fusion.FusionInputs(**kwargs)
+
+
+def prepared_day(**overrides) -> fusion.PreparedDay:
+    return fusion.prepare_day(day_inputs(**overrides))
 
 
 def test_alpha_curve_is_linear_in_age():
@@ -451,33 +455,9 @@ def test_validation_sample_is_bounded_stable_and_whole_when_small():
 def test_preparing_a_sample_of_users_gives_exactly_their_rows_of_the_whole_day():
     """The α validation prepares only the sampled listeners: their candidates, scores and exclusions are those of
     the whole day's preparation, and the popular list still counts every listener."""
-    vectors, daily, als, published = scenario()
     whole = prepared_day()
     sample = {"u1", "u3"}
-    inputs = fusion.FusionInputs(
-        day=DAY,
-        als=als,
-        daily=daily,
-        vectors=vectors,
-        published=published,
-        history_days=7,
-        min_engagement=2.0,
-        popularity_half_life_days=2.0,
-        content_candidates=20,
-    )
-    index = ContentIndex.from_frame(vectors)
-    popular = fusion.day_popular(inputs, index)
-    part = fusion.prepare_day(
-        fusion.FusionInputs(
-            **{
-                **inputs.__dict__,
-                "als": als[als["user_id"].isin(sample)],
-                "daily": daily[daily["user_id"].isin(sample)],
-                "index": index,
-                "popular": popular,
-            }
-        )
-    )
+    part = fusion.prepare_for_users(day_inputs(), sample)
 
     def rows(frame):
         mine = frame[frame["user_id"].isin(sample)]

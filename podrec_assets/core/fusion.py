@@ -23,7 +23,7 @@ list for day D:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -234,6 +234,15 @@ def prepare_day(inputs: FusionInputs) -> PreparedDay:
     users = sorted(set(inputs.als[USER]) | set(daily[USER]))
     popular = inputs.popular if inputs.popular is not None else _popular(inputs, window, index)
     return PreparedDay(day, normalised, age_days, users, popular, excluded, history, index)
+
+
+def prepare_for_users(inputs: FusionInputs, users: set) -> PreparedDay:
+    """``prepare_day`` for ``users`` only (the α validation sample): their rows are exactly what the whole day's
+    preparation holds for them; the popular list still counts every listener."""
+    index = inputs.index if inputs.index is not None else ContentIndex.from_frame(inputs.vectors)
+    popular = inputs.popular if inputs.popular is not None else day_popular(inputs, index)
+    mine = lambda frame: frame[frame[USER].isin(users)] if len(frame) else frame  # noqa: E731
+    return prepare_day(replace(inputs, als=mine(inputs.als), daily=mine(inputs.daily), index=index, popular=popular))
 
 
 def recommend(prepared: PreparedDay, curve: AlphaCurve, top_n: int) -> pd.DataFrame:

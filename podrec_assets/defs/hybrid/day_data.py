@@ -6,14 +6,12 @@ window (who was ever seen, what was ever completed) plus the window's days of `u
 says, at a cost that does not grow with the number of days.
 """
 
-from dataclasses import replace
 from datetime import date
 from functools import cached_property
 
 import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
-from podrec_assets.core.content_candidates import ContentIndex
 from podrec_assets.core.popularity import positive_mask
 from podrec_assets.defs.partitions import THROUGH_D, DayWindow
 from podrec_assets.defs.state import listening_through
@@ -105,14 +103,7 @@ class DayData:
         """Steps 1-4 of fusion for ``day``; for ``users`` only when given (the α validation sample): their rows are
         exactly what the whole day's preparation holds for them, the popular list still counts every listener."""
         inputs = self.inputs(day)
-        if users is None:
-            return fusion.prepare_day(inputs)
-        index = ContentIndex.from_frame(inputs.vectors)
-        popular = fusion.day_popular(inputs, index)
-        mine = lambda frame: frame[frame["user_id"].isin(users)] if len(frame) else frame  # noqa: E731
-        return fusion.prepare_day(
-            replace(inputs, als=mine(inputs.als), daily=mine(inputs.daily), index=index, popular=popular)
-        )
+        return fusion.prepare_day(inputs) if users is None else fusion.prepare_for_users(inputs, users)
 
     def engaged_on(self, day: date) -> set:
         """Users with a positive engagement on ``day`` (the only ones a list for the day before can be judged on)."""
