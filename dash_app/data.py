@@ -140,20 +140,11 @@ class DataAccess:
     def recommendations(self, user_id: str, days: int = 14) -> Recommendations:
         """The user's stored lists (latest ``days`` days), from MongoDB, or from Delta when MongoDB is down."""
         try:
-            # one document per user and day holding the ranked list (older serving copies: one per row)
-            limit = max(self.settings.top_n, 10) * days * 2
-            docs = self.serving.find("final_recommendations", {"user_id": user_id}, [("date", -1)], limit)
-            rows = pd.DataFrame(
-                [
-                    {**{k: v for k, v in doc.items() if k != "items"}, **item}
-                    for doc in docs
-                    for item in (doc["items"] if "items" in doc else [{}])
-                ]
-            )
+            rows = pd.DataFrame(self.serving.list_of("final_recommendations", user_id, days))
+            rows = rows.drop(columns=["write_id"], errors="ignore")
             if not rows.empty:
                 rows = rows.sort_values(["date", "rank"], ascending=[False, True], kind="mergesort")
-                keep = sorted(rows["date"].astype(str).unique(), reverse=True)[:days]
-                rows = rows[rows["date"].astype(str).isin(keep)].reset_index(drop=True)
+                rows = rows.reset_index(drop=True)
             return Recommendations(user_id, self._with_titles(rows, "episode_id", "because_episode_id"), "mongo")
         except MongoUnavailable as exc:
             rows = self.mirror.query(

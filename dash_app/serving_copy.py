@@ -53,17 +53,16 @@ class ServingCopy:
         """host:port of the URI, without credentials."""
         return self.mongo.uri.split("://", 1)[-1].split("@")[-1].split("/")[0]
 
-    def find(self, collection: str, flt: dict, sort: list, limit: int) -> list[dict]:
-        """Documents of the swapped-in days only (never a half-written one); MongoUnavailable when it is down."""
+    def list_of(self, collection: str, owner: str, days: int) -> list[dict]:
+        """``owner``'s rows of the newest ``days`` swapped-in days (never a half-written one), newest first;
+        MongoUnavailable when it is down."""
         error = self.error()
         if error:
             raise MongoUnavailable(error)
         from pymongo.errors import PyMongoError
 
         try:
-            served = {"$and": [flt, self.mongo.served_filter(collection)]}
-            cursor = self.mongo.db()[collection].find(served, {"_id": 0, "write_id": 0}).sort(sort).limit(limit)
-            return list(cursor)
+            return self.mongo.list_of(collection, owner, days)
         except (PyMongoError, ServerUnavailable) as exc:
             self._state = (time.monotonic(), f"MongoDB query failed ({type(exc).__name__})")
             raise MongoUnavailable(self._state[1]) from exc

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 
 from podrec_assets.core import als, schemas
@@ -110,13 +111,14 @@ def test_outputs_in_delta_and_mongo_agree_and_metadata_is_complete(env, first_ru
     settings = get_settings()
     assert len(table) == first_run["rows"] == first_run["users"] * settings.top_n  # 12 episodes per taste, <= 6 seen
     assert set(table["model_version"]) == {first_run["model_version"]}
-    docs = list(mongo.db()["als_top_n"].find({"date": LAST.isoformat()}, {"_id": 0}))
-    assert len(docs) == first_run["users"] == table["user_id"].nunique()  # one document per user: its ranked list
-    assert all([item["rank"] for item in d["items"]] == list(range(1, settings.top_n + 1)) for d in docs)
-    assert {(d["user_id"], item["episode_id"], item["rank"]) for d in docs for item in d["items"]} == set(
+    served = pd.DataFrame(mongo.served_rows("als_top_n", LAST))  # buckets of users unpacked to rows
+    assert served["user_id"].nunique() == first_run["users"] == table["user_id"].nunique()
+    expected_ranks = list(range(1, settings.top_n + 1))
+    assert all(ranks == expected_ranks for ranks in served.groupby("user_id", sort=False)["rank"].apply(list))
+    assert set(zip(served.user_id, served.episode_id, served["rank"])) == set(
         zip(table.user_id, table.episode_id, table["rank"])
     )
-    assert {d["model_version"] for d in docs} == {first_run["model_version"]}
+    assert set(served["model_version"]) == {first_run["model_version"]}
     factors = lake.read_day("als_factors", LAST).to_pandas()
     assert set(factors["model_version"]) == {first_run["model_version"]}
     assert (factors["kind"] == "user").sum() == first_run["users"]
@@ -153,9 +155,11 @@ def test_rerun_is_idempotent(env, first_run):
         .reset_index(drop=True)
         .equals(after[cols].sort_values(cols).reset_index(drop=True))
     )
-    users = after["user_id"].nunique()
-    assert resources["mongo"].db()["als_top_n"].count_documents({"date": LAST.isoformat()}) == users
-    assert again["mongo_deleted"] == users and again["mongo_inserted"] == users
+    mongo = resources["mongo"]
+    documents = mongo.served_days("als_top_n")[LAST.isoformat()]["buckets"]  # the re-run replaced every bucket
+    assert mongo.db()["als_top_n"].count_documents({"date": LAST.isoformat()}) == documents
+    assert again["mongo_deleted"] == documents and again["mongo_inserted"] == documents
+    assert len(mongo.served_rows("als_top_n", LAST)) == len(after)
 
 
 def test_window_without_interactions_fails_clearly(env):

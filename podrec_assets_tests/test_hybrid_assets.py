@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from podrec_assets.core.schemas import ALS_TOP_N, EPISODE_VECTORS, EPISODES, USER_EPISODE_DAILY, to_table
+from podrec_assets.resources.mongo import list_bucket
 from podrec_assets_tests.conftest import winning_indexes
 
 DAYS = [date(2026, 2, 1) + timedelta(days=i) for i in range(4)]
@@ -181,15 +182,19 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
     assert f"(days {DAYS[1]}, {DAYS[0]})" in meta["alpha_choice"].value
     assert "alpha_validation" in meta
 
-    # Mongo answers "recommendations for user U" from the index, with reasons
+    # Mongo answers "recommendations for user U" with one indexed read of the user's bucket, with reasons
     coll = mongo.db()["final_recommendations"]
-    (doc,) = coll.find({"user_id": "user001", "date": day.isoformat()})  # the user's list is one document
-    items = doc["items"]
-    assert [d["rank"] for d in items] == list(range(1, top_n + 1))
+    pointer = mongo.served_days("final_recommendations")[day.isoformat()]
+    items = mongo.list_of("final_recommendations", "user001", days=1)
+    assert [d["rank"] for d in items] == list(range(1, top_n + 1)) and {d["date"] for d in items} == {day.isoformat()}
     assert all(d["reason"] in {"als", "content", "hybrid", "popular"} for d in items)
     assert items[0]["because_episode_title"]
-    plan = coll.find({"user_id": "user001", "date": day.isoformat()}).explain()
-    assert winning_indexes(plan) == ["user_id_1_date_-1"]
+    mine = recs[recs["user_id"] == "user001"].sort_values("rank")
+    assert [d["episode_id"] for d in items] == mine["episode_id"].tolist()
+    assert coll.count_documents({"date": day.isoformat()}) == pointer["documents"] == pointer["buckets"]
+    bucket = list_bucket("user001", pointer["buckets"])
+    plan = coll.find({"date": day.isoformat(), "write_id": pointer["write_id"], "bucket": bucket}).explain()
+    assert winning_indexes(plan) == ["date_1_write_id_1_bucket_1"]
 
     # idempotent: a re-run leaves the same rows in Delta and in Mongo
     _materialize("final_recommendations", day, resources)
@@ -199,7 +204,13 @@ def test_final_recommendations_end_to_end(inputs, resources, podrec_env):
         recs.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
         again.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
     )
-    assert coll.count_documents({"date": day.isoformat()}) == recs["user_id"].nunique()
+    served = pd.DataFrame(mongo.served_rows("final_recommendations", day))
+    pd.testing.assert_frame_equal(
+        served.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
+        again.sort_values(key)[["user_id", "episode_id", "rank"]].reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert len(served) == len(again) and served["run_id"].nunique() == 1
 
 
 def test_recommendation_metrics_judges_yesterdays_lists(inputs, resources, podrec_env):

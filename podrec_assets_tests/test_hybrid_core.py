@@ -11,6 +11,7 @@ import pytest
 
 from podrec_assets.core import evaluation, fusion
 from podrec_assets.core.content_candidates import ContentIndex, user_content_candidates
+from podrec_assets.core.metrics import ndcg_per_user
 
 DAY = date(2026, 1, 10)
 
@@ -590,3 +591,31 @@ def test_list_metrics_in_arrays_equal_their_one_user_at_a_time_definitions(seed,
         got = evaluation.taste_match(recommended, tastes, categories, k)
         expected = _taste_match_one_row_at_a_time(recommended, tastes, categories, k)
         assert got[1] == expected[1] and got[0] == pytest.approx(expected[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_alpha_grid_in_arrays_equals_fusing_each_curve(seed):
+    """ndcg_by_curve (the α validation's fast path) against its definition: recommend with each curve, then
+    nDCG per user. Tied content vectors and α = 1 (every non-ALS candidate scores 0) exercise the tie-break;
+    short lists exercise the popular fill, a user without candidates the cold start."""
+    rng = np.random.default_rng(seed)
+    history, als, index, excluded = _random_day(seed, duplicate_vectors=True, users=120, episodes=60)
+    candidates = user_content_candidates(history, als, index, excluded, 4 + seed * 3)
+    ids = sorted(set(index.ids) | set(als[ITEM]))
+    ages = pd.Series(rng.integers(0, 6, len(ids)), index=ids)
+    ages = ages.drop(ids[:3])  # unknown ages count as old
+    users = sorted(set(als[USER]) | set(history[USER]) | {"u_cold"})
+    popular = pd.DataFrame({ITEM: rng.permutation(ids), "popularity": 1.0})
+    prepared = fusion.PreparedDay(
+        DAY, fusion.normalise_candidates(candidates), ages, users, popular, excluded, history, index
+    )
+    picked = candidates.sample(frac=0.2, random_state=seed)[[USER, ITEM]]
+    anything = pd.DataFrame({USER: rng.choice(users, 150), ITEM: rng.choice(ids, 150)})
+    relevant = pd.concat([picked, anything], ignore_index=True)
+    curves = [fusion.AlphaCurve(a, an, r) for a in (0.0, 0.4, 1.0) for an in (0.0, 0.5) for r in (0, 1, 3)]
+    for top_n, k in ((5, 5), (8, 3), (3, 6)):
+        fast = evaluation.ndcg_by_curve(prepared, relevant, curves, top_n, k)
+        for curve in curves:
+            slow = ndcg_per_user(fusion.recommend(prepared, curve, top_n), relevant, k)
+            pd.testing.assert_series_equal(fast[curve].sort_index(), slow.sort_index(), check_names=False)
+        assert len(fast[curves[0]]) > 50 and fast[curves[0]].max() > 0

@@ -8,12 +8,14 @@ whose MongoDB is down leaves Delta ahead. The serving check must say so, and a r
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 from datetime import date
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -29,7 +31,7 @@ from datetime import date
 from pymongo import monitoring
 from podrec_assets.resources import MongoResource
 
-uri, database, day, run_id, users, stop_at = sys.argv[1:]
+uri, database, bucket_users, day, run_id, users, stop_at = sys.argv[1:]
 
 class StopBefore(monitoring.CommandListener):
     # called in the writing thread before the command is sent: the process hangs there until it is killed
@@ -41,7 +43,7 @@ class StopBefore(monitoring.CommandListener):
     def failed(self, event): pass
 
 monitoring.register(StopBefore())
-mongo = MongoResource(uri=uri, database=database)
+mongo = MongoResource(uri=uri, database=database, list_bucket_users=int(bucket_users))
 docs = ({"user_id": f"u{u:05d}", "rank": r, "episode_id": f"ep{r}"} for u in range(int(users)) for r in range(1, 11))
 written = mongo.replace_day("final_recommendations", date.fromisoformat(day), docs, run_id, batch_size=500)
 print(json.dumps(written), flush=True)
@@ -53,10 +55,13 @@ def documents(users: int, tag: str):
 
 
 def served(mongo: MongoResource, day: date) -> list[dict]:
-    """The rows a reader gets for the day: the swapped-in write only (one document per user holds its list)."""
-    flt = {"$and": [{"date": day.isoformat()}, mongo.served_filter(TABLE)]}
-    docs = list(mongo.db()[TABLE].find(flt, {"_id": 0}))
-    return [{**{k: v for k, v in doc.items() if k != "items"}, **item} for doc in docs for item in doc["items"]]
+    """The rows a reader gets for the day: the swapped-in write only (buckets of users unpacked to rows)."""
+    return mongo.served_rows(TABLE, day)
+
+
+def buckets(mongo: MongoResource, users: int) -> int:
+    """Documents a day of ``users`` lists takes."""
+    return math.ceil(users / mongo.list_bucket_users)
 
 
 def write_both(lake: LakeResource, mongo: MongoResource, day: date, run_id: str, users: int, tag: str) -> None:
@@ -74,7 +79,9 @@ def write_both(lake: LakeResource, mongo: MongoResource, day: date, run_id: str,
 
 @pytest.fixture
 def stores(resources, tmp_path):
-    mongo = MongoResource(uri=resources["mongo"].uri, database=f"swap_{os.getpid()}_{tmp_path.name[-8:]}")
+    mongo = MongoResource(
+        uri=resources["mongo"].uri, database=f"swap_{os.getpid()}_{tmp_path.name[-8:]}", list_bucket_users=25
+    )
     yield LakeResource(root=str(tmp_path / "lake")), mongo
     mongo.client().drop_database(mongo.database)
 
@@ -88,7 +95,7 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
     write_both(lake, mongo, day, "run-old", 300, "old")
     assert len(served(mongo, day)) == 3000
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, mongo.uri, mongo.database, day.isoformat(), "run-new", "400", stop_at],
+        [sys.executable, "-c", WRITER, mongo.uri, mongo.database, "25", day.isoformat(), "run-new", "400", stop_at],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -98,7 +105,7 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=30)
     stored = mongo.db()[TABLE].count_documents({"date": day.isoformat()})
-    assert stored == 300 + 400  # both writes (a document per user) are in the collection: the kill left work behind
+    assert stored == buckets(mongo, 300) + buckets(mongo, 400)  # both writes are in the collection: work left behind
     seen = served(mongo, day)
     runs = {d["run_id"] for d in seen}
     if stop_at == "update":
@@ -113,7 +120,8 @@ def test_a_writer_killed_mid_write_leaves_readers_one_whole_day(stores, stop_at)
         assert any("run run-new" in p and "run-old" in p for p in problems)
     # the re-run of the day repairs everything: one write left, what Delta holds
     write_both(lake, mongo, day, "run-rerun", 350, "re")
-    assert mongo.db()[TABLE].count_documents({"date": day.isoformat()}) == 350
+    assert mongo.db()[TABLE].count_documents({"date": day.isoformat()}) == buckets(mongo, 350)
+    assert len(served(mongo, day)) == 3500
     assert {d["run_id"] for d in served(mongo, day)} == {"run-rerun"}
     assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
 
@@ -139,7 +147,7 @@ def test_mongodb_down_leaves_delta_ahead_and_the_check_says_so(stores):
     assert {d["run_id"] for d in served(mongo, day)} == {"run-1"} and len(served(mongo, day)) == 2000
     problems, facts = serving_copy_problems(lake, mongo, TABLE, day)
     assert any("run run-1" in p and "run-2" in p for p in problems)
-    assert any("200 documents holding 2000 rows" in p and "Delta has 2500 rows" in p for p in problems)
+    assert any("8 documents holding 2000 rows" in p and "Delta has 2500 rows" in p for p in problems)
     assert facts["delta_rows"] == 2500 and facts["served_rows"] == 2000
     write_both(lake, mongo, day, "run-3", 250, "c")
     assert serving_copy_problems(lake, mongo, TABLE, day)[0] == []
@@ -155,7 +163,7 @@ def test_only_the_newest_days_stay_served_and_an_older_backfill_is_not_written(s
     """keep_days=2: writing a third day removes the oldest from MongoDB (Delta keeps it); a backfill of a day older
     than both kept days writes nothing to MongoDB, and the serving check does not call that a difference."""
     lake, full = stores
-    mongo = MongoResource(uri=full.uri, database=full.database, keep_days=2)
+    mongo = MongoResource(uri=full.uri, database=full.database, keep_days=2, list_bucket_users=5)
     days = [date(2026, 6, d) for d in (1, 2, 3)]
     for n, day in enumerate(days):
         write_both(lake, mongo, day, f"run-{n}", 20, f"d{n}")
@@ -182,7 +190,8 @@ def test_only_the_newest_days_stay_served_and_an_older_backfill_is_not_written(s
     write_both(lake, mongo, date(2026, 6, 4), "run-4", 10, "d4")
     write_both(lake, mongo, date(2026, 6, 4), "run-5", 12, "d5")
     assert sorted(mongo.served_days(TABLE)) == ["2026-06-03", "2026-06-04"]
-    assert mongo.db()[TABLE].count_documents({"date": "2026-06-04"}) == 12
+    assert mongo.db()[TABLE].count_documents({"date": "2026-06-04"}) == buckets(mongo, 12)
+    assert len(served(mongo, date(2026, 6, 4))) == 120
     assert serving_copy_problems(lake, mongo, TABLE, date(2026, 6, 4))[0] == []
     # neighbours are no ranked list a newer day replaces: every day of them stays
     for day in days:
@@ -235,3 +244,30 @@ def test_an_empty_day_is_a_consistent_serving_copy(stores):
     lake.write_partition(TABLE, day, pa.table({"user_id": ["u1"], "rank": pa.array([1], pa.int32())}), "run-late")
     problems, _ = serving_copy_problems(lake, mongo, TABLE, day)
     assert any("run run-empty" in p and "run-late" in p for p in problems)
+
+
+def test_a_user_list_is_read_from_its_bucket_newest_day_first(stores):
+    """list_of reads one bucket document per served day: the user's rows by rank, newest day first; every row of a
+    day is in exactly one bucket; missing values come back as None; an unknown user gets nothing."""
+    lake, mongo = stores
+    for n, day in enumerate([date(2026, 7, 1), date(2026, 7, 2)]):
+        write_both(lake, mongo, day, f"run-{n}", 120, f"d{n}-")
+    pointer = mongo.served_days(TABLE)["2026-07-02"]
+    assert pointer["buckets"] == buckets(mongo, 120) == mongo.db()[TABLE].count_documents({"date": "2026-07-02"})
+    rows = mongo.list_of(TABLE, "u00042")
+    assert [(r["date"], r["rank"], r["episode_id"]) for r in rows] == [
+        *[("2026-07-02", r, f"d1-{r}") for r in range(1, 11)],
+        *[("2026-07-01", r, f"d0-{r}") for r in range(1, 11)],
+    ]
+    assert {r["run_id"] for r in mongo.list_of(TABLE, "u00042", days=1)} == {"run-1"}
+    assert mongo.list_of(TABLE, "nobody") == []
+    owners = [u for doc in mongo.db()[TABLE].find({"date": "2026-07-02"}) for u in doc["user_id"]]
+    assert sorted(owners) == [f"u{u:05d}" for u in range(120)]  # each user in one bucket, once
+    frame = pd.DataFrame({"user_id": ["b", "a", "a"], "rank": [1, 2, 1], "score": [0.5, float("nan"), 1.0]})
+    mongo.replace_day(TABLE, date(2026, 7, 3), frame, "run-nan")
+    assert mongo.list_of(TABLE, "a", days=1) == [
+        {"user_id": "a", "rank": 1, "score": 1.0, "date": "2026-07-03", "run_id": "run-nan", "model_version": None,
+         "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"]},
+        {"user_id": "a", "rank": 2, "score": None, "date": "2026-07-03", "run_id": "run-nan", "model_version": None,
+         "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"]},
+    ]

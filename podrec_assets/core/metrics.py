@@ -75,7 +75,8 @@ def recall_at_k(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> fl
     return float((per_user["hits"] / per_user["actual"]).sum() / len(actual))
 
 
-def _ideal_dcg(actual: pd.Series, k: int) -> pd.Series:
+def ideal_dcg(actual: pd.Series, k: int) -> pd.Series:
+    """Ideal DCG@k of each user with ``actual`` relevant episodes (all of them at the top)."""
     discounts = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))  # ideal DCG for 1..k relevant items
     return pd.Series(discounts[np.minimum(actual.to_numpy(), k) - 1], index=actual.index)
 
@@ -88,7 +89,7 @@ def standard_error(values: pd.Series) -> float:
 def _ndcg_per_user(top: pd.DataFrame, actual: pd.Series, k: int) -> pd.Series:
     hits = top[top["hit"]]
     dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)
-    return dcg / _ideal_dcg(actual, k)
+    return dcg / ideal_dcg(actual, k)
 
 
 def ndcg_per_user(recommended: pd.DataFrame, relevant: pd.DataFrame, k: int) -> pd.Series:

@@ -80,14 +80,14 @@ _WRITE_INDEX = {"keys": [("date", 1), ("write_id", 1)]}  # finds a day's write w
 
 
 def _ranked_list_table(name: str, schema: pa.Schema, mirror_order: str | None = None) -> Table:
-    """A per-user ranked list (one row per user and episode, ranks 1..N), served as one document per user."""
+    """A per-user ranked list (one row per user and episode, ranks 1..N), served a bucket of users per document."""
     return Table(
         name,
         schema,
         (("user_id", "episode_id"), ("user_id", "rank")),
         serving="by_day",
         list_owner="user_id",
-        indexes=({"keys": [("user_id", 1), ("date", -1)]}, _WRITE_INDEX),
+        indexes=({"keys": [("date", 1), ("write_id", 1), ("bucket", 1)]},),  # a day's write, one user's bucket
         mirror_order=mirror_order,
     )
 

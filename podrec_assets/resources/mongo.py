@@ -2,20 +2,31 @@
 
 Writing day D inserts the new documents under a fresh ``write_id``, then swaps D's pointer in
 ``serving_days`` (one document per collection and day: the write readers see, its run, row and document
-counts) in one single-document update, then deletes D's documents of any other write. Ranked lists are one
-document per user; only the newest ``keep_days`` days stay (Delta keeps every day). Readers follow the pointers
-(``served_filter``), so a failure or a kill at any point leaves them the old day or the new one, never
-both or a part; a re-run replaces whatever an interrupted write left behind.
+counts) in one single-document update, then deletes D's documents of any other write. Only the newest
+``keep_days`` days stay (Delta keeps every day). Readers follow the pointers (``served_filter``, ``list_of``), so a
+failure or a kill at any point leaves them the old day or the new one, never both or a part; a re-run replaces
+whatever an interrupted write left behind.
+
+Ranked lists (``LIST_COLLECTIONS``) are stored a bucket of users per document: a user's bucket is
+crc32(user id) mod the day's bucket count (recorded in the pointer), about ``list_bucket_users`` users each,
+their rows as columns. Measured on SecantusDB (bench/serving_store.py): one document per user with its indexes
+writes ~4k users/s, a bucket of 100 ~20k users/s, so a day of 1M listeners is about a minute instead of four. A
+reader of one user reads one document by (date, write, bucket), as cheap as a per-user document.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import math
 import time
 import uuid
+import zlib
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
+
+import pandas as pd
 
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
@@ -28,8 +39,60 @@ SERVING_DAYS = "serving_days"
 # Serving indexes (the lookups the Dash app makes), created before every write (create_index is a no-op when present).
 SERVING_INDEXES: dict[str, tuple[dict[str, Any], ...]] = {name: t.indexes for name, t in TABLES.items() if t.serving}
 
-# Ranked lists served as one document per owner: {user_id, items: [{episode_id, rank, ...}], date, ...}.
+# Ranked lists served a bucket of owners per document: {bucket, user_id: [owners], starts: [first row of each],
+# columns: [names], <name>: [value of each row], date, ...} (see the module docstring).
 LIST_COLLECTIONS: dict[str, str] = {name: t.list_owner for name, t in TABLES.items() if t.list_owner}
+LIST_FIELDS = ("bucket", "starts", "columns")
+
+
+def list_bucket(owner: Any, buckets: int) -> int:
+    """The bucket of ``owner`` in a day of ``buckets`` buckets (stable across processes and machines)."""
+    return zlib.crc32(str(owner).encode("utf-8")) % buckets
+
+
+def list_documents(rows, key: str, buckets: int, stamp: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The documents of a ranked-list day: ``rows`` (a frame, one row per owner and rank) grouped by bucket, owners
+    sorted by id inside a bucket, each owner's rows by rank. Missing values become None."""
+    import numpy as np
+
+    if rows.empty:
+        return
+    owner_codes, owners = pd.factorize(rows[key], sort=True)
+    owner_bucket = np.fromiter((list_bucket(o, buckets) for o in owners), dtype=np.int64, count=len(owners))
+    row_bucket = owner_bucket[owner_codes]
+    order = np.lexsort((rows["rank"].to_numpy(), owner_codes, row_bucket))
+    columns = [c for c in rows.columns if c != key]
+    values = {c: rows[c].astype(object).where(rows[c].notna(), None).to_numpy()[order] for c in columns}
+    owner_sorted, bucket_sorted = owner_codes[order], row_bucket[order]
+    owner_starts = np.r_[0, np.flatnonzero(np.diff(owner_sorted)) + 1]
+    bucket_starts = np.r_[0, np.flatnonzero(np.diff(bucket_sorted)) + 1, len(order)]
+    for start, end in zip(bucket_starts[:-1], bucket_starts[1:]):
+        first, last = np.searchsorted(owner_starts, [start, end])
+        starts = owner_starts[first:last]
+        yield {
+            "bucket": int(bucket_sorted[start]),
+            key: owners[owner_sorted[starts]].tolist(),
+            "starts": (starts - start).tolist(),
+            "columns": columns,
+            **{c: values[c][start:end].tolist() for c in columns},
+            **stamp,
+        }
+
+
+def rows_of_list_document(document: dict[str, Any], key: str, owner: Any = None) -> list[dict[str, Any]]:
+    """The rows a bucket document holds (of ``owner`` only when given), each with the owner and the day's stamp."""
+    owners, starts, columns = document[key], document["starts"], document["columns"]
+    stamp = {k: v for k, v in document.items() if k not in (key, "_id", *LIST_FIELDS, *columns)}
+    bounds = list(starts) + [len(document[columns[0]]) if columns else 0]
+    picked = range(len(owners))
+    if owner is not None:
+        at = bisect.bisect_left(owners, owner)
+        picked = range(at, at + 1) if at < len(owners) and owners[at] == owner else range(0)
+    return [
+        {key: owners[i], **{c: document[c][j] for c in columns}, **stamp}
+        for i in picked
+        for j in range(bounds[i], bounds[i + 1])
+    ]
 
 
 def _needs_server(method):
@@ -48,6 +111,7 @@ class MongoResource(ConfigurableResource):
     database: str = "podrec"
     server_selection_timeout_ms: int = 5000
     keep_days: int = 0  # days of each served collection kept (the newest); 0 keeps every day
+    list_bucket_users: int = 100  # owners per document of a ranked-list collection (about: buckets are by hash)
 
     _client: Any = PrivateAttr(default=None)
 
@@ -107,8 +171,8 @@ class MongoResource(ConfigurableResource):
         """Make the documents of ``day`` exactly ``documents`` (each stamped with date, run_id, model_version),
         swapped in for readers in one step once every document is written.
 
-        A ranked-list collection (``LIST_COLLECTIONS``) gets one document per user holding the user's rows
-        under ``items`` (by rank): a tenth of the documents to write, and one read per user. With ``keep_days``
+        A ranked-list collection (``LIST_COLLECTIONS``; ``documents`` may be a frame) is written a bucket of users
+        per document (``list_documents``), the bucket count recorded in the pointer. With ``keep_days``
         only the newest days stay: older ones leave MongoDB after the swap (Delta keeps them), and a day older
         than all of the kept ones is not written at all (``skipped``).
         """
@@ -128,16 +192,12 @@ class MongoResource(ConfigurableResource):
         write_id = uuid.uuid4().hex
         stamp = {"date": day_key, "run_id": run_id, "model_version": model_version, "write_id": write_id}
         key = LIST_COLLECTIONS.get(collection)
-        rows = 0
+        rows, buckets = 0, None
         if key is not None:
-            lists: dict[Any, list[dict[str, Any]]] = {}
-            for doc in documents:
-                lists.setdefault(doc[key], []).append({k: v for k, v in doc.items() if k != key})
-                rows += 1
-            documents = (
-                {key: owner, "items": sorted(items, key=lambda item: item.get("rank", 0)), **stamp}
-                for owner, items in lists.items()
-            )
+            frame = documents if isinstance(documents, pd.DataFrame) else pd.DataFrame(list(documents))
+            rows = len(frame)
+            buckets = max(1, math.ceil(frame[key].nunique() / self.list_bucket_users)) if rows else 1
+            documents = list_documents(frame, key, buckets, stamp)
         else:
             documents = ({**doc, **stamp} for doc in documents)
         batch: list[dict[str, Any]] = []
@@ -159,6 +219,7 @@ class MongoResource(ConfigurableResource):
                 "run_id": run_id,
                 "rows": rows,
                 "documents": inserted,
+                "buckets": buckets,
                 "model_version": model_version,
                 "delta_version": delta_version,
                 "written_at": datetime.now(timezone.utc),
@@ -205,6 +266,33 @@ class MongoResource(ConfigurableResource):
     def served_days(self, collection: str) -> dict[str, dict[str, Any]]:
         """Per day (ISO date) of ``collection``, the pointer to the write readers see."""
         return {doc["date"]: doc for doc in self.db()[SERVING_DAYS].find({"collection": collection})}
+
+    @_needs_server
+    def list_of(self, collection: str, owner: Any, days: int | None = None) -> list[dict[str, Any]]:
+        """``owner``'s rows in the served days of a ranked-list collection (the newest ``days``; all when None),
+        newest day first, by rank: one indexed read per day."""
+        key = LIST_COLLECTIONS[collection]
+        pointers = sorted(self.served_days(collection).values(), key=lambda p: p["date"], reverse=True)
+        rows: list[dict[str, Any]] = []
+        for pointer in pointers[:days]:
+            if not pointer.get("buckets"):  # pruned, or written before buckets: nothing a reader can use
+                continue
+            where = {"date": pointer["date"], "write_id": pointer["write_id"]}
+            document = self.db()[collection].find_one({**where, "bucket": list_bucket(owner, pointer["buckets"])})
+            rows.extend(rows_of_list_document(document, key, owner) if document else [])
+        return rows
+
+    @_needs_server
+    def served_rows(self, collection: str, day: date) -> list[dict[str, Any]]:
+        """Every row readers see for ``day`` (the swapped-in write; ranked lists unpacked to one row each)."""
+        pointer = self.served_days(collection).get(day.isoformat())
+        if pointer is None:
+            return []
+        found = self.db()[collection].find({"date": pointer["date"], "write_id": pointer["write_id"]})
+        key = LIST_COLLECTIONS.get(collection)
+        if key is None:
+            return [{k: v for k, v in doc.items() if k != "_id"} for doc in found]
+        return [row for doc in found for row in rows_of_list_document(doc, key)]
 
     @_needs_server
     def count_day_write(self, collection: str, day: date, write_id: str) -> int:

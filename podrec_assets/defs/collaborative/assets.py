@@ -119,7 +119,7 @@ def als_top_n(
     served = mongo.replace_day(
         "als_top_n",
         day,
-        top_n[["user_id", "episode_id", "rank", "score"]].to_dict("records"),
+        top_n[["user_id", "episode_id", "rank", "score"]],
         run_id,
         model_version=result.model_version,
         delta_version=written["delta_version"],

@@ -7,7 +7,6 @@ before a bounded window holds it, and the window's days of `user_episode_daily` 
 """
 
 import json
-import math
 from datetime import timedelta
 
 import dagster as dg
@@ -34,12 +33,6 @@ def _markdown(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(format(v, floatfmt) if isinstance(v, float) else str(v) for v in row) + " |")
     return "\n".join(lines)
-
-
-def _clean(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 @dg.asset(
@@ -99,19 +92,13 @@ def final_recommendations(
     table = to_table(recs.assign(model_version=version).to_dict("records"), FINAL_RECOMMENDATIONS)
     written = lake.write_partition("final_recommendations", day, table, context.run_id)
 
-    titles = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["episode_title"].to_dict()
-    docs = [
-        {k: _clean(v) for k, v in row.items()}
-        | {
-            "episode_title": titles.get(row["episode_id"]),
-            "because_episode_title": titles.get(row["because_episode_id"]) if row["because_episode_id"] else None,
-        }
-        for row in recs.to_dict("records")
-    ]
+    titles = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["episode_title"]
     served = mongo.replace_day(
         "final_recommendations",
         day,
-        docs,
+        recs.assign(
+            episode_title=recs["episode_id"].map(titles), because_episode_title=recs["because_episode_id"].map(titles)
+        ),
         context.run_id,
         model_version=version,
         delta_version=written["delta_version"],
