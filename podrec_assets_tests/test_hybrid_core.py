@@ -562,7 +562,7 @@ def _taste_match_one_row_at_a_time(recommended, tastes, categories, k):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_list_metrics_in_arrays_equal_their_one_user_at_a_time_definitions(seed, monkeypatch):
-    monkeypatch.setattr(evaluation, "DIVERSITY_BLOCK_ROWS", 9)  # several blocks of users even on small data
+    monkeypatch.setattr(evaluation, "DIVERSITY_BLOCK_USERS", 7)  # several blocks of users even on small data
     rng = np.random.default_rng(seed)
     items = [f"e{n:02d}" for n in range(25)]
     embedded = items[: int(rng.integers(0, 25))]  # some recommended episodes have no vector

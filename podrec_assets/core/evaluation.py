@@ -73,44 +73,42 @@ def novelty(recommended: pd.DataFrame, interactions: pd.DataFrame, k: int) -> fl
     return float((-np.log2(counts / n_users)).mean())
 
 
-DIVERSITY_BLOCK_ROWS = 1_000_000
+DIVERSITY_BLOCK_USERS = 50_000
 
 
 def intra_list_diversity(recommended: pd.DataFrame, index: ContentIndex, k: int) -> float:
     """Mean over users (with >= 2 embedded episodes in the top-k) of the mean pairwise 1 − cosine.
 
-    The pairs' cosines of n vectors with sum s add up to (|s|² − Σ|v|²) / 2, so a grouped sum of vectors per user
-    gives every user's mean without a loop or an n×n matrix; rows are summed a block of users at a time, so memory
-    stays bounded at any number of listeners."""
+    The pairs' cosines of n vectors with sum s add up to (|s|² − Σ|v|²) / 2, so each user's vector sum (a sparse
+    users × episodes count matrix times the catalog's vectors) gives every user's mean without a loop or an n×n
+    matrix; DIVERSITY_BLOCK_USERS users at a time, so memory stays bounded at any number of listeners."""
+    from scipy import sparse
+
     top = top_k(recommended, k)
     if top.empty or len(index) == 0:
         return 0.0
     positions = pd.Index(index.ids).get_indexer(top[ITEM])
     known = positions >= 0
-    users = top[USER].to_numpy(dtype=object)[known]
-    positions = positions[known]
-    if not len(positions):
+    if not known.any():
         return 0.0
-    codes, _ = pd.factorize(users, sort=True)
-    order = np.argsort(codes, kind="stable")
-    codes, positions = codes[order], positions[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
-    counts = np.diff(np.r_[starts, len(codes)])
+    codes, _ = pd.factorize(top[USER].to_numpy(dtype=object)[known], sort=True)
+    positions = positions[known]
+    vectors = index.matrix.astype(np.float64)
+    squared_norms = (vectors**2).sum(axis=1)
+    counts = np.bincount(codes)
+    squares = np.bincount(codes, weights=squared_norms[positions])
     values = []
-    first = 0
-    while first < len(starts):  # blocks of whole users, about DIVERSITY_BLOCK_ROWS rows each
-        last = int(np.searchsorted(starts, starts[first] + DIVERSITY_BLOCK_ROWS, side="left"))
-        last = max(last, first + 1)
-        row_end = starts[last] if last < len(starts) else len(codes)
-        rows = index.matrix[positions[starts[first] : row_end]].astype(np.float64)
-        local = starts[first:last] - starts[first]
-        sums = np.add.reduceat(rows, local, axis=0)
-        squares = np.add.reduceat((rows**2).sum(axis=1), local)
+    for first in range(0, len(counts), DIVERSITY_BLOCK_USERS):
+        last = min(first + DIVERSITY_BLOCK_USERS, len(counts))
+        mine = (codes >= first) & (codes < last)
+        picks = sparse.csr_matrix(
+            (np.ones(int(mine.sum())), (codes[mine] - first, positions[mine])), shape=(last - first, len(index))
+        )
+        sums = np.asarray(picks @ vectors)
         n = counts[first:last].astype(np.float64)
         scored = n >= 2
-        pair_cosines = ((sums[scored] ** 2).sum(axis=1) - squares[scored]) / 2.0
+        pair_cosines = ((sums[scored] ** 2).sum(axis=1) - squares[first:last][scored]) / 2.0
         values.append(1.0 - pair_cosines / (n[scored] * (n[scored] - 1) / 2.0))
-        first = last
     values = np.concatenate(values)
     return float(np.mean(values)) if len(values) else 0.0
 

@@ -188,3 +188,9 @@ def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
         if extra:
             raise ValueError(f"columns not in the schema: {sorted(extra)}")
     return pa.Table.from_pylist([{n: row.get(n) for n in schema.names} for row in rows], schema=schema)
+
+
+def frame_to_table(frame, schema: pa.Schema) -> pa.Table:
+    """A pandas frame with exactly the schema's columns, typed by the schema (fails loudly on a mismatch): the
+    columnar way for large tables, where ``to_table``'s dict per row costs seconds."""
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

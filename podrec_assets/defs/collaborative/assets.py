@@ -113,9 +113,9 @@ def als_top_n(
 
     top_n = result.top_n.assign(model_version=result.model_version)
     run_id = context.run.run_id
-    written = lake.write_partition("als_top_n", day, pa_table(top_n, schemas.ALS_TOP_N), run_id)
+    written = lake.write_partition("als_top_n", day, schemas.frame_to_table(top_n, schemas.ALS_TOP_N), run_id)
     factors = als.factors_frame(result).assign(model_version=result.model_version)
-    factors_written = lake.write_partition("als_factors", day, pa_table(factors, schemas.ALS_FACTORS), run_id)
+    factors_written = lake.write_partition("als_factors", day, schemas.frame_to_table(factors, schemas.ALS_FACTORS), run_id)
     served = mongo.replace_day(
         "als_top_n",
         day,
@@ -163,10 +163,3 @@ def als_top_n(
             "preview": dg.MetadataValue.md(_preview(result.top_n)),
         }
     )
-
-
-def pa_table(frame: pd.DataFrame, schema):
-    """A frame with exactly the schema's columns, typed by the schema (fails loudly on a mismatch)."""
-    import pyarrow as pa
-
-    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from podrec_assets.core import evaluation, fusion
 from podrec_assets.core.registry import TASTES_TABLE
-from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, to_table
+from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, frame_to_table, to_table
 from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
 from podrec_assets.defs.partitions import PREVIOUS_DAY, THROUGH_D, daily_partitions, partition_day, trailing_days
 from podrec_assets.defs.state import LISTENING_BEFORE, RECENT_LISTENING
@@ -89,7 +89,7 @@ def final_recommendations(
     prepared = data.prepare(day)
     recs = fusion.recommend(prepared, curve, settings.top_n)
     version = fusion.model_version(data.als_of(day)["model_version"], data.vectors_of(day)["model"], curve)
-    table = to_table(recs.assign(model_version=version).to_dict("records"), FINAL_RECOMMENDATIONS)
+    table = frame_to_table(recs.assign(model_version=version), FINAL_RECOMMENDATIONS)
     written = lake.write_partition("final_recommendations", day, table, context.run_id)
 
     titles = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["episode_title"]
@@ -105,9 +105,7 @@ def final_recommendations(
     )
 
     users = recs["user_id"].nunique() if len(recs) else 0
-    cold_users = (
-        int((recs.groupby("user_id")["reason"].apply(lambda r: (r == "popular").all())).sum()) if len(recs) else 0
-    )
+    cold_users = int((recs["reason"] == "popular").groupby(recs["user_id"]).all().sum()) if len(recs) else 0
     reasons = recs["reason"].value_counts().to_dict() if len(recs) else {}
     metadata = {
         "rows": written["rows"],
