@@ -109,7 +109,11 @@ def main() -> int:
         db = base.db()
         seconds = per_user_write(db, lists, day.isoformat())
         read_ms = point_read_ms(lambda u: db["per_user"].find_one({"user_id": u, "date": day.isoformat()}), args.users)
-        figures["per_user"] = {"seconds": round(seconds, 2), "users_per_s": round(args.users / seconds), "read_ms": read_ms}
+        figures["per_user"] = {
+            "seconds": round(seconds, 2),
+            "users_per_s": round(args.users / seconds),
+            "read_ms": read_ms,
+        }
         print(
             f"one document per user        {seconds:7.2f} s  {args.users / seconds:9,.0f} users/s  "
             f"point read {read_ms:.2f} ms",
@@ -121,7 +125,7 @@ def main() -> int:
             started = time.perf_counter()
             written = mongo.replace_day("final_recommendations", day, lists, "bench")
             seconds = time.perf_counter() - started
-            read_ms = point_read_ms(lambda u: mongo.list_of("final_recommendations", u, days=1), args.users)
+            read_ms = point_read_ms(lambda u, m=mongo: m.list_of("final_recommendations", u, days=1), args.users)
             figures[f"bucket_{size}"] = {
                 "seconds": round(seconds, 2),
                 "users_per_s": round(args.users / seconds),

@@ -278,6 +278,12 @@ class Settings:
         20,
         "Content candidates per user (nearest catalog episodes to the user's history) joined with the ALS top-N.",
     )
+    content_neighbours: int = _setting(
+        "PODREC_CONTENT_NEIGHBOURS",
+        30,
+        "Content candidates come from each history episode's this many nearest catalog episodes (a user's cost "
+        "does not grow with the catalog); 0: exact search of the whole catalog for every user.",
+    )
     positive_engagement: float = _setting(
         "PODREC_POSITIVE_ENGAGEMENT",
         2.0,

@@ -388,6 +388,58 @@ def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates):
         assert blocked[column].equals(exact[column]), column
 
 
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("candidates", [5, 200])
+def test_neighbour_candidates_with_every_neighbour_equal_the_exact_search(seed, candidates, monkeypatch):
+    """With K >= catalog - 1 the neighbour way sees every pair, so it must find exactly what the exact way finds:
+    same candidates, scores, explanations (the earliest history episode on a tie) and ALS rows."""
+    from podrec_assets.core import content_candidates as module
+
+    monkeypatch.setattr(module, "NEIGHBOUR_BLOCK_USERS", 37)  # several blocks of users even on small data
+    history, als, index, excluded = _random_day(seed, duplicate_vectors=False)
+    exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, candidates)
+    nearest = user_content_candidates(history, als, index, excluded, candidates, neighbours=len(index))
+    key = [USER, ITEM]
+    exact, nearest = (f.sort_values(key).reset_index(drop=True) for f in (exact, nearest))
+    assert len(exact) > 1000 and exact[key].equals(nearest[key])
+    for column in ("als_score", "content_score"):
+        np.testing.assert_allclose(nearest[column], exact[column], atol=1e-6)
+    for column in ("because_episode_id", "in_als", "in_content"):
+        assert nearest[column].equals(exact[column]), column
+
+
+def test_few_neighbours_give_true_cosines_of_real_neighbours_and_exact_als_rows(monkeypatch):
+    """With K well below the catalog, each content candidate is one of its explanation's K nearest, scored with
+    their true cosine (never above the exact max over the history); nothing excluded; ALS rows all kept, with the
+    exact content score and explanation (scored in several chunks of pairs here)."""
+    from podrec_assets.core import content_candidates as module
+
+    monkeypatch.setattr(module, "ALS_CONTENT_PAIRS", 50)
+    history, als, index, excluded = _random_day(3, duplicate_vectors=False)
+    k = 8
+    positions, cosines = index.neighbours(k)
+    brute = index.matrix @ index.matrix.T
+    np.fill_diagonal(brute, -np.inf)
+    np.testing.assert_allclose(np.sort(cosines, axis=1), np.sort(brute, axis=1)[:, -k:], atol=1e-6)
+    nearest = user_content_candidates(history, als, index, excluded, 5, neighbours=k)
+    exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, 5)
+    assert not nearest.merge(excluded, on=[USER, ITEM]).shape[0]
+    content = nearest[nearest["in_content"] & ~nearest["in_als"]]
+    assert len(content) > 500 and (nearest[nearest["in_content"]].groupby(USER).size() <= 5).all()
+    pos = index.position
+    for row in content.itertuples():
+        h, c = pos[row.because_episode_id], pos[row.episode_id]
+        assert c in set(positions[h]) and row.content_score == pytest.approx(float(brute[h, c]), abs=1e-6)
+    best = exact.set_index(key := [USER, ITEM])["content_score"]
+    found = content.set_index(key)["content_score"]
+    shared = found.index.intersection(best.index)
+    assert (found[shared] <= best[shared] + 1e-6).all()
+    from_als = [f[f["in_als"]].sort_values(key).reset_index(drop=True) for f in (nearest, exact)]
+    assert len(from_als[0]) > 500 and from_als[0][key].equals(from_als[1][key])
+    np.testing.assert_allclose(from_als[0]["content_score"], from_als[1]["content_score"], atol=1e-6)
+    assert from_als[0]["because_episode_id"].equals(from_als[1]["because_episode_id"])
+
+
 def test_blocked_candidates_with_tied_scores_pick_as_good_ones():
     """Duplicate vectors tie exactly; which of two equal candidates is kept may differ by float rounding, but
     every user gets as many, equally scored, and none of them excluded."""

@@ -292,3 +292,27 @@ def test_active_users_check_excuses_only_listeners_who_heard_the_whole_catalog(t
     assert not check.passed
     assert facts["active_users"] == 3 and facts["active_who_heard_every_episode"] == 1
     assert facts["active_without"] == 1 and facts["examples"] == "u3"
+
+
+def test_final_rules_allow_the_popular_fill_without_alpha_but_not_a_fused_row():
+    """Popular-fill rows carry no alpha (null in Delta); a fused row must have one, in [0, 1]."""
+    from podrec_assets.defs.hybrid.checks import _final_rules
+
+    settings = load_settings({})
+
+    def table(alphas, reasons):
+        return pa.table(
+            {
+                "rank": pa.array(range(1, len(alphas) + 1), pa.int32()),
+                "alpha": pa.array(alphas, pa.float64()),
+                "final_score": pa.array([1.0] * len(alphas)),
+                "reason": reasons,
+            }
+        )
+
+    fine = _final_rules(table([0.5, 1.0, None, None], ["als", "hybrid", "popular", "popular"]), settings)
+    assert fine["alpha outside [0, 1]"] == 0
+    missing = _final_rules(table([0.5, None, None], ["als", "content", "popular"]), settings)
+    assert missing["alpha outside [0, 1]"] == 1
+    outside = _final_rules(table([1.5, 0.2, None], ["als", "content", "popular"]), settings)
+    assert outside["alpha outside [0, 1]"] == 1

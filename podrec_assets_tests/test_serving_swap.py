@@ -266,8 +266,22 @@ def test_a_user_list_is_read_from_its_bucket_newest_day_first(stores):
     frame = pd.DataFrame({"user_id": ["b", "a", "a"], "rank": [1, 2, 1], "score": [0.5, float("nan"), 1.0]})
     mongo.replace_day(TABLE, date(2026, 7, 3), frame, "run-nan")
     assert mongo.list_of(TABLE, "a", days=1) == [
-        {"user_id": "a", "rank": 1, "score": 1.0, "date": "2026-07-03", "run_id": "run-nan", "model_version": None,
-         "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"]},
-        {"user_id": "a", "rank": 2, "score": None, "date": "2026-07-03", "run_id": "run-nan", "model_version": None,
-         "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"]},
+        {
+            "user_id": "a",
+            "rank": 1,
+            "score": 1.0,
+            "date": "2026-07-03",
+            "run_id": "run-nan",
+            "model_version": None,
+            "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"],
+        },
+        {
+            "user_id": "a",
+            "rank": 2,
+            "score": None,
+            "date": "2026-07-03",
+            "run_id": "run-nan",
+            "model_version": None,
+            "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"],
+        },
     ]

@@ -1,9 +1,20 @@
 """Content candidates: the catalog episodes closest to each user's listening history, and what explains each.
 
-The content score of (user, c) is the max over the user's history h of cos(c, h), computed exactly from the unit
-vectors rather than from the precomputed top-K ``similarities``, which would miss pairs outside each episode's K. The
-argmax h is the "because you listened to h" explanation. Kept apart from ``fusion`` because it is the one heavy
-matrix step of a day's lists.
+The content score of (user, c) is the max over the user's history h of cos(c, h); the argmax h is the "because you
+listened to h" explanation. Two ways to find each user's best c:
+
+- **neighbours** (``neighbours=K``; PODREC_CONTENT_NEIGHBOURS, default 30): each catalog episode's K nearest
+  episodes are computed once (``ContentIndex.neighbours``, catalog x catalog, independent of the number of users),
+  and a user's content candidates are the neighbours of their history: a user costs history x K, whatever the
+  catalog's size. A pair outside every one of the user's history episodes' K nearest is not seen (its cosine is
+  below each of those episodes' K-th neighbour, so it would rarely make the user's top ``content_candidates``).
+  ALS candidates still get their exact content score (``_als_content``), so scores compare as in the exact way.
+  bench/content_candidates.py measures the quality against the exact way.
+- **exact** (``neighbours=0``): every history episode against the whole catalog, a user costs history x catalog.
+
+The neighbours are recomputed from the day's vectors rather than taken from the ``similarities`` asset, whose
+rows for an old episode never list the episodes published after it (new episodes must reach listeners through
+content). Kept apart from ``fusion`` because it is the one heavy matrix step of a day's lists.
 """
 
 from __future__ import annotations
@@ -41,6 +52,39 @@ class ContentIndex:
     def vectors_of(self, episode_ids) -> np.ndarray:
         return self.matrix[[self.position[e] for e in episode_ids]]
 
+    def pair_cosines(self, left: np.ndarray, right: np.ndarray, block: int = 1024) -> np.ndarray:
+        """cos(left[i], right[i]) for catalog positions, read from row blocks of the catalog x catalog products
+        (only the blocks some pair needs): no vector is copied per pair, so millions of pairs stay cheap."""
+        out = np.empty(len(left), dtype=np.float32)
+        order = np.argsort(left, kind="stable")
+        rows, cols = left[order], right[order]
+        bounds = np.searchsorted(rows, np.arange(0, len(self) + block, block))
+        for b0, lo, hi in zip(range(0, len(self), block), bounds[:-1], bounds[1:]):
+            if hi > lo:
+                products = self.matrix[b0 : b0 + block] @ self.matrix.T
+                out[order[lo:hi]] = products[rows[lo:hi] - b0, cols[lo:hi]]
+        return out
+
+    def neighbours(self, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, cosines), each (n, min(k, n - 1)): every episode's nearest other episodes, computed once per
+        index and k. Blocked catalog x catalog products, so memory is ~4 bytes x block x n."""
+        cached = getattr(self, "_neighbours", {})
+        if k not in cached:
+            n = len(self)
+            width = max(0, min(k, n - 1))
+            positions = np.zeros((n, width), dtype=np.int32)
+            cosines = np.zeros((n, width), dtype=np.float32)
+            for b0 in range(0, n if width else 0, block):
+                b1 = min(n, b0 + block)
+                sims = self.matrix[b0:b1] @ self.matrix.T
+                sims[np.arange(b1 - b0), np.arange(b0, b1)] = -np.inf  # never itself
+                top = np.argpartition(sims, n - width, axis=1)[:, n - width :]
+                positions[b0:b1] = top
+                cosines[b0:b1] = np.take_along_axis(sims, top, axis=1)
+            cached[k] = (positions, cosines)
+            self._neighbours = cached
+        return cached[k]
+
 
 def user_content_candidates(
     history: pd.DataFrame,
@@ -49,6 +93,7 @@ def user_content_candidates(
     excluded: pd.DataFrame,
     content_candidates: int,
     block_users: int = 1024,
+    neighbours: int = 0,
 ) -> pd.DataFrame:
     """Candidate rows per user with content score, explanation and ALS score.
 
@@ -57,10 +102,11 @@ def user_content_candidates(
     Returns user_id, episode_id, als_score (NaN if not an ALS candidate), content_score (NaN if unknown),
     because_episode_id, in_als, in_content. Only users with history or ALS candidates appear.
 
-    Matrix work in blocks of ``block_users`` users (memory ~ 20 bytes x block x catalog), no loop per user: the
-    content score of (user, c) is the max over the user's history h of cos(h, c), built one history position at
-    a time for every user of the block (the earliest h wins a tie, as ``argmax`` would); the top
-    ``content_candidates`` per user are taken by score, ties by catalog order.
+    ``neighbours`` > 0: candidates among the K nearest episodes of each history episode (``_neighbour_block``);
+    0: exact. Exact matrix work in blocks of ``block_users`` users (memory ~ 20 bytes x block x catalog), no loop
+    per user: the content score of (user, c) is the max over the user's history h of cos(h, c), built one history
+    position at a time for every user of the block (the earliest h wins a tie, as ``argmax`` would); the top
+    ``content_candidates`` per user are taken by score, ties by catalog order (both ways).
     """
     history = history[history[USER].notna()] if len(history) else history
     als = als[als[USER].notna()] if len(als) else als
@@ -94,6 +140,27 @@ def user_content_candidates(
 
     catalog, n = index.matrix, len(index)
     parts = []
+    if neighbours > 0 and n:
+        nearest = index.neighbours(neighbours)
+        ex_keys = np.unique(ex_user.astype(np.int64) * n + ex_pos.astype(np.int64))
+        a_content, a_because = _als_content(index, h_user, h_pos.astype(np.int64), a_user, a_pos)
+        step = NEIGHBOUR_BLOCK_USERS
+        for b0 in range(0, len(users), step):
+            b1 = min(b0 + step, len(users))
+            lo, hi = np.searchsorted(h_user, [b0, b1])
+            ex_lo, ex_hi = np.searchsorted(ex_keys, [b0 * n, b1 * n])
+            a_sel = (a_user >= b0) & (a_user < b1)
+            content = _neighbour_block(
+                h_user[lo:hi] - b0,
+                h_pos[lo:hi].astype(np.int64),
+                ex_keys[ex_lo:ex_hi] - b0 * n,
+                nearest,
+                n,
+                min(content_candidates, n),
+            )
+            als_part = (a_user[a_sel] - b0, a_item[a_sel], a_score[a_sel], a_content[a_sel], a_because[a_sel])
+            parts.append((b0, *content, *als_part))
+        return _assemble(parts, users, index.ids)
     for b0 in range(0, len(users), block_users):
         b1 = min(b0 + block_users, len(users))
         best = np.full((b1 - b0, n), -np.inf, dtype=np.float32)
@@ -143,7 +210,77 @@ def user_content_candidates(
             )
         )
 
-    ids = index.ids
+    return _assemble(parts, users, index.ids)
+
+
+NEIGHBOUR_BLOCK_USERS = 16384
+
+
+def _neighbour_block(h_user, h_pos, ex_keys, nearest, n, take):
+    """One block of users by the neighbour way: (user, neighbour of a history episode) pairs, the best cosine per
+    pair (the earliest history row on a tie, as the exact way), excluded pairs dropped, the top ``take`` per user by
+    score then catalog position. Users and keys are local to the block (user * n + position).
+    Returns (user, position, score, because position) of the chosen pairs."""
+    positions, cosines = nearest
+    width = positions.shape[1]
+    user = np.repeat(h_user.astype(np.int64), width)
+    because = np.repeat(h_pos, width)
+    item = positions[h_pos].ravel().astype(np.int64)
+    score = cosines[h_pos].ravel()
+    key = user * n + item
+    order = np.lexsort((-score, key))  # stable: equal pairs and scores keep history order
+    key, score, because = key[order], score[order], because[order]
+    first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+    key, score, because = key[first], score[first], because[first]
+    if len(ex_keys):
+        at = np.minimum(np.searchsorted(ex_keys, key), len(ex_keys) - 1)
+        kept = ex_keys[at] != key
+        key, score, because = key[kept], score[kept], because[kept]
+    user, item = key // n, key % n
+    order = np.lexsort((item, -score, user))
+    user, item, score, because = user[order], item[order], score[order], because[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(user)) + 1] if len(user) else np.zeros(0, dtype=np.int64)
+    nth = np.arange(len(user)) - np.repeat(starts, np.diff(np.r_[starts, len(user)]))
+    chosen = nth < take
+    return user[chosen], item[chosen], score[chosen], because[chosen]
+
+
+ALS_CONTENT_PAIRS = 20_000_000
+
+
+def _als_content(index, h_user, h_pos, a_user, a_pos):
+    """Each ALS row's exact content score, max over its user's history of cos(h, a), and the h that gives it (the
+    earliest on a tie); NaN / -1 without history or vector. Every (ALS row, history row) pair of a user is scored
+    from catalog row blocks (``ContentIndex.pair_cosines``), ALS_CONTENT_PAIRS pairs at a time."""
+    content = np.full(len(a_user), np.nan)
+    because = np.full(len(a_user), -1, dtype=np.int64)
+    starts = np.searchsorted(h_user, a_user, side="left")
+    counts = np.where(a_pos >= 0, np.searchsorted(h_user, a_user, side="right") - starts, 0)
+    ends = np.cumsum(counts)
+    first = 0
+    while first < len(a_user):
+        last = int(np.searchsorted(ends, ends[first] - counts[first] + ALS_CONTENT_PAIRS, side="right"))
+        last = max(last, first + 1)
+        rows = np.arange(first, last)
+        per = counts[first:last]
+        row = np.repeat(rows, per)
+        if len(row):
+            offset = np.arange(len(row)) - np.repeat(np.cumsum(per) - per, per)
+            history = np.repeat(starts[first:last], per) + offset
+            cos = index.pair_cosines(h_pos[history], a_pos[row])
+            group = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
+            best = np.maximum.reduceat(cos, group)
+            is_best = cos == np.repeat(best, np.diff(np.r_[group, len(row)]))
+            top = np.flatnonzero(is_best)
+            top = top[np.r_[True, row[top][1:] != row[top][:-1]]]  # the earliest history row of each maximum
+            content[row[top]] = cos[top]
+            because[row[top]] = h_pos[history[top]]
+        first = last
+    return content, because
+
+
+def _assemble(parts, users, ids) -> pd.DataFrame:
+    """The candidate frame from every block's content picks and ALS rows (outer-joined per user and episode)."""
     out: list[list] = [[], [], [], [], [], [], []]
     for b0, c_rows, c_pos, c_score, c_arg, ab_rows, ab_item, ab_score, ab_content, ab_because in parts:
         content = pd.DataFrame(
@@ -166,8 +303,10 @@ def user_content_candidates(
         merged = content.merge(from_als, on=["u", ITEM], how="outer", indicator=True)
         in_content = merged["_merge"].isin(["left_only", "both"]).to_numpy()
         in_als = merged["_merge"].isin(["right_only", "both"]).to_numpy()
-        score = np.where(in_content, merged["content_score"], merged["als_content"])
-        because = np.where(in_content, merged["because"], merged["als_because"]).astype(float)
+        # an ALS row's content score is exact in both ways: it wins over a neighbour-found one (which can be lower)
+        als_known = in_als & merged["als_content"].notna().to_numpy()
+        score = np.where(als_known, merged["als_content"], merged["content_score"])
+        because = np.where(als_known, merged["als_because"], merged["because"]).astype(float)
         because_ids = np.full(len(merged), None, dtype=object)
         has = ~np.isnan(because) & (because >= 0)
         because_ids[has] = ids[because[has].astype(np.int64)]

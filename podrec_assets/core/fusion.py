@@ -158,6 +158,7 @@ class FusionInputs:
     min_engagement: float
     popularity_half_life_days: float
     content_candidates: int
+    content_neighbours: int = 0  # > 0: candidates among each history episode's nearest episodes; 0: exact search
     # built once and shared when many small fusions run on one day's model (the online service); None: from the frames
     index: ContentIndex | None = None
     popular: pd.DataFrame | None = None
@@ -226,7 +227,9 @@ def prepare_day(inputs: FusionInputs) -> PreparedDay:
     seen = window[[USER, ITEM]] if len(window) else empty_pairs
     excluded = pd.concat([completed, seen], ignore_index=True).drop_duplicates()
     index = inputs.index if inputs.index is not None else ContentIndex.from_frame(inputs.vectors)
-    candidates = user_content_candidates(history, inputs.als, index, excluded, inputs.content_candidates)
+    candidates = user_content_candidates(
+        history, inputs.als, index, excluded, inputs.content_candidates, neighbours=inputs.content_neighbours
+    )
     normalised = normalise_candidates(candidates)
     published = pd.to_datetime(inputs.published, utc=True)
     age_days = (pd.Timestamp(day, tz="UTC") - published.dt.floor("D")).dt.days.clip(lower=0)

@@ -135,6 +135,7 @@ class ServedDay:
     min_engagement: float
     popularity_half_life_days: float
     content_candidates: int
+    content_neighbours: int = 0
 
 
 def live_lists(served: ServedDay, daily: pd.DataFrame, day: date, user_vectors: dict | None = None) -> pd.DataFrame:
@@ -175,6 +176,7 @@ def live_lists(served: ServedDay, daily: pd.DataFrame, day: date, user_vectors: 
             min_engagement=served.min_engagement,
             popularity_half_life_days=served.popularity_half_life_days,
             content_candidates=served.content_candidates,
+            content_neighbours=served.content_neighbours,
             index=served.index,
             popular=served.popular,
         )

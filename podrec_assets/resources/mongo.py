@@ -27,7 +27,6 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
-
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 

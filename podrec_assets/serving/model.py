@@ -186,6 +186,7 @@ def load_model(
         min_engagement=settings.positive_engagement,
         popularity_half_life_days=settings.popularity_half_life_days,
         content_candidates=settings.content_candidates,
+        content_neighbours=settings.content_neighbours,
     )
     catalog = _catalog(data, day)
     latest = catalog.sort_values(["published_at"], ascending=False, kind="mergesort").index.tolist()

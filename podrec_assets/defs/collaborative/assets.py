@@ -115,7 +115,8 @@ def als_top_n(
     run_id = context.run.run_id
     written = lake.write_partition("als_top_n", day, schemas.frame_to_table(top_n, schemas.ALS_TOP_N), run_id)
     factors = als.factors_frame(result).assign(model_version=result.model_version)
-    factors_written = lake.write_partition("als_factors", day, schemas.frame_to_table(factors, schemas.ALS_FACTORS), run_id)
+    factors_table = schemas.frame_to_table(factors, schemas.ALS_FACTORS)
+    factors_written = lake.write_partition("als_factors", day, factors_table, run_id)
     served = mongo.replace_day(
         "als_top_n",
         day,

@@ -97,6 +97,7 @@ class DayData:
             min_engagement=s.positive_engagement,
             popularity_half_life_days=s.popularity_half_life_days,
             content_candidates=s.content_candidates,
+            content_neighbours=s.content_neighbours,
         )
 
     def prepare(self, day: date, users: set | None = None) -> fusion.PreparedDay:
