@@ -278,6 +278,16 @@ class Settings:
         20,
         "Content candidates per user (nearest catalog episodes to the user's history) joined with the ALS top-N.",
     )
+    als_validation_users: int = _setting(
+        "PODREC_ALS_VALIDATION_USERS",
+        20000,
+        "The ALS gate's validation scores at most this many of the listeners it can judge (a stable sample; 0: all).",
+    )
+    metrics_users: int = _setting(
+        "PODREC_METRICS_USERS",
+        50000,
+        "recommendation_metrics judges the lists of at most this many listeners (a stable sample; 0: all).",
+    )
     content_neighbours: int = _setting(
         "PODREC_CONTENT_NEIGHBOURS",
         30,

@@ -144,6 +144,27 @@ def test_validation_scores_a_learnable_last_day():
     assert fallback["paired_users"] == 0 and np.isnan(fallback["change"])  # no comparable previous model
 
 
+def test_validation_on_a_sample_scores_exactly_those_users_as_the_full_run_does():
+    """max_users bounds the gate's scoring: the same model lists only a stable sample of the judged users, and
+    each of them gets the list the full scoring gives them."""
+    frame = taste_groups(users_per_group=40, seen_per_user=7)
+    rng = np.random.default_rng(1)
+    frame["date"] = [date(2026, 1, 1) if rng.random() < 0.8 else date(2026, 1, 2) for _ in range(len(frame))]
+    full = als.validate(frame, date(2026, 1, 2), PARAMS, k=10)
+    sampled = als.validate(frame, date(2026, 1, 2), PARAMS, k=10, max_users=15)
+    assert full["judged_users"] > 15 and sampled["judged_users"] == 15 and sampled["users"] <= 15
+    assert als.validate(frame, date(2026, 1, 2), PARAMS, k=10, max_users=15)["ndcg"] == sampled["ndcg"]
+    train, _ = als.holdout_last_day(frame, date(2026, 1, 2))
+    data = als.Interactions.from_frame(train)
+    everyone = als.fit_recommend(data, PARAMS, 10).top_n
+    some = set(data.user_ids[::7])
+    few = als.fit_recommend(data, PARAMS, 10, users=some).top_n
+    assert set(few["user_id"]) == some
+    pd.testing.assert_frame_equal(
+        few.reset_index(drop=True), everyone[everyone["user_id"].isin(some)].reset_index(drop=True)
+    )
+
+
 def test_validation_pairs_the_previous_days_lists_on_the_same_held_out_day():
     frame = taste_groups(users_per_group=40, seen_per_user=7)
     rng = np.random.default_rng(1)

@@ -16,6 +16,7 @@ import pytest
 
 from podrec_assets.core.schemas import ALS_TOP_N, EPISODE_VECTORS, EPISODES, USER_EPISODE_DAILY, to_table
 from podrec_assets.resources.mongo import list_bucket
+from podrec_assets.settings import get_settings
 from podrec_assets_tests.conftest import winning_indexes
 
 DAYS = [date(2026, 2, 1) + timedelta(days=i) for i in range(4)]
@@ -233,6 +234,26 @@ def test_recommendation_metrics_judges_yesterdays_lists(inputs, resources, podre
     # re-running replaces the partition
     _materialize("recommendation_metrics", day, resources)
     assert lake.read_day("recommendation_metrics", day).num_rows == len(scores)
+
+
+def test_recommendation_metrics_on_a_sample_judges_only_those_listeners(inputs, resources, podrec_env, monkeypatch):
+    """PODREC_METRICS_USERS bounds the evaluation: a stable sample of the listeners with lists, every model judged
+    on it, said in the metadata."""
+    rec_day, day = DAYS[2], DAYS[3]
+    _materialize("final_recommendations", rec_day, resources)
+    everyone = _materialize("recommendation_metrics", day, resources)
+    monkeypatch.setenv("PODREC_METRICS_USERS", "12")
+    get_settings.cache_clear()
+    try:
+        sampled = _materialize("recommendation_metrics", day, resources)
+        again = _materialize("recommendation_metrics", day, resources)
+    finally:
+        monkeypatch.delenv("PODREC_METRICS_USERS")
+        get_settings.cache_clear()
+    assert everyone["listeners_judged_sample"].value == everyone["listeners_with_lists"].value == 41
+    assert sampled["listeners_judged_sample"].value == 12 and sampled["listeners_with_lists"].value == 41
+    assert 0 < sampled["users_evaluated"].value <= 12 < everyone["users_evaluated"].value
+    assert sampled["metrics"].value == again["metrics"].value  # the same sample each time
 
 
 def test_recommendation_metrics_without_lists_writes_an_empty_partition(inputs, resources, podrec_env):

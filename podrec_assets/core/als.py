@@ -139,11 +139,14 @@ def fit_recommend(
     spark=None,
     data_version: str = "",
     checkpoint_dir: str | None = None,
+    users=None,
 ) -> AlsResult:
     """Train ALS on ``data`` and return each user's top ``n`` unseen items (the one interface of both backends).
 
     ``spark`` is a SparkSession, required for backend="spark"; ``checkpoint_dir`` is where Spark checkpoints
-    ALS when the session has no checkpoint directory yet (on a cluster: a shared filesystem path).
+    ALS when the session has no checkpoint directory yet (on a cluster: a shared filesystem path). ``users``: list
+    only these (the validation's judged sample): the implicit backend scores only them, Spark scores everyone and
+    keeps them.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown ALS backend {backend!r}; choose one of {BACKENDS}")
@@ -153,8 +156,10 @@ def fit_recommend(
         if spark is None:
             raise ValueError("the spark backend needs a SparkSession")
         result = fit_spark(data, params, n, spark, checkpoint_dir)
+        if users is not None:
+            result.top_n = result.top_n[result.top_n["user_id"].isin(set(users))].reset_index(drop=True)
     else:
-        result = fit_implicit(data, params, n)
+        result = fit_implicit(data, params, n, users)
     result.model_version = model_version(backend, params, data_version)
     return result
 
@@ -215,6 +220,7 @@ def validate(
     spark=None,
     k: int = 10,
     previous_top_n: pd.DataFrame | None = None,
+    max_users: int = 0,
 ) -> dict[str, Any]:
     """nDCG@k (and friends) of a model trained without the held-out part of ``frame`` (rows of a window with a
     ``date`` column). Method ``last_day_holdout`` (train on the days before ``last_day``, score on what users newly
@@ -226,8 +232,12 @@ def validate(
     ``paired_ndcg`` (this model) and ``previous_ndcg`` on the paired users, ``change`` (this model − previous),
     ``change_stderr`` and ``paired_users`` (NaN / 0 when there is nothing to pair). That is what the blocking
     check compares: two days' own validation figures differ with the day (catalog size, activity), not the model.
+
+    ``max_users`` > 0: only a stable sample of at most that many of the judged users is scored (and listed), so the
+    gate costs one training and a bounded scoring at any number of listeners; ``judged_users`` says how many.
     """
     from podrec_assets.core import metrics
+    from podrec_assets.core.evaluation import validation_sample
 
     nan = float("nan")
     unpaired = {
@@ -255,10 +265,13 @@ def validate(
             "ndcg_stderr": nan,
             "users": 0,
             "relevant_pairs": 0,
+            "judged_users": 0,
             "train_rows": len(train),
             **unpaired,
         }
-    result = fit_recommend(Interactions.from_frame(train), params, k, backend=backend, spark=spark)
+    judged = validation_sample(relevant["user_id"], max_users)
+    relevant = relevant[relevant["user_id"].isin(judged)]
+    result = fit_recommend(Interactions.from_frame(train), params, k, backend=backend, spark=spark, users=judged)
     scores = metrics.ranking_metrics(result.top_n, relevant, k)
     paired = unpaired
     if method == "last_day_holdout" and previous_top_n is not None and len(previous_top_n):
@@ -282,6 +295,7 @@ def validate(
         "map": scores[f"map@{k}"],
         "users": scores["users"],
         "relevant_pairs": len(relevant),
+        "judged_users": len(judged),
         "train_rows": len(train),
         "fit_seconds": result.fit_seconds,
         **paired,

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from podrec_assets.core.als_result import AlsResult, top_n_frame
 
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from podrec_assets.core.als import AlsParams, Interactions
 
 
-def fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
+def fit_implicit(data: Interactions, params: AlsParams, n: int, only_users=None) -> AlsResult:
+    """Fit, then list the top ``n`` unseen items of every user (of ``only_users`` when given)."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -39,7 +41,9 @@ def fit_implicit(data: Interactions, params: AlsParams, n: int) -> AlsResult:
         fit_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         users = np.arange(data.n_users)
-        ids, scores = model.recommend(users, data.seen, N=n, filter_already_liked_items=True)
+        if only_users is not None:
+            users = users[pd.Index(data.user_ids).isin(list(only_users))]
+        ids, scores = model.recommend(users, data.seen[users], N=n, filter_already_liked_items=True)
         recommend_seconds = time.perf_counter() - t0
     ids = np.asarray(ids).reshape(len(users), -1)
     scores = np.asarray(scores).reshape(len(users), -1)

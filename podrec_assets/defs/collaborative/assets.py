@@ -99,7 +99,16 @@ def als_top_n(
         if lake.exists("als_top_n")
         else None
     )
-    validation = als.validate(frame, day, params, backend=backend, spark=session, k=k, previous_top_n=previous)
+    validation = als.validate(
+        frame,
+        day,
+        params,
+        backend=backend,
+        spark=session,
+        k=k,
+        previous_top_n=previous,
+        max_users=settings.als_validation_users,
+    )
     data_version = f"{SOURCE}@v{version}[{start}..{day}]"
     result = als.fit_recommend(
         data,
@@ -139,6 +148,7 @@ def als_top_n(
             "paired_k": int(validation["paired_k"]),
             "validation_method": validation["method"],
             "validation_users": int(validation["users"]),
+            "validation_judged_sample": int(validation["judged_users"]),
             "validation": dg.MetadataValue.json(
                 {key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in validation.items()}
             ),

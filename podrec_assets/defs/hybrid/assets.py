@@ -166,15 +166,22 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
             }
         )
 
-    prepared = data.prepare(rec_day)
+    # a stable sample of at most PODREC_METRICS_USERS listeners (all of them on smaller platforms): every model is
+    # judged on the same ones, so the cost stays bounded at any number of listeners
+    listed = pd.unique(hybrid["user_id"])
+    sample = evaluation.validation_sample(listed, settings.metrics_users)
+    sampled = len(sample) < len(listed)
+    hybrid = hybrid[hybrid["user_id"].isin(sample)] if sampled else hybrid
+    prepared = data.prepare(rec_day, users=sample if sampled else None)
     relevant = data.relevant(prepared, day)
+    relevant = relevant[relevant["user_id"].isin(sample)] if sampled else relevant
     published = data.published(rec_day)
     new_ids = set(published[published.dt.floor("D") == pd.Timestamp(rec_day, tz="UTC")].index)
     relevant_new = relevant[relevant["episode_id"].isin(new_ids)]
     users = sorted(set(hybrid["user_id"]))
     lists = {
         "popularity": evaluation.popularity_lists(prepared, users, k),
-        "als": data.als_of(rec_day)[["user_id", "episode_id", "rank"]],
+        "als": data.als_of(rec_day).loc[lambda f: f["user_id"].isin(sample), ["user_id", "episode_id", "rank"]],
         "content": evaluation.content_lists(prepared, k),
         "hybrid": hybrid,
     }
@@ -188,7 +195,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
         else pd.DataFrame()
     )
     if not tastes.empty:
-        tastes = tastes.drop_duplicates(["user_id", "topic"], keep="last")
+        tastes = tastes[tastes["user_id"].isin(sample)].drop_duplicates(["user_id", "topic"], keep="last")
     categories = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["categories"]
     catalog_size = len(set(prepared.index.ids) | set(published.index))
     scores = evaluation.evaluate_models(
@@ -204,6 +211,8 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
         "rows": written["rows"],
         "delta_version": written["delta_version"],
         "recommended_for": rec_day.isoformat(),
+        "listeners_with_lists": len(listed),
+        "listeners_judged_sample": len(sample),
         "users_evaluated": int(scores[scores["metric"] == f"ndcg@{k}"]["users_evaluated"].max()),
         "relevant_pairs": len(relevant),
         "relevant_new_episode_pairs": len(relevant_new),
