@@ -671,3 +671,19 @@ def test_the_alpha_grid_in_arrays_equals_fusing_each_curve(seed):
             slow = ndcg_per_user(fusion.recommend(prepared, curve, top_n), relevant, k)
             pd.testing.assert_series_equal(fast[curve].sort_index(), slow.sort_index(), check_names=False)
         assert len(fast[curves[0]]) > 50 and fast[curves[0]].max() > 0
+
+
+def test_a_day_fused_in_blocks_of_listeners_equals_the_whole_day(monkeypatch):
+    """recommend_day bounds memory with blocks of listeners; each list depends only on the listener's own rows,
+    the popular list and the catalog, so the blocks give exactly the whole day's rows."""
+    curve = fusion.AlphaCurve(0.6, 0.2, 3)
+    whole = fusion.recommend(prepared_day(), curve, 3)
+    monkeypatch.setattr(fusion, "FUSION_BLOCK_USERS", 1)
+    blocked = fusion.recommend_day(day_inputs(), curve, 3)
+    key = ["user_id", "rank"]
+    assert whole["user_id"].nunique() > 2
+    pd.testing.assert_frame_equal(
+        blocked.sort_values(key).reset_index(drop=True),
+        whole.sort_values(key).reset_index(drop=True),
+        check_dtype=False,
+    )

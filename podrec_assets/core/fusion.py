@@ -254,6 +254,28 @@ def recommend(prepared: PreparedDay, curve: AlphaCurve, top_n: int) -> pd.DataFr
     return fill_with_popular(fused, prepared.users, prepared.popular, prepared.excluded, top_n)
 
 
+FUSION_BLOCK_USERS = 200_000
+
+
+def recommend_day(inputs: FusionInputs, curve: AlphaCurve, top_n: int) -> pd.DataFrame:
+    """``recommend(prepare_day(inputs), ...)`` for every listener, FUSION_BLOCK_USERS listeners at a time.
+
+    A listener's list depends only on their own rows, the day's popular list and the catalog, so the blocks give
+    exactly the whole day's rows (``prepare_for_users``) while memory holds one block's candidates, not a million
+    listeners' at once."""
+    index = inputs.index if inputs.index is not None else ContentIndex.from_frame(inputs.vectors)
+    popular = inputs.popular if inputs.popular is not None else day_popular(inputs, index)
+    inputs = replace(inputs, index=index, popular=popular)
+    users = sorted(set(inputs.als[USER]) | set(inputs.daily[USER]))
+    if len(users) <= FUSION_BLOCK_USERS:
+        return recommend(prepare_day(inputs), curve, top_n)
+    blocks = [
+        recommend(prepare_for_users(inputs, set(users[start : start + FUSION_BLOCK_USERS])), curve, top_n)
+        for start in range(0, len(users), FUSION_BLOCK_USERS)
+    ]
+    return pd.concat(blocks, ignore_index=True)
+
+
 def model_version(als_versions, embed_models, curve: AlphaCurve) -> str:
     """One string naming what produced a list: ALS model version(s), embedding model(s), α curve."""
     als_part = "+".join(sorted({str(v) for v in als_versions if v})) or "no-als"

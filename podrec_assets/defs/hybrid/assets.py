@@ -86,8 +86,7 @@ def final_recommendations(
             f"PODREC_FUSION_ALPHA_SELECT must be 'validate' or 'fixed', not {settings.fusion_alpha_select!r}"
         )
 
-    prepared = data.prepare(day)
-    recs = fusion.recommend(prepared, curve, settings.top_n)
+    recs = data.recommend(day, curve)
     version = fusion.model_version(data.als_of(day)["model_version"], data.vectors_of(day)["model"], curve)
     table = frame_to_table(recs.assign(model_version=version), FINAL_RECOMMENDATIONS)
     written = lake.write_partition("final_recommendations", day, table, context.run_id)
@@ -121,7 +120,7 @@ def final_recommendations(
         "mongo_inserted": served["inserted"],
         "mongo_deleted": served["deleted"],
         "mongo_seconds": served["seconds"],
-        "catalog_episodes": len(prepared.index),
+        "catalog_episodes": int(data.vectors_of(day)["episode_id"].nunique()),
     }
     if selection_md:
         metadata["alpha_validation"] = dg.MetadataValue.md(selection_md)

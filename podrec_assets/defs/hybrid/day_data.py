@@ -106,6 +106,10 @@ class DayData:
         inputs = self.inputs(day)
         return fusion.prepare_day(inputs) if users is None else fusion.prepare_for_users(inputs, users)
 
+    def recommend(self, day: date, curve: fusion.AlphaCurve) -> pd.DataFrame:
+        """The day's lists for every listener (``fusion.recommend_day``: blocks of listeners, bounded memory)."""
+        return fusion.recommend_day(self.inputs(day), curve, self.settings.top_n)
+
     def engaged_on(self, day: date) -> set:
         """Users with a positive engagement on ``day`` (the only ones a list for the day before can be judged on)."""
         rows = self.daily[self.daily["date"] == day]
