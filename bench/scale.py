@@ -145,7 +145,7 @@ def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
                 "status": str(stats.status.value if stats.status else ""),
                 "kind": "asset" if stats.step_key in asset_steps else "check",
             }
-    kafka_out = serving_docs = serving_seconds = 0.0
+    kafka_out = serving_docs = serving_rows = serving_seconds = 0.0
     for event in result.get_asset_materialization_events():
         key = event.materialization.asset_key.to_user_string()
         if key == "user_events":
@@ -155,6 +155,7 @@ def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
         inserted, seconds = _metadata_value(event, "mongo_inserted"), _metadata_value(event, "mongo_seconds")
         if inserted and seconds:
             serving_docs += inserted
+            serving_rows += _metadata_value(event, "mongo_rows") or inserted
             serving_seconds += seconds
     failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return {
@@ -167,6 +168,9 @@ def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
         "kafka_read_events_per_s": round(kafka_out),
         "serving_documents": int(serving_docs),
         "serving_documents_per_s": round(serving_docs / serving_seconds) if serving_seconds else 0,
+        "serving_rows": int(serving_rows),
+        "serving_seconds": round(serving_seconds, 1),
+        "serving_rows_per_s": round(serving_rows / serving_seconds) if serving_seconds else 0,
     }
 
 
@@ -242,7 +246,8 @@ def print_day(n: int, result: dict) -> None:
     _say(
         f"  day {n} {result['day']}: {result['wall_seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB, "
         f"Kafka read {result['kafka_read_events_per_s']:,} events/s, serving store "
-        f"{result['serving_documents']:,} documents at {result['serving_documents_per_s']:,}/s ({status})"
+        f"{result['serving_documents']:,} documents holding {result['serving_rows']:,} rows in "
+        f"{result['serving_seconds']:.1f} s ({result['serving_rows_per_s']:,} rows/s) ({status})"
     )
     assets = sorted(
         ((k, v) for k, v in result["steps"].items() if v["kind"] == "asset"), key=lambda kv: -kv[1]["seconds"]

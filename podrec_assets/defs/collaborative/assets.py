@@ -169,6 +169,7 @@ def als_top_n(
             "delta_version": written["delta_version"],
             "factors_delta_version": factors_written["delta_version"],
             "mongo_inserted": served["inserted"],
+            "mongo_rows": served["rows"],
             "mongo_deleted": served["deleted"],
             "mongo_seconds": served["seconds"],
             "preview": dg.MetadataValue.md(_preview(result.top_n)),

@@ -195,6 +195,7 @@ def similarities(context: dg.AssetExecutionContext, lake: LakeResource, mongo: M
             "rows": written["rows"],
             "delta_version": written["delta_version"],
             "mongo_inserted": served["inserted"],
+            "mongo_rows": served["rows"],
             "mongo_deleted": served["deleted"],
             "mongo_seconds": served["seconds"],
             "episodes_queried": len(query_ids),

@@ -118,6 +118,7 @@ def final_recommendations(
         "model_version": version,
         "delta_version": written["delta_version"],
         "mongo_inserted": served["inserted"],
+        "mongo_rows": served["rows"],
         "mongo_deleted": served["deleted"],
         "mongo_seconds": served["seconds"],
         "catalog_episodes": int(data.vectors_of(day)["episode_id"].nunique()),
