@@ -687,3 +687,12 @@ def test_a_day_fused_in_blocks_of_listeners_equals_the_whole_day(monkeypatch):
         whole.sort_values(key).reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def test_descending_bits_order_scores_best_first_exactly():
+    from podrec_assets.core.content_candidates import _descending_bits
+
+    scores = np.array([0.5, -0.25, 1.0, -1.0, 0.0, 0.5000001, -0.2500001, 1e-30, -1e-30], dtype=np.float32)
+    bits = _descending_bits(scores)
+    assert (bits >= 0).all() and (bits < 2**32).all()
+    assert np.argsort(bits, kind="stable").tolist() == np.argsort(-scores, kind="stable").tolist()

@@ -228,7 +228,10 @@ def _neighbour_block(h_user, h_pos, ex_keys, nearest, n, take):
     item = positions[h_pos].ravel().astype(np.int64)
     score = cosines[h_pos].ravel()
     key = user * n + item
-    order = np.lexsort((-score, key))  # stable: equal pairs and scores keep history order
+    if len(key) and int(key.max()) < 2**31:  # one int64 sort key: (pair, best score first); stable keeps history order
+        order = np.argsort((key << 32) | _descending_bits(score), kind="stable")
+    else:
+        order = np.lexsort((-score, key))
     key, score, because = key[order], score[order], because[order]
     first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
     key, score, because = key[first], score[first], because[first]
@@ -237,12 +240,24 @@ def _neighbour_block(h_user, h_pos, ex_keys, nearest, n, take):
         kept = ex_keys[at] != key
         key, score, because = key[kept], score[kept], because[kept]
     user, item = key // n, key % n
-    order = np.lexsort((item, -score, user))
+    item_bits = max(1, int(n - 1).bit_length())
+    if len(user) and int(user.max()).bit_length() + 32 + item_bits <= 63:  # unique keys: any sort will do
+        order = np.argsort((user << (32 + item_bits)) | (_descending_bits(score) << item_bits) | item)
+    else:
+        order = np.lexsort((item, -score, user))
     user, item, score, because = user[order], item[order], score[order], because[order]
     starts = np.r_[0, np.flatnonzero(np.diff(user)) + 1] if len(user) else np.zeros(0, dtype=np.int64)
     nth = np.arange(len(user)) - np.repeat(starts, np.diff(np.r_[starts, len(user)]))
     chosen = nth < take
     return user[chosen], item[chosen], score[chosen], because[chosen]
+
+
+def _descending_bits(score: np.ndarray) -> np.ndarray:
+    """float32 scores as int64 in [0, 2^32) that sort the other way round (best first), exactly: the IEEE bits made
+    monotonic (negatives flipped), then reversed. Lets one integer sort replace a sort on several keys."""
+    bits = np.asarray(score, dtype=np.float32).view(np.uint32).astype(np.int64)
+    ascending = np.where(bits >> 31, bits ^ 0xFFFFFFFF, bits | 0x80000000)
+    return 0xFFFFFFFF - ascending
 
 
 ALS_CONTENT_PAIRS = 20_000_000
