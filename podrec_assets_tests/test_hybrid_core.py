@@ -375,10 +375,18 @@ def _random_day(seed: int, duplicate_vectors: bool, users: int = 300, episodes: 
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("candidates", [5, 200])
-def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates):
+@pytest.mark.parametrize("way", ["exact", "neighbours"])
+def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates, way, monkeypatch):
+    """Both ways in blocks of users against the one-user-at-a-time exact search. The neighbour way with K >= catalog
+    - 1 sees every pair, so it must find exactly the same: candidates, scores, explanations (the earliest history
+    episode on a tie) and ALS rows."""
+    from podrec_assets.core import content_candidates as module
+
+    monkeypatch.setattr(module, "NEIGHBOUR_BLOCK_USERS", 37)  # several blocks of users even on small data
     history, als, index, excluded = _random_day(seed, duplicate_vectors=False)
     exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, candidates)
-    blocked = user_content_candidates(history, als, index, excluded, candidates, block_users=37)
+    neighbours = len(index) if way == "neighbours" else 0
+    blocked = user_content_candidates(history, als, index, excluded, candidates, block_users=37, neighbours=neighbours)
     key = [USER, ITEM]
     exact, blocked = (f.sort_values(key).reset_index(drop=True) for f in (exact, blocked))
     assert len(exact) > 1000 and exact[key].equals(blocked[key])
@@ -386,26 +394,6 @@ def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates):
         np.testing.assert_allclose(blocked[column], exact[column], atol=1e-6)
     for column in ("because_episode_id", "in_als", "in_content"):
         assert blocked[column].equals(exact[column]), column
-
-
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("candidates", [5, 200])
-def test_neighbour_candidates_with_every_neighbour_equal_the_exact_search(seed, candidates, monkeypatch):
-    """With K >= catalog - 1 the neighbour way sees every pair, so it must find exactly what the exact way finds:
-    same candidates, scores, explanations (the earliest history episode on a tie) and ALS rows."""
-    from podrec_assets.core import content_candidates as module
-
-    monkeypatch.setattr(module, "NEIGHBOUR_BLOCK_USERS", 37)  # several blocks of users even on small data
-    history, als, index, excluded = _random_day(seed, duplicate_vectors=False)
-    exact = exact_candidates_one_user_at_a_time(history, als, index, excluded, candidates)
-    nearest = user_content_candidates(history, als, index, excluded, candidates, neighbours=len(index))
-    key = [USER, ITEM]
-    exact, nearest = (f.sort_values(key).reset_index(drop=True) for f in (exact, nearest))
-    assert len(exact) > 1000 and exact[key].equals(nearest[key])
-    for column in ("als_score", "content_score"):
-        np.testing.assert_allclose(nearest[column], exact[column], atol=1e-6)
-    for column in ("because_episode_id", "in_als", "in_content"):
-        assert nearest[column].equals(exact[column]), column
 
 
 def test_few_neighbours_give_true_cosines_of_real_neighbours_and_exact_als_rows(monkeypatch):
