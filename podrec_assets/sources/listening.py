@@ -123,13 +123,17 @@ class ListeningModel:
             }
         )
 
-    def _pool(self, available: int, day_ms: int, topic: str | None) -> tuple[list[int], list[float]]:
-        key = (available, day_ms, topic)
+    def _pool(self, day_ms: int, topic: str | None) -> tuple[list[int], list[float]]:
+        """Every episode of ``topic`` (None: all) in catalog order with cumulative pick weights on ``day_ms``.
+
+        Episodes are sorted by publication, so the ones listenable at a moment are a prefix of this pool and its
+        cumulative weights: one pool a day and topic serves every moment (a pool per number of published episodes
+        was a pool per publication time: tens of GB for a catalogue published through the day)."""
+        key = (day_ms, topic)
         pool = self._pools.get(key)
         if pool is None:
             indices, cumulative, total = [], [], 0.0
-            for i in range(available):
-                episode = self.episodes[i]
+            for i, episode in enumerate(self.episodes):
                 if topic is not None and topic not in episode.topics:
                     continue
                 fresh = 3.0 if day_ms - episode.published_ms < 3 * DAY_MS else 1.0
@@ -150,11 +154,13 @@ class ListeningModel:
                 acc += weight
                 if r < acc:
                     break
-        indices, cumulative = self._pool(available, day_ms, topic)
-        if not indices:
-            indices, cumulative = self._pool(available, day_ms, None)
-        position = bisect.bisect_left(cumulative, rng.random() * cumulative[-1])
-        return self.episodes[indices[min(position, len(indices) - 1)]]
+        indices, cumulative = self._pool(day_ms, topic)
+        listenable = bisect.bisect_left(indices, available)  # the published prefix of the pool
+        if not listenable:
+            indices, cumulative = self._pool(day_ms, None)
+            listenable = bisect.bisect_left(indices, available)
+        position = bisect.bisect_left(cumulative, rng.random() * cumulative[listenable - 1], 0, listenable)
+        return self.episodes[indices[min(position, listenable - 1)]]
 
     @staticmethod
     def listen(rng: random.Random, user: User, episode: Episode, start_ms: int, device: str) -> list[dict[str, Any]]:
