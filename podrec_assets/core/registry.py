@@ -24,7 +24,7 @@ class Table:
     keys: tuple[tuple[str, ...], ...]  # each set of columns identifies a row within a day
     day_column: str = "date"  # the partition column the lake adds
     serving: str | None = None  # its MongoDB copy (a collection of the same name): "by_day" or "by_key" (upserts)
-    list_owner: str | None = None  # served as one document per owner holding its ranked rows
+    list_owner: str | None = None  # served a bucket of owners per document, their ranked rows as columns
     indexes: tuple[dict[str, Any], ...] = ()  # MongoDB indexes of the serving copy
     mirror_order: str | None = None  # the sort key of the Dash app's DuckDB copy (None: Dash does not read it)
     in_graph: bool = True  # a table the daily graph writes (the health page lists these)
