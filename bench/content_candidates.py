@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,16 +33,10 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=3, help="judge at most this many of the newest days")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON at the end")
     args = parser.parse_args()
-    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="podrec-bench-candidates-"))
-    try:
-        if not args.home:
-            from hybrid import run_demo  # bench/hybrid.py, beside this file
+    from hybrid import demo_home  # bench/hybrid.py, beside this file
 
-            run_demo(home)
+    with demo_home(args.home, "podrec-bench-candidates-") as home:
         return compare(home, args)
-    finally:
-        if not args.home:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def compare(home: Path, args: argparse.Namespace) -> int:

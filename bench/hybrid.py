@@ -19,6 +19,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,21 @@ def run_demo(home: Path) -> None:
         )
     if done.returncode != 0:
         raise SystemExit(f"the demo failed (exit {done.returncode}); see {log}")
+
+
+@contextmanager
+def demo_home(existing: str | None, prefix: str, keep: bool = False) -> Iterator[Path]:
+    """``existing`` as is, or a temporary home where the demo has just run (removed afterwards unless ``keep``)."""
+    if existing:
+        yield Path(existing)
+        return
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        run_demo(home)
+        yield home
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def quality_table(home: Path, k: int = 10):
@@ -95,14 +112,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary demo home")
     args = parser.parse_args()
 
-    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="podrec-bench-hybrid-"))
-    try:
-        if not args.home:
-            run_demo(home)
+    with demo_home(args.home, "podrec-bench-hybrid-", keep=args.keep) as home:
         table = quality_table(home)
-    finally:
-        if not args.home and not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
     print(
         "\nnDCG@10 of the lists made for D-1, judged on day D "
         f"({'demo in a temporary home' if not args.home else home})"

@@ -174,7 +174,32 @@ def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
     }
 
 
-def run_size(users: int, args: argparse.Namespace) -> dict:
+# the outputs compared across engines: every column but those that say when or by which run a row was written
+COMPARED = {
+    "user_events": ["event_id", "user_id", "episode_id", "event", "played_pct", "kafka_partition", "kafka_offset"],
+    "user_episode_daily": ["user_id", "episode_id", "engagement", "event_count", "max_played_pct", "completed"],
+}
+
+
+def day_outputs(home: Path, day: date, top_k: int = 10) -> dict:
+    """What the engines must agree on for ``day``: a digest of each COMPARED table (sorted rows) and the ALS
+    top-``top_k`` pairs (solvers differ, so only their overlap is reported)."""
+    import pandas as pd
+
+    from podrec_assets.resources.lake import LakeResource
+    from podrec_assets.settings import load_settings
+
+    lake = LakeResource(root=load_settings({"PODREC_HOME": str(home)}).lake_root)
+    outputs = {}
+    for table, columns in COMPARED.items():
+        frame = lake.read_day(table, day, columns=columns).to_pandas().sort_values(columns[:3]).reset_index(drop=True)
+        outputs[table] = {"rows": len(frame), "digest": f"{pd.util.hash_pandas_object(frame, index=False).sum():x}"}
+    als = lake.read_day("als_top_n", day, columns=["user_id", "episode_id", "rank"]).to_pandas()
+    outputs["als_pairs"] = set(zip(*[als.loc[als["rank"] <= top_k, c] for c in ("user_id", "episode_id")]))
+    return outputs
+
+
+def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
     from podrec_assets.commands.demo import graph_job
     from podrec_assets.local.processes import free_port
     from podrec_assets.local.services import LocalStack
@@ -192,7 +217,7 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
         "PODREC_MONGO_PORT": str(free_port()),
         "PODREC_REDIS_PORT": str(free_port()),
         "PODREC_START_DATE": days[0].isoformat(),
-        "PODREC_ENGINE": args.engine,
+        "PODREC_ENGINE": engine,
     }
     os.environ.update(env)  # the definitions read the process-wide settings
     get_settings.cache_clear()
@@ -201,7 +226,7 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
     _say(
         f"== {users:,} listeners, {args.episodes:,} episodes ({args.back_catalog:.0%} on day 1), "
         f"{args.events_per_user_day} events per listener-day, "
-        f"{len(days)} days ({days[0]} .. {days[-1]}), engine={args.engine}, home {home}"
+        f"{len(days)} days ({days[0]} .. {days[-1]}), engine={engine}, home {home}"
     )
     try:
         servers = set()
@@ -227,10 +252,11 @@ def run_size(users: int, args: argparse.Namespace) -> dict:
                 results.append(day_result)
                 print_day(n, day_result)
         return {
+            "outputs": day_outputs(home, days[-1]),
             "users": users,
             "episodes": args.episodes,
             "events_per_user_day": args.events_per_user_day,
-            "engine": args.engine,
+            "engine": engine,
             "events_produced": produced,
             "kafka_write_events_per_s": kafka_in,
             "days": results,
@@ -262,6 +288,31 @@ def print_day(n: int, result: dict) -> None:
         )
 
 
+def compare_engines(runs: list[dict], days: int) -> dict:
+    """Per size: each engine's last-day cost beside the first engine's, and whether their outputs agree."""
+    ratios = {}
+    for users in sorted({run["users"] for run in runs}):
+        first, *others = [run for run in runs if run["users"] == users]
+        for other in others:
+            ratio = other["days"][-1]["wall_seconds"] / first["days"][-1]["wall_seconds"]
+            ratios[f"engine_{other['engine']}_{first['engine']}_{users}"] = round(ratio, 3)
+            _say(
+                f"engines at {users:,} listeners, day {days}: {other['engine']} "
+                f"{other['days'][-1]['wall_seconds']:.1f} s vs {first['engine']} "
+                f"{first['days'][-1]['wall_seconds']:.1f} s (x{ratio:.2f})"
+            )
+            for table in COMPARED:
+                a, b = first["outputs"][table], other["outputs"][table]
+                same = "identical" if a == b else "DIFFER"
+                _say(f"  {table}: {a['rows']:,} vs {b['rows']:,} rows, {same}")
+                ratios[f"engine_same_{table}_{users}"] = a == b
+            pairs_a, pairs_b = first["outputs"]["als_pairs"], other["outputs"]["als_pairs"]
+            overlap = len(pairs_a & pairs_b) / max(1, len(pairs_a))
+            ratios[f"engine_als_top10_overlap_{users}"] = round(overlap, 3)
+            _say(f"  als_top_n top-10 pairs in common: {overlap:.1%} (different solvers, same confidence)")
+    return ratios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[20_000], help="listeners; several sizes are compared")
@@ -281,7 +332,13 @@ def main() -> int:
         default=None,
         help="the day the last day's cost is compared with (default: 7 when there are 14+ days, else 2)",
     )
-    parser.add_argument("--engine", choices=["local", "spark"], default="local")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        nargs="+",
+        default=["local"],
+        help="batch engine(s); with both, each size runs under each and the engines' times and outputs are compared",
+    )
     parser.add_argument("--work-dir", default=None, help="where the temporary homes go (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep each size's home (lake, Dagster runs) after the run")
     parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
@@ -289,19 +346,27 @@ def main() -> int:
     if args.days < 2:
         parser.error("--days must be at least 2 (the first day has no previous list to judge)")
     base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
-    runs = [run_size(users, args) for users in sorted(args.users)]
+    runs = [run_size(users, engine, args) for users in sorted(args.users) for engine in args.engine]
 
     _say("\nday cost (whole graph, seconds):")
     _say("  " + " ".join(f"{'day ' + str(n):>9}" for n in range(1, args.days + 1)) + "   listeners")
     for run in runs:
-        _say("  " + " ".join(f"{d['wall_seconds']:9.1f}" for d in run["days"]) + f"   {run['users']:,}")
+        _say(
+            "  " + " ".join(f"{d['wall_seconds']:9.1f}" for d in run["days"]) + f"   {run['users']:,} ({run['engine']})"
+        )
     ratios = {}
     for run in runs:
         last, base = run["days"][-1]["wall_seconds"], run["days"][base_day - 1]["wall_seconds"]
-        ratios[f"history_{run['users']}"] = round(last / base, 3)
-        _say(f"history: cost(day {args.days}) / cost(day {base_day}) at {run['users']:,} listeners = {last / base:.2f}")
-    if len(runs) > 1:
-        small, large = runs[0], runs[-1]
+        ratios[f"history_{run['users']}_{run['engine']}"] = round(last / base, 3)
+        _say(
+            f"history: cost(day {args.days}) / cost(day {base_day}) at {run['users']:,} listeners "
+            f"({run['engine']}) = {last / base:.2f}"
+        )
+    if len(args.engine) > 1:
+        ratios.update(compare_engines(runs, args.days))
+    local = [run for run in runs if run["engine"] == args.engine[0]]
+    if len(local) > 1:
+        small, large = local[0], local[-1]
         ratio = large["days"][-1]["wall_seconds"] / small["days"][-1]["wall_seconds"]
         ratios["listeners"] = round(ratio, 3)
         _say(
@@ -311,6 +376,8 @@ def main() -> int:
     peak = max(d["peak_rss_mb"] for run in runs for d in run["days"])
     _say(f"peak RSS of the process tree over every day: {peak:,.0f} MB")
     if args.json:
+        for run in runs:
+            run.pop("outputs")
         print(json.dumps({"runs": runs, "ratios": ratios, "peak_rss_mb": peak}))
     return 0 if all(d["success"] for run in runs for d in run["days"]) else 1
 

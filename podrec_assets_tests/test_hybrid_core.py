@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from podrec_assets.core import evaluation, fusion
+from podrec_assets.core import evaluation, fusion, metrics
 from podrec_assets.core.content_candidates import ContentIndex, user_content_candidates
 from podrec_assets.core.metrics import ndcg_per_user
 
@@ -484,13 +484,13 @@ def test_the_fill_reaches_episodes_nobody_liked_yet_newest_first():
 
 def test_validation_sample_is_bounded_stable_and_whole_when_small():
     users = [f"u{n:05d}" for n in range(5000)]
-    sample = evaluation.validation_sample(users, 300)
+    sample = metrics.validation_sample(users, 300)
     assert len(sample) == 300 and sample <= set(users)
-    assert evaluation.validation_sample(reversed(users), 300) == sample  # the ids decide, not their order
-    assert evaluation.validation_sample(users + users[:10], 300) == sample  # repeats count once
+    assert metrics.validation_sample(reversed(users), 300) == sample  # the ids decide, not their order
+    assert metrics.validation_sample(users + users[:10], 300) == sample  # repeats count once
     assert sample & set(users[:2500]) and sample & set(users[2500:])  # spread over the ids, not a prefix
-    assert evaluation.validation_sample(users[:200], 300) == set(users[:200])
-    assert evaluation.validation_sample(users, 0) == set(users)
+    assert metrics.validation_sample(users[:200], 300) == set(users[:200])
+    assert metrics.validation_sample(users, 0) == set(users)
 
 
 def test_preparing_a_sample_of_users_gives_exactly_their_rows_of_the_whole_day():

@@ -237,7 +237,6 @@ def validate(
     gate costs one training and a bounded scoring at any number of listeners; ``judged_users`` says how many.
     """
     from podrec_assets.core import metrics
-    from podrec_assets.core.evaluation import validation_sample
 
     nan = float("nan")
     unpaired = {
@@ -269,7 +268,7 @@ def validate(
             "train_rows": len(train),
             **unpaired,
         }
-    judged = validation_sample(relevant["user_id"], max_users)
+    judged = metrics.validation_sample(relevant["user_id"], max_users)
     relevant = relevant[relevant["user_id"].isin(judged)]
     result = fit_recommend(Interactions.from_frame(train), params, k, backend=backend, spark=spark, users=judged)
     scores = metrics.ranking_metrics(result.top_n, relevant, k)

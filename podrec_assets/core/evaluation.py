@@ -198,18 +198,6 @@ def _ranking(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float
     return scores
 
 
-def validation_sample(users, size: int) -> set:
-    """Up to ``size`` of ``users``, always the same ones for the same ids (the smallest stable hashes): the α
-    validation then costs a bounded share of a day at any number of listeners, and a re-run picks the same sample.
-    ``size`` 0: every user."""
-    ids = pd.Series(pd.unique(pd.Series(list(users), dtype=object)), dtype=object)
-    if size <= 0 or len(ids) <= size:
-        return set(ids)
-    hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
-    chosen = np.argpartition(hashes, size - 1)[:size]
-    return set(ids.iloc[chosen])
-
-
 def ndcg_by_curve(
     prepared: PreparedDay, relevant: pd.DataFrame, curves: list[AlphaCurve], top_n: int, k: int
 ) -> dict[AlphaCurve, pd.Series]:

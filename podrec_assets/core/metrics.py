@@ -86,6 +86,18 @@ def standard_error(values: pd.Series) -> float:
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
+def validation_sample(users, size: int) -> set:
+    """Up to ``size`` of ``users``, always the same ones for the same ids (the smallest stable hashes): the α
+    validation, the ALS gate and the day's metrics then judge a bounded sample at any number of listeners, and a
+    re-run picks the same one. ``size`` 0: every user."""
+    ids = pd.Series(pd.unique(pd.Series(list(users), dtype=object)), dtype=object)
+    if size <= 0 or len(ids) <= size:
+        return set(ids)
+    hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
+    chosen = np.argpartition(hashes, size - 1)[:size]
+    return set(ids.iloc[chosen])
+
+
 def _ndcg_per_user(top: pd.DataFrame, actual: pd.Series, k: int) -> pd.Series:
     hits = top[top["hit"]]
     dcg = (1.0 / np.log2(hits["position"] + 1)).groupby(hits[USER]).sum().reindex(actual.index, fill_value=0.0)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from podrec_assets.core import evaluation, fusion
+from podrec_assets.core import evaluation, fusion, metrics
 from podrec_assets.core.registry import TASTES_TABLE
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, frame_to_table, to_table
 from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
@@ -67,7 +67,7 @@ def final_recommendations(
             truth_day = validation_day + timedelta(days=1)
             if data.als_of(validation_day).empty or not (data.daily["date"] == truth_day).any():
                 continue
-            sample = evaluation.validation_sample(data.engaged_on(truth_day), settings.fusion_validation_users)
+            sample = metrics.validation_sample(data.engaged_on(truth_day), settings.fusion_validation_users)
             prepared_validation = data.prepare(validation_day, users=sample)
             relevant = data.relevant(prepared_validation, truth_day)
             pairs.append((prepared_validation, relevant[relevant["user_id"].isin(sample)]))
@@ -169,7 +169,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     # a stable sample of at most PODREC_METRICS_USERS listeners (all of them on smaller platforms): every model is
     # judged on the same ones, so the cost stays bounded at any number of listeners
     listed = pd.unique(hybrid["user_id"])
-    sample = evaluation.validation_sample(listed, settings.metrics_users)
+    sample = metrics.validation_sample(listed, settings.metrics_users)
     sampled = len(sample) < len(listed)
     hybrid = hybrid[hybrid["user_id"].isin(sample)] if sampled else hybrid
     prepared = data.prepare(rec_day, users=sample if sampled else None)
