@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from podrec_assets.core.days import day_start_ms
 from podrec_assets.core.episodes import parse_episode_records
-from podrec_assets.core.events import Catalog, InvalidEvent, parse_event, split_day
+from podrec_assets.core.events import Catalog, InvalidEvent, _checked, _json_payload, parse_event, split_day
 
 DAY = date(2026, 3, 1)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,6 +73,72 @@ def test_parse_event_returns_an_event_or_raises_invalid_event(value):
         assert str(exc).split(":", 1)[0] in {"invalid_json", "missing_field", "wrong_type", "invalid_value"}
         return
     assert isinstance(event["user_id"], str) and isinstance(event["ts"], datetime)
+
+
+def _outcome(parse, value):
+    try:
+        return repr(parse(value))  # repr: NaN equals itself
+    except InvalidEvent as exc:
+        return f"InvalidEvent {exc}"
+
+
+def _parse_as_json_reads_it(value):
+    return _checked(_json_payload(value), text_checked=False) if value is not None else parse_event(value)
+
+
+def _event_with(**fields) -> bytes:
+    event = {
+        "event_id": "e1",
+        "ts": "2026-03-01T10:00:00.000Z",
+        "user_id": "u1",
+        "episode_id": "ep1",
+        "event": "rate",
+        "device": "ios",
+        "rating": 4,
+        "position_sec": 1.0,
+        "from_sec": 0.0,
+        "to_sec": 1.0,
+        "played_pct": 0.5,
+    }
+    text = json.dumps(event)
+    for name, raw in fields.items():
+        text = text.replace(f'"{name}": {json.dumps(event[name])}', f'"{name}": {raw}')
+    return text.encode()
+
+
+NUMBERS_ORJSON_READS_OTHERWISE = [
+    _event_with(position_sec="NaN"),
+    _event_with(position_sec="1e400"),
+    _event_with(position_sec="1" + "0" * 400),  # an integer no float holds: a dead letter, not a failed day
+    _event_with(rating="1e400"),
+    _event_with(rating="NaN"),
+    _event_with(rating="123456789012345678901234567"),
+    _event_with(user_id="123456789012345678901234567"),
+    _event_with(user_id='"\\ud800"'),
+    _event_with(to_sec="[123456789012345678901234567]"),
+]
+
+
+@FUZZ
+@given(
+    payloads.filter(lambda v: v is None or not 900 <= v.count(b"[") + v.count(b"{") <= 1100)
+    | st.sampled_from(NUMBERS_ORJSON_READS_OTHERWISE)
+)
+def test_orjson_decoding_gives_what_json_decoding_gives(value):
+    """The same event or the same dead-letter reason as the checks on json's reading (nesting of ~990-1024
+    levels, which json cannot decode and orjson can, is left out)."""
+    assert _outcome(parse_event, value) == _outcome(_parse_as_json_reads_it, value)
+
+
+def test_numbers_no_float_holds_are_dead_letters_with_a_reason():
+    reasons = []
+    for value in NUMBERS_ORJSON_READS_OTHERWISE:
+        try:
+            parse_event(value)
+        except InvalidEvent as exc:
+            reasons.append(str(exc).split(":", 1)[0])
+    assert len(reasons) == len(NUMBERS_ORJSON_READS_OTHERWISE)
+    assert set(reasons) == {"invalid_value", "wrong_type", "invalid_text"}
 
 
 @FUZZ

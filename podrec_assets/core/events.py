@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Protocol
 
+import orjson
 import pyarrow as pa
 
 from podrec_assets.core.days import day_bounds_ms, day_of_ms
@@ -86,12 +87,20 @@ def format_ts(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+def _finite(value: int | float) -> bool:
+    """A number a float column can hold (an integer of 400 digits is not: it overflows a float)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(payload: dict, name: str) -> float:
     value = payload[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if type(value) not in (int, float):  # bool is not a number here
         raise InvalidEvent(f"wrong_type: {name} must be a number, got {type(value).__name__} {value!r:.40}")
-    if not math.isfinite(value):
-        raise InvalidEvent(f"invalid_value: {name} is {value}")
+    if not _finite(value):
+        raise InvalidEvent(f"invalid_value: {name} is {value!s:.40}")
     return float(value)
 
 
@@ -104,12 +113,36 @@ def utf8_encodable(text: str) -> bool:
     return True
 
 
-def parse_event(value: bytes | None) -> dict[str, Any]:
-    """Decode and check one message's payload; returns the typed fields or raises ``InvalidEvent``."""
+def _json_payload(value: bytes) -> Any:
     try:
-        payload = json.loads(value) if value is not None else None
+        return json.loads(value)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep to decode
         raise InvalidEvent(f"invalid_json: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def parse_event(value: bytes | None) -> dict[str, Any]:
+    """Decode and check one message's payload; returns the typed fields or raises ``InvalidEvent``.
+
+    Decoded by orjson (~5x faster than ``json``): it refuses NaN, 1e400 and lone surrogate escapes, and reads an
+    integer beyond 64 bits as a float, none of which a valid event holds, so a message it accepts is valid exactly
+    when ``json``'s reading is. Any message orjson refuses, or that breaks a rule, is checked again as ``json``
+    reads it, so a dead letter's reason is ``json``'s. (Only nesting of ~1,000-1,024 levels, which ``json`` cannot
+    decode, can pass here.)"""
+    if value is None:
+        raise InvalidEvent("invalid_json: expected an object, got NoneType")
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return _checked(_json_payload(value), text_checked=False)
+    try:
+        return _checked(payload, text_checked=True)
+    except InvalidEvent:
+        return _checked(_json_payload(value), text_checked=False)
+
+
+def _checked(payload: Any, text_checked: bool) -> dict[str, Any]:
+    """The typed fields of a decoded payload, or ``InvalidEvent``; ``text_checked``: its strings are known to be
+    UTF-8 encodable (orjson refuses lone surrogates)."""
     if not isinstance(payload, dict):
         raise InvalidEvent(f"invalid_json: expected an object, got {type(payload).__name__}")
     for name in REQUIRED_FIELDS:
@@ -120,7 +153,7 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
             raise InvalidEvent(f"wrong_type: {name} must be a string, got {type(payload[name]).__name__}")
         if not payload[name]:
             raise InvalidEvent(f"missing_field: {name} (empty)")
-        if not utf8_encodable(payload[name]):
+        if not text_checked and not utf8_encodable(payload[name]):
             raise InvalidEvent(f"invalid_text: {name} holds a lone surrogate escape (not encodable as UTF-8)")
     event = payload["event"]
     if event not in EVENT_TYPES:
@@ -134,10 +167,10 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
     if event == "rate":
         if rating is None:
             raise InvalidEvent("missing_field: rating")
-        if isinstance(rating, bool) or not isinstance(rating, (int, float)):
+        if type(rating) not in (int, float):
             raise InvalidEvent(f"wrong_type: rating must be a number, got {type(rating).__name__} {rating!r:.40}")
-        if rating != int(rating) or not 1 <= rating <= 5:
-            raise InvalidEvent(f"invalid_value: rating {rating} is not a whole number 1-5")
+        if not _finite(rating) or rating != int(rating) or not 1 <= rating <= 5:
+            raise InvalidEvent(f"invalid_value: rating {rating!s:.40} is not a whole number 1-5")
         rating = int(rating)
     elif rating is not None:
         raise InvalidEvent(f"invalid_value: rating {rating!r:.20} on a {event} event (ratings only on rate)")
