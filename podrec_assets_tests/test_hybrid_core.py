@@ -396,6 +396,36 @@ def test_blocked_candidates_equal_the_exact_per_user_search(seed, candidates, wa
         assert blocked[column].equals(exact[column]), column
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_als_content_scores_are_the_max_over_the_history_with_the_earliest_on_a_tie(seed, monkeypatch):
+    """The one-pass scoring of ALS rows (catalog row blocks, a running maximum, chunks of pairs) against each row's
+    own max over its user's history, with exact ties between episodes; blocks and chunks much smaller than the
+    data so that a row's best can come from any block and be beaten or tied by a later one."""
+    from podrec_assets.core import content_candidates as module
+
+    monkeypatch.setattr(module, "ALS_CONTENT_PAIRS", 13)
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    vectors[1::3] = vectors[0::3][: len(vectors[1::3])]
+    index = ContentIndex([f"e{i}" for i in range(40)], vectors)
+    h_user = np.sort(rng.integers(0, 30, 150))
+    h_pos = rng.integers(0, 40, 150)
+    a_user = rng.integers(0, 35, 200)  # users 30-34 have no history
+    a_pos = np.where(rng.random(200) < 0.1, -1, rng.integers(0, 40, 200))  # some without a vector
+    content, because = module._als_content(index, h_user, h_pos, a_user, a_pos, block=7)
+    cosines = np.vstack([index.matrix[b : b + 7] @ index.matrix.T for b in range(0, 40, 7)])  # the same arithmetic
+    ties = 0
+    for row, (user, item) in enumerate(zip(a_user, a_pos)):
+        history = h_pos[h_user == user]
+        if item < 0 or not len(history):
+            assert np.isnan(content[row]) and because[row] == -1
+            continue
+        scores = cosines[history, item]
+        ties += int((scores == scores.max()).sum() > 1)
+        assert content[row] == scores.max() and because[row] == history[np.argmax(scores)]
+    assert ties > 5  # the tie-break was exercised
+
+
 def test_few_neighbours_give_true_cosines_of_real_neighbours_and_exact_als_rows(monkeypatch):
     """With K well below the catalog, each content candidate is one of its explanation's K nearest, scored with
     their true cosine (never above the exact max over the history); nothing excluded; ALS rows all kept, with the

@@ -52,19 +52,6 @@ class ContentIndex:
     def vectors_of(self, episode_ids) -> np.ndarray:
         return self.matrix[[self.position[e] for e in episode_ids]]
 
-    def pair_cosines(self, left: np.ndarray, right: np.ndarray, block: int = 1024) -> np.ndarray:
-        """cos(left[i], right[i]) for catalog positions, read from row blocks of the catalog x catalog products
-        (only the blocks some pair needs): no vector is copied per pair, so millions of pairs stay cheap."""
-        out = np.empty(len(left), dtype=np.float32)
-        order = np.argsort(left, kind="stable")
-        rows, cols = left[order], right[order]
-        bounds = np.searchsorted(rows, np.arange(0, len(self) + block, block))
-        for b0, lo, hi in zip(range(0, len(self), block), bounds[:-1], bounds[1:]):
-            if hi > lo:
-                products = self.matrix[b0 : b0 + block] @ self.matrix.T
-                out[order[lo:hi]] = products[rows[lo:hi] - b0, cols[lo:hi]]
-        return out
-
     def neighbours(self, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """(positions, cosines), each (n, min(k, n - 1)): every episode's nearest other episodes, computed once per
         index and k. Blocked catalog x catalog products, so memory is ~4 bytes x block x n."""
@@ -263,34 +250,51 @@ def _descending_bits(score: np.ndarray) -> np.ndarray:
 ALS_CONTENT_PAIRS = 20_000_000
 
 
-def _als_content(index, h_user, h_pos, a_user, a_pos):
+def _als_content(index, h_user, h_pos, a_user, a_pos, block: int = 1024):
     """Each ALS row's exact content score, max over its user's history of cos(h, a), and the h that gives it (the
-    earliest on a tie); NaN / -1 without history or vector. Every (ALS row, history row) pair of a user is scored
-    from catalog row blocks (``ContentIndex.pair_cosines``), ALS_CONTENT_PAIRS pairs at a time."""
+    earliest history row on a tie); NaN / -1 without history or vector.
+
+    One pass over the catalog in row blocks: a block's products (block x catalog) score every (history row whose
+    episode is in the block, ALS row of the same user) pair, ALS_CONTENT_PAIRS at a time, and a running maximum per
+    ALS row keeps the best. The catalog x catalog products are computed once, however many pairs a day has."""
     content = np.full(len(a_user), np.nan)
     because = np.full(len(a_user), -1, dtype=np.int64)
-    starts = np.searchsorted(h_user, a_user, side="left")
-    counts = np.where(a_pos >= 0, np.searchsorted(h_user, a_user, side="right") - starts, 0)
-    ends = np.cumsum(counts)
-    first = 0
-    while first < len(a_user):
-        last = int(np.searchsorted(ends, ends[first] - counts[first] + ALS_CONTENT_PAIRS, side="right"))
-        last = max(last, first + 1)
-        rows = np.arange(first, last)
-        per = counts[first:last]
-        row = np.repeat(rows, per)
-        if len(row):
-            offset = np.arange(len(row)) - np.repeat(np.cumsum(per) - per, per)
-            history = np.repeat(starts[first:last], per) + offset
-            cos = index.pair_cosines(h_pos[history], a_pos[row])
-            group = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
-            best = np.maximum.reduceat(cos, group)
-            is_best = cos == np.repeat(best, np.diff(np.r_[group, len(row)]))
-            top = np.flatnonzero(is_best)
-            top = top[np.r_[True, row[top][1:] != row[top][:-1]]]  # the earliest history row of each maximum
-            content[row[top]] = cos[top]
-            because[row[top]] = h_pos[history[top]]
-        first = last
+    scored = np.flatnonzero(a_pos >= 0)
+    if not len(scored) or not len(h_user) or not len(index):
+        return content, because
+    by_user = scored[np.argsort(a_user[scored], kind="stable")]  # ALS rows grouped by user
+    first_als = np.searchsorted(a_user[by_user], h_user, side="left")  # each history row's user's ALS rows
+    als_count = np.searchsorted(a_user[by_user], h_user, side="right") - first_als
+    by_episode = np.argsort(h_pos, kind="stable")
+    bounds = np.searchsorted(h_pos[by_episode], np.arange(0, len(index) + block, block))
+    best = np.full(len(a_user), -np.inf, dtype=np.float32)
+    none = np.iinfo(np.int64).max
+    best_history = np.full(len(a_user), none, dtype=np.int64)
+    for b0, lo, hi in zip(range(0, len(index), block), bounds[:-1], bounds[1:]):
+        rows = by_episode[lo:hi][als_count[by_episode[lo:hi]] > 0]
+        if not len(rows):
+            continue
+        products = index.matrix[b0 : b0 + block] @ index.matrix.T
+        counts = als_count[rows]
+        ends = np.cumsum(counts)
+        start = 0
+        while start < len(rows):
+            stop = int(np.searchsorted(ends, ends[start] - counts[start] + ALS_CONTENT_PAIRS, side="right"))
+            stop = max(stop, start + 1)
+            part, per = rows[start:stop], counts[start:stop]
+            history = np.repeat(part, per)
+            offset = np.arange(len(history)) - np.repeat(np.cumsum(per) - per, per)
+            als_row = by_user[np.repeat(first_als[part], per) + offset]
+            cos = products[h_pos[history] - b0, a_pos[als_row]]
+            before = best[als_row]
+            np.maximum.at(best, als_row, cos)
+            best_history[als_row[best[als_row] > before]] = none  # a better score: its earlier ties no longer count
+            tie = cos == best[als_row]
+            np.minimum.at(best_history, als_row[tie], history[tie])
+            start = stop
+    found = best_history != none
+    content[found] = best[found]
+    because[found] = h_pos[best_history[found]]
     return content, because
 
 
