@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -209,3 +210,36 @@ def test_the_asset_in_any_day_order_equals_the_state_from_scratch_and_follows_co
     assert set(zip(seen["user_id"], seen["episode_id"])) == set(zip(everything["user_id"], everything["episode_id"]))
     recent_rows = seen[pd.to_datetime(seen["date"]).dt.date >= days[-2]]
     assert len(recent_rows) == sum(daily[d].num_rows for d in days[-2:])  # the window's own rows, unchanged
+
+    # what fusion is given (heard=False): the same listeners, completed pairs and window rows, no pair only heard
+    # before the window but one row for a listener who completed nothing; and the same lists as from everything
+    used = listening_through(lake, last, settings, heard=False).to_pandas()
+    before_window = pd.to_datetime(used["date"]).dt.date < days[-2]
+    only_heard = used[before_window & ~used["completed"]]
+    assert set(used["user_id"]) == set(seen["user_id"]) and only_heard["user_id"].is_unique
+    assert len(only_heard) < len(seen[(pd.to_datetime(seen["date"]).dt.date < days[-2]) & ~seen["completed"]])
+    assert set(zip(used[used["completed"]]["user_id"], used[used["completed"]]["episode_id"])) == set(
+        zip(completed["user_id"], completed["episode_id"])
+    )
+    assert len(used[~before_window]) == len(recent_rows)
+    from podrec_assets.core import fusion
+
+    def lists_from(rows: pd.DataFrame) -> pd.DataFrame:
+        episodes = sorted(set(everything["episode_id"]))
+        vectors = np.random.default_rng(0).normal(size=(len(episodes), 8)).astype(np.float32)
+        inputs = fusion.FusionInputs(
+            day=last,
+            als=pd.DataFrame({"user_id": [], "episode_id": [], "score": []}),
+            daily=rows.assign(date=pd.to_datetime(rows["date"]).dt.date),
+            vectors=pd.DataFrame({"episode_id": episodes, "vector": list(vectors)}),
+            published=pd.Series(pd.Timestamp(first, tz="UTC"), index=episodes),
+            history_days=1,
+            min_engagement=0.5,
+            popularity_half_life_days=3.0,
+            content_candidates=20,
+            content_neighbours=5,
+        )
+        made = fusion.recommend(fusion.prepare_day(inputs), fusion.AlphaCurve(0.5, 0.2, 3), 5)
+        return made.sort_values(["user_id", "rank"]).reset_index(drop=True)
+
+    assert lists_from(used).equals(lists_from(seen))

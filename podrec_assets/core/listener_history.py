@@ -99,6 +99,21 @@ def advance(previous: pa.Table, daily: pa.Table, through: date) -> pa.Table:
     return _run(_MERGE.format(rows=f"{_STATE_ROWS} UNION ALL {_DAY_ROWS}"), previous=previous, daily=daily)
 
 
+def seen_and_completed(state: pa.Table) -> pa.Table:
+    """The state rows a day's fusion can use from before its window: every completed pair (never recommended again)
+    and one row for each other listener (seen, so they get a list). A pair heard but not completed before the window
+    changes no list, and those pairs are what grows with every day of history."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not state.num_rows:
+        return state
+    rows = pa.array(np.arange(state.num_rows))
+    first_of_user = pa.table({"user_id": state["user_id"], "row": rows}).group_by("user_id").aggregate([("row", "min")])
+    keep = pc.or_(pc.fill_null(state["completed"], False), pc.is_in(rows, value_set=first_of_user["row_min"]))
+    return state.filter(keep)
+
+
 def as_daily_rows(state: pa.Table) -> pa.Table:
     """The state as ``user_episode_daily``-shaped rows (user_id, episode_id, engagement, completed, date = the
     pair's last day): for readers that ask of all history only who was ever seen, what was ever completed and

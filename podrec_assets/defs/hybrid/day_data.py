@@ -2,8 +2,8 @@
 
 Content scores need the vectors of every episode published up to D (a user's history can be any of them), so the
 catalog is read from the first partition to D. Listening is read as ``listener_history`` of the day before a bounded
-window (who was ever seen, what was ever completed) plus the window's days of `user_episode_daily`: what all history
-says, at a cost that does not grow with the number of days.
+window (who was ever seen, what was ever completed; not what was only heard, which no list depends on) plus the
+window's days of `user_episode_daily`: what all history says to fusion, without reading every day since the first.
 """
 
 from datetime import date
@@ -43,7 +43,7 @@ class DayData:
     def __init__(self, lake: LakeResource, settings: Settings, last_day: date):
         first, _ = THROUGH_D.days(last_day, first=settings.start_day)
         self.settings = settings
-        self.daily = frame_of(listening_through(lake, last_day, settings))
+        self.daily = frame_of(listening_through(lake, last_day, settings, heard=False))
         self.vectors = read_frame(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"])
         self.episodes = read_frame(
             lake,
