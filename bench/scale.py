@@ -252,17 +252,7 @@ def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
                 day_result = run_day(job, instance, day, sampler)
                 results.append(day_result)
                 print_day(n, day_result)
-            # the two days again, minutes apart instead of the whole run apart (a drifting machine speed cancels
-            # out); the last day first: a re-run of the base day rewrites its user_episode_daily, after which the
-            # later listener_history partitions are stale and the last day would rebuild its state from the base day
-            reruns: dict[str, list[float]] = {"last": [], "base": []}
-            for which, n in (("last", len(days)), ("base", args.base_day)):
-                for _ in range(args.rerun):
-                    again = run_day(job, instance, days[n - 1], sampler)
-                    reruns[which].append(again["wall_seconds"])
-                    _say(f"  re-run of day {n} {days[n - 1]}: {again['wall_seconds']:.1f} s")
         return {
-            "reruns": reruns,
             "outputs": day_outputs(home, days[-1]),
             "users": users,
             "episodes": args.episodes,
@@ -344,13 +334,6 @@ def main() -> int:
         help="the day the last day's cost is compared with (default: 7 when there are 14+ days, else 2)",
     )
     parser.add_argument(
-        "--rerun",
-        type=int,
-        default=0,
-        help="after the run, re-materialize the last day and then the base day this many times each (idempotent "
-        "re-runs, minutes apart) and print their median ratio: a history ratio a drifting machine speed skews less",
-    )
-    parser.add_argument(
         "--engine",
         choices=["local", "spark"],
         nargs="+",
@@ -380,12 +363,14 @@ def main() -> int:
             f"history: cost(day {args.days}) / cost(day {base_day}) at {run['users']:,} listeners "
             f"({run['engine']}) = {last / base:.2f}"
         )
-        if run["reruns"]["base"]:
-            base_s, last_s = (statistics.median(run["reruns"][k]) for k in ("base", "last"))
-            ratios[f"history_rerun_{run['users']}_{run['engine']}"] = round(last_s / base_s, 3)
+        if args.days >= base_day + 3:  # medians of three days: one noisy day (a shared machine) cannot decide it
+            around = [d["wall_seconds"] for d in run["days"][max(0, base_day - 2) : base_day + 1]]
+            tail = [d["wall_seconds"] for d in run["days"][-3:]]
+            smooth = statistics.median(tail) / statistics.median(around)
+            ratios[f"history_median3_{run['users']}_{run['engine']}"] = round(smooth, 3)
             _say(
-                f"  re-run back to back {len(run['reruns']['base'])}x (median): cost(day {args.days}) {last_s:.1f} s / "
-                f"cost(day {base_day}) {base_s:.1f} s = {last_s / base_s:.2f}"
+                f"  median of days {args.days - 2}-{args.days} / median of days {max(1, base_day - 1)}-{base_day + 1}"
+                f" = {smooth:.2f}"
             )
     if len(args.engine) > 1:
         ratios.update(compare_engines(runs, args.days))
