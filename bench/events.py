@@ -161,14 +161,17 @@ def kafka_python_read_rate(bootstrap: str, ranges: dict[int, tuple[int, int]]) -
         group_id=None,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        auto_offset_reset="earliest",
     )
     started, count = time.perf_counter(), 0
     try:
         consumer.assign(list(wanted))
         for tp, (start, _) in wanted.items():
             consumer.seek(tp, start)
-        pending = set(wanted)
+        pending, deadline = set(wanted), time.monotonic() + 600
         while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kafka-python did not read the range within 600 s: {ranges}")
             for tp, messages in consumer.poll(timeout_ms=500, max_records=50000).items():
                 count += sum(1 for m in messages if m.offset < wanted[tp][1])
             for tp in list(pending):

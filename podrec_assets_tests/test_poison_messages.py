@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,14 @@ def test_orjson_decoding_gives_what_json_decoding_gives(value):
     """The same event or the same dead-letter reason as the checks on json's reading (nesting of ~990-1024
     levels, which json cannot decode and orjson can, is left out)."""
     assert _outcome(parse_event, value) == _outcome(_parse_as_json_reads_it, value)
+
+
+@pytest.mark.parametrize("depth", [990, 1000, 1020])
+def test_a_field_nested_deeper_than_repr_can_print_is_a_dead_letter(depth):
+    """orjson decodes 1,024 levels, more than Python's repr can print: the reason must not fail on it."""
+    for field in ("position_sec", "rating"):
+        with pytest.raises(InvalidEvent):
+            parse_event(_event_with(**{field: "[" * depth + "]" * depth}))
 
 
 def test_numbers_no_float_holds_are_dead_letters_with_a_reason():

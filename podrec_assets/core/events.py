@@ -95,10 +95,19 @@ def _finite(value: int | float) -> bool:
         return False
 
 
+def _quoted(value: Any, width: int) -> str:
+    """The start of ``repr(value)`` for a reason; a value nested too deep to print (orjson decodes 1,024 levels,
+    deeper than Python's repr can go) is named by its type."""
+    try:
+        return f"{value!r:.{width}}"
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to print>"
+
+
 def _number(payload: dict, name: str) -> float:
     value = payload[name]
     if type(value) not in (int, float):  # bool is not a number here
-        raise InvalidEvent(f"wrong_type: {name} must be a number, got {type(value).__name__} {value!r:.40}")
+        raise InvalidEvent(f"wrong_type: {name} must be a number, got {type(value).__name__} {_quoted(value, 40)}")
     if not _finite(value):
         raise InvalidEvent(f"invalid_value: {name} is {value!s:.40}")
     return float(value)
@@ -136,7 +145,7 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
         return _checked(_json_payload(value), text_checked=False)
     try:
         return _checked(payload, text_checked=True)
-    except InvalidEvent:
+    except (InvalidEvent, RecursionError):
         return _checked(_json_payload(value), text_checked=False)
 
 
@@ -168,12 +177,13 @@ def _checked(payload: Any, text_checked: bool) -> dict[str, Any]:
         if rating is None:
             raise InvalidEvent("missing_field: rating")
         if type(rating) not in (int, float):
-            raise InvalidEvent(f"wrong_type: rating must be a number, got {type(rating).__name__} {rating!r:.40}")
+            kind = type(rating).__name__
+            raise InvalidEvent(f"wrong_type: rating must be a number, got {kind} {_quoted(rating, 40)}")
         if not _finite(rating) or rating != int(rating) or not 1 <= rating <= 5:
             raise InvalidEvent(f"invalid_value: rating {rating!s:.40} is not a whole number 1-5")
         rating = int(rating)
     elif rating is not None:
-        raise InvalidEvent(f"invalid_value: rating {rating!r:.20} on a {event} event (ratings only on rate)")
+        raise InvalidEvent(f"invalid_value: rating {_quoted(rating, 20)} on a {event} event (ratings only on rate)")
     if min(position, from_sec, to_sec) < 0 or from_sec > to_sec:
         raise InvalidEvent(f"invalid_value: playback from_sec={from_sec} to_sec={to_sec} position_sec={position}")
     if not 0.0 <= played <= 1.0:

@@ -318,7 +318,7 @@ class MongoResource(ConfigurableResource):
         # the day's keys come back and the difference is taken here: a `$nin` of the whole catalog costs the
         # server catalog x day comparisons (12 s for 4,000 episodes, ~280 s for 20,000), this costs one indexed read
         stamped = coll.find({"date": day_key}, {key_field: 1, "_id": 0})
-        gone = sorted({doc[key_field] for doc in stamped if key_field in doc} - keep)
+        gone = list({doc.get(key_field) for doc in stamped} - keep)  # None: a document without the key, which goes too
         deleted = 0
         for start in range(0, len(gone), 1000):
             deleted += coll.delete_many({"date": day_key, key_field: {"$in": gone[start : start + 1000]}}).deleted_count
