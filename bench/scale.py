@@ -347,7 +347,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.days < 2:
         parser.error("--days must be at least 2 (the first day has no previous list to judge)")
-    base_day = args.base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
+    base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
     runs = [run_size(users, engine, args) for users in sorted(args.users) for engine in args.engine]
 
     _say("\nday cost (whole graph, seconds):")
