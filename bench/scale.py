@@ -9,6 +9,10 @@ time and the peak RSS of the process tree while it ran, events/s into and out of
 write rate; at the end the growth ratios: cost(last day) / cost(base day) (history) and, with several sizes,
 cost(largest) / cost(smallest) on the last day (listeners). ``--json`` prints everything as JSON at the end.
 
+Days run in this one process by default, so a step's peak RSS is the process's high-water mark (the simulator's
+leftovers and earlier steps included); ``--step-processes`` runs each step in a fresh process instead, as Dagster's
+multiprocess executor does, for each step's own peak.
+
     .venv/bin/python bench/scale.py --users 20000 --episodes 1000 --days 4
     .venv/bin/python bench/scale.py --users 100000 1000000 --episodes 5000 --days 8 --json
 """
@@ -125,12 +129,16 @@ def _metadata_value(event, name: str):
     return None if value is None else value.value
 
 
-def run_day(job, instance, day: date, sampler: RssSampler) -> dict:
-    """Materialize every asset of ``day``; per step wall seconds and peak RSS, Kafka and serving-store rates."""
+def run_day(job, instance, day: date, sampler: RssSampler, selection: list[str] | None = None) -> dict:
+    """Materialize every asset of ``day`` (or the ``selection`` of asset keys, with their checks); per step wall
+    seconds and peak RSS, Kafka and serving-store rates."""
+    import dagster as dg
+
     started = time.time()
     result = job.execute_in_process(
         partition_key=day.isoformat(),
         instance=instance,
+        asset_selection=[dg.AssetKey.from_user_string(key) for key in selection] if selection else None,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         tags={"podrec/source": "bench-scale"},
@@ -250,7 +258,10 @@ def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
         results = []
         with RssSampler(exclude=servers) as sampler:
             for n, day in enumerate(days, 1):
-                day_result = run_day(job, instance, day, sampler)
+                if args.step_processes:
+                    day_result = run_day_in_processes(job, day)
+                else:
+                    day_result = run_day(job, instance, day, sampler)
                 results.append(day_result)
                 print_day(n, day_result)
         return {
@@ -269,6 +280,68 @@ def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
             shutil.rmtree(home, ignore_errors=True)
 
 
+def step_selections(job) -> list[list[str]]:
+    """The day's steps in the order the graph runs them, each as the asset keys it materializes together."""
+    graph = job.asset_layer.asset_graph
+    steps: dict[str, list[str]] = {}
+    for key in graph.toposorted_asset_keys:
+        if graph.get(key).is_materializable:
+            steps.setdefault(graph.get(key).assets_def.node_def.name, []).append(key.to_user_string())
+    return list(steps.values())
+
+
+def run_day_in_processes(job, day: date) -> dict:
+    """``day`` as Dagster's multiprocess executor runs it: each step (an asset with its checks) in a fresh process,
+    one after the other, so each step's peak RSS is its own, not the high-water mark of one long process that also
+    simulated the events. The day's wall time is the sum of the steps' runs (process start-up is reported apart)."""
+    import subprocess
+
+    parts, started = [], time.time()
+    for selection in step_selections(job):
+        child = subprocess.run(
+            [sys.executable, __file__, "--run-step", day.isoformat(), ",".join(selection)],
+            capture_output=True,
+            text=True,
+        )
+        line = next((ln for ln in child.stdout.splitlines() if ln.startswith(STEP_RESULT)), None)
+        if line is None:
+            raise RuntimeError(
+                f"step {selection} of {day} printed no result (rc {child.returncode}): {child.stderr[-3000:]}"
+            )
+        parts.append(json.loads(line[len(STEP_RESULT) :]))
+    wall = sum(part["wall_seconds"] for part in parts)
+    merged = {
+        "day": day.isoformat(),
+        "success": all(part["success"] for part in parts),
+        "failed_steps": [step for part in parts for step in part["failed_steps"]],
+        "wall_seconds": round(wall, 1),
+        "process_startup_seconds": round(time.time() - started - wall, 1),
+        "peak_rss_mb": max(part["peak_rss_mb"] for part in parts),
+        "steps": {k: v for part in parts for k, v in part["steps"].items()},
+    }
+    for name in ("serving_documents", "serving_rows", "serving_seconds"):
+        merged[name] = sum(part[name] for part in parts)
+    merged["serving_rows_per_s"] = (
+        round(merged["serving_rows"] / merged["serving_seconds"]) if merged["serving_seconds"] else 0
+    )
+    merged["kafka_read_events_per_s"] = max(part["kafka_read_events_per_s"] for part in parts)
+    return merged
+
+
+def run_step(day: str, selection: str) -> None:
+    """The child of ``run_day_in_processes``: one step of ``day`` in this process, its figures as one JSON line."""
+    from podrec_assets.commands.demo import graph_job
+    from podrec_assets.settings import get_settings
+
+    job, instance = graph_job(get_settings())
+    with RssSampler(exclude=set()) as sampler:
+        result = run_day(job, instance, date.fromisoformat(day), sampler, selection.split(","))
+    print(STEP_RESULT + json.dumps(result), flush=True)
+
+
+STEP_RESULT = "STEP-RESULT "
+
+
 def print_day(n: int, result: dict) -> None:
     status = "ok" if result["success"] else f"FAILED: {', '.join(result['failed_steps'])}"
     _say(
@@ -276,6 +349,11 @@ def print_day(n: int, result: dict) -> None:
         f"Kafka read {result['kafka_read_events_per_s']:,} events/s, serving store "
         f"{result['serving_documents']:,} documents holding {result['serving_rows']:,} rows in "
         f"{result['serving_seconds']:.1f} s ({result['serving_rows_per_s']:,} rows/s) ({status})"
+        + (
+            f", {result['process_startup_seconds']:.0f} s starting step processes"
+            if "process_startup_seconds" in result
+            else ""
+        )
     )
     assets = sorted(
         ((k, v) for k, v in result["steps"].items() if v["kind"] == "asset"), key=lambda kv: -kv[1]["seconds"]
@@ -343,8 +421,19 @@ def main() -> int:
     )
     parser.add_argument("--work-dir", default=None, help="where the temporary homes go (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep each size's home (lake, Dagster runs) after the run")
+    parser.add_argument(
+        "--step-processes",
+        action="store_true",
+        help="run each step (an asset with its checks) in a fresh process, as Dagster's multiprocess executor does: "
+        "the peak RSS is then each step's own, not the high-water mark of this one long process (which also "
+        "simulated the events); a day's time is the sum of its steps' runs",
+    )
     parser.add_argument("--json", action="store_true", help="print all figures as JSON at the end")
+    parser.add_argument("--run-step", nargs=2, metavar=("DAY", "KEYS"), help=argparse.SUPPRESS)  # the child's side
     args = parser.parse_args()
+    if args.run_step:
+        run_step(*args.run_step)
+        return 0
     if args.days < 2:
         parser.error("--days must be at least 2 (the first day has no previous list to judge)")
     base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
