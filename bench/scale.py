@@ -309,6 +309,7 @@ def run_day_in_processes(job, day: date) -> dict:
                 f"step {selection} of {day} printed no result (rc {child.returncode}): {child.stderr[-3000:]}"
             )
         parts.append(json.loads(line[len(STEP_RESULT) :]))
+        _say(f"    {day} {'+'.join(selection)}: {parts[-1]['wall_seconds']:.1f} s, {parts[-1]['peak_rss_mb']:,.0f} MB")
     wall = sum(part["wall_seconds"] for part in parts)
     merged = {
         "day": day.isoformat(),
