@@ -100,30 +100,27 @@ def user_content_candidates(
     users = sorted(set(history[USER]) | set(als[USER])) if len(history) or len(als) else []
     if not users:
         return _candidate_frame([], [], [], [], [], [], [])
-    user_code = pd.Series(np.arange(len(users)), index=pd.Index(users, dtype=object))
-    position = pd.Series(index.position, dtype=np.int64)  # the index's own lookup (its last id wins)
-    hist = history[history[ITEM].isin(position.index)].drop_duplicates([USER, ITEM]) if len(history) else history
-    h_user = user_code.reindex(hist[USER]).to_numpy() if len(hist) else np.zeros(0, np.int64)
-    h_pos = position.reindex(hist[ITEM]).to_numpy() if len(hist) else np.zeros(0, np.int64)
+    # every pair as integer codes (user's place in ``users``, episode's in the catalog): no string joins below
+    user_code = pd.Index(users, dtype=object)
+    position = pd.Index(index.ids, dtype=object)
+    if not position.is_unique:  # the index's own lookup: its last id wins
+        position = pd.Index(list(index.position), dtype=object)
+        catalog_position = np.fromiter(index.position.values(), dtype=np.int64, count=len(position))
+    else:
+        catalog_position = np.arange(len(position), dtype=np.int64)
+    h_user, h_pos = _codes(history, user_code, position, catalog_position)
+    known = h_pos >= 0
+    h_user, h_pos = h_user[known], h_pos[known]
+    _, first = np.unique(h_user * max(len(index), 1) + h_pos, return_index=True)  # one row per pair, first kept
+    first.sort()
+    h_user, h_pos = h_user[first], h_pos[first]
     h_order = np.argsort(h_user, kind="stable")  # per user, in the history's order
     h_user, h_pos = h_user[h_order], h_pos[h_order]
     h_rank = np.arange(len(h_user)) - np.searchsorted(h_user, h_user, side="left")
-    ex_in = (
-        excluded[excluded[USER].isin(user_code.index) & excluded[ITEM].isin(position.index)]
-        if len(excluded)
-        else excluded
-    )
-    ex_user = user_code.reindex(ex_in[USER]).to_numpy() if len(ex_in) else np.zeros(0, np.int64)
-    ex_pos = position.reindex(ex_in[ITEM]).to_numpy() if len(ex_in) else np.zeros(0, np.int64)
-    als_rows = als.drop_duplicates([USER, ITEM], keep="last") if len(als) else als
-    if len(als_rows) and len(excluded):  # never an excluded episode, whether the catalog has its vector or not
-        flagged = als_rows.merge(excluded[[USER, ITEM]].drop_duplicates(), on=[USER, ITEM], how="left", indicator=True)
-        als_rows = als_rows[(flagged["_merge"] == "left_only").to_numpy()]
-    a_user = user_code.reindex(als_rows[USER]).to_numpy() if len(als_rows) else np.zeros(0, np.int64)
-    a_pos = position.reindex(als_rows[ITEM]).to_numpy() if len(als_rows) else np.zeros(0)
-    a_pos = np.where(np.isnan(a_pos.astype(float)), -1, a_pos).astype(np.int64)
-    a_item = als_rows[ITEM].to_numpy(dtype=object) if len(als_rows) else np.zeros(0, object)
-    a_score = als_rows["score"].to_numpy(dtype=float) if len(als_rows) else np.zeros(0)
+    ex_user, ex_pos = _codes(excluded, user_code, position, catalog_position)
+    in_catalog = (ex_user >= 0) & (ex_pos >= 0)
+    ex_user, ex_pos = ex_user[in_catalog], ex_pos[in_catalog]
+    a_user, a_pos, a_item, a_score = _als_rows(als, excluded, user_code, position, catalog_position)
 
     catalog, n = index.matrix, len(index)
     parts = []
@@ -145,7 +142,14 @@ def user_content_candidates(
                 n,
                 min(content_candidates, n),
             )
-            als_part = (a_user[a_sel] - b0, a_item[a_sel], a_score[a_sel], a_content[a_sel], a_because[a_sel])
+            als_part = (
+                a_user[a_sel] - b0,
+                a_pos[a_sel],
+                a_item[a_sel],
+                a_score[a_sel],
+                a_content[a_sel],
+                a_because[a_sel],
+            )
             parts.append((b0, *content, *als_part))
         return _assemble(parts, users, index.ids)
     for b0 in range(0, len(users), block_users):
@@ -190,6 +194,7 @@ def user_content_candidates(
                 best[c_rows, c_pos],
                 best_arg[c_rows, c_pos],
                 ab_rows,
+                ab_pos,
                 a_item[a_sel],
                 a_score[a_sel],
                 a_content,
@@ -198,6 +203,44 @@ def user_content_candidates(
         )
 
     return _assemble(parts, users, index.ids)
+
+
+def _codes(pairs: pd.DataFrame, user_code: pd.Index, position: pd.Index, catalog_position: np.ndarray):
+    """(user code, catalog position) per row of ``pairs``; -1 where the user is not listed or the episode has no
+    vector."""
+    if not len(pairs):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return user_code.get_indexer(pairs[USER]).astype(np.int64), _catalog_positions(
+        pairs[ITEM], position, catalog_position
+    )
+
+
+def _catalog_positions(items, position: pd.Index, catalog_position: np.ndarray) -> np.ndarray:
+    """Each episode's row of the catalog matrix; -1 without a vector."""
+    if not len(position):
+        return np.full(len(items), -1, dtype=np.int64)
+    found = position.get_indexer(items)
+    return np.where(found >= 0, catalog_position[found], -1)  # a -1 reads the last row, then is masked
+
+
+def _als_rows(als: pd.DataFrame, excluded: pd.DataFrame, user_code, position, catalog_position):
+    """The ALS candidates as (user code, catalog position or -1, episode id, score): one row per pair (the last),
+    never an excluded episode, whether the catalog has its vector or not."""
+    if not len(als):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0)
+    items = pd.Index(pd.unique(als[ITEM].to_numpy(dtype=object)))
+    a_user = user_code.get_indexer(als[USER]).astype(np.int64)
+    key = a_user * len(items) + items.get_indexer(als[ITEM])
+    last = np.flatnonzero(~pd.Series(key).duplicated(keep="last").to_numpy())
+    if len(excluded):
+        ex_item = items.get_indexer(excluded[ITEM])
+        ex_user = user_code.get_indexer(excluded[USER]).astype(np.int64)
+        mine = (ex_item >= 0) & (ex_user >= 0)
+        ex_key = np.unique(ex_user[mine] * len(items) + ex_item[mine])
+        at = np.minimum(np.searchsorted(ex_key, key[last]), max(len(ex_key) - 1, 0))
+        last = last[ex_key[at] != key[last]] if len(ex_key) else last
+    a_pos = _catalog_positions(als[ITEM].iloc[last], position, catalog_position)
+    return a_user[last], a_pos, als[ITEM].to_numpy(dtype=object)[last], als["score"].to_numpy(dtype=float)[last]
 
 
 NEIGHBOUR_BLOCK_USERS = 16384
@@ -299,43 +342,36 @@ def _als_content(index, h_user, h_pos, a_user, a_pos, block: int = 1024):
 
 
 def _assemble(parts, users, ids) -> pd.DataFrame:
-    """The candidate frame from every block's content picks and ALS rows (outer-joined per user and episode)."""
+    """The candidate frame from every block's content picks and ALS rows, outer-joined per (user, episode) on
+    integer pair keys (an ALS episode without a vector never meets a content pick)."""
+    users, n = np.asarray(users, dtype=object), len(ids)
     out: list[list] = [[], [], [], [], [], [], []]
-    for b0, c_rows, c_pos, c_score, c_arg, ab_rows, ab_item, ab_score, ab_content, ab_because in parts:
-        content = pd.DataFrame(
-            {
-                "u": c_rows + b0,
-                ITEM: ids[c_pos] if len(c_pos) else np.zeros(0, object),
-                "content_score": c_score.astype(float),
-                "because": c_arg,
-            }
-        )
-        from_als = pd.DataFrame(
-            {
-                "u": ab_rows + b0,
-                ITEM: ab_item,
-                "als_score": ab_score,
-                "als_content": ab_content,
-                "als_because": ab_because,
-            }
-        )
-        merged = content.merge(from_als, on=["u", ITEM], how="outer", indicator=True)
-        in_content = merged["_merge"].isin(["left_only", "both"]).to_numpy()
-        in_als = merged["_merge"].isin(["right_only", "both"]).to_numpy()
-        # an ALS row's content score is exact in both ways: it wins over a neighbour-found one (which can be lower)
-        als_known = in_als & merged["als_content"].notna().to_numpy()
-        score = np.where(als_known, merged["als_content"], merged["content_score"])
-        because = np.where(als_known, merged["als_because"], merged["because"]).astype(float)
-        because_ids = np.full(len(merged), None, dtype=object)
-        has = ~np.isnan(because) & (because >= 0)
-        because_ids[has] = ids[because[has].astype(np.int64)]
-        out[0].append(np.asarray(users, dtype=object)[merged["u"].to_numpy(dtype=np.int64)])
-        out[1].append(merged[ITEM].to_numpy(dtype=object))
-        out[2].append(merged["als_score"].to_numpy(dtype=float))
-        out[3].append(score.astype(float))
+    for b0, c_rows, c_pos, c_score, c_arg, a_rows, a_pos, a_item, a_score, a_content, a_because in parts:
+        c_key = c_rows.astype(np.int64) * n + c_pos
+        a_key = np.where(a_pos >= 0, a_rows.astype(np.int64) * n + a_pos, -1 - np.arange(len(a_pos)))
+        _, c_both, a_both = np.intersect1d(c_key, a_key, assume_unique=True, return_indices=True)
+        als_only = np.ones(len(a_key), dtype=bool)
+        als_only[a_both] = False
+        # content picks: an ALS row's content score is exact in both ways, so it wins over a neighbour-found one
+        als_score = np.full(len(c_key), np.nan)
+        als_score[c_both] = a_score[a_both]
+        score, because = c_score.astype(float), c_arg.astype(np.int64)
+        exact = ~np.isnan(a_content[a_both])
+        score[c_both[exact]] = a_content[a_both][exact]
+        because[c_both[exact]] = a_because[a_both][exact]
+        in_als = np.zeros(len(c_key), dtype=bool)
+        in_als[c_both] = True
+        rows = np.concatenate([c_rows, a_rows[als_only]]).astype(np.int64) + b0
+        because = np.concatenate([because, a_because[als_only]])
+        because_ids = np.full(len(because), None, dtype=object)
+        because_ids[because >= 0] = ids[because[because >= 0]]
+        out[0].append(users[rows])
+        out[1].append(np.concatenate([ids[c_pos] if len(c_pos) else np.zeros(0, object), a_item[als_only]]))
+        out[2].append(np.concatenate([als_score, a_score[als_only]]))
+        out[3].append(np.concatenate([score, a_content[als_only].astype(float)]))
         out[4].append(because_ids)
-        out[5].append(in_als)
-        out[6].append(in_content)
+        out[5].append(np.concatenate([in_als, np.ones(int(als_only.sum()), dtype=bool)]))
+        out[6].append(np.concatenate([np.ones(len(c_key), dtype=bool), np.zeros(int(als_only.sum()), dtype=bool)]))
     return _candidate_frame(*(np.concatenate(column) if column else [] for column in out))
 
 

@@ -70,7 +70,7 @@ class AlphaCurve:
         return cls(float(match.group(1)), float(match.group(2)), int(match.group(3)))
 
 
-def _minmax_per_user(users: pd.Series, values: pd.Series) -> pd.Series:
+def _minmax_per_user(users, values: pd.Series) -> pd.Series:
     """Per-user min-max to [0, 1] over the non-missing values; missing -> 0; all-equal -> 1."""
     grouped = values.groupby(users)
     lo, hi = grouped.transform("min"), grouped.transform("max")
@@ -82,8 +82,9 @@ def _minmax_per_user(users: pd.Series, values: pd.Series) -> pd.Series:
 def normalise_candidates(candidates: pd.DataFrame) -> pd.DataFrame:
     """Add als_norm and content_norm (see the module docstring, step 4)."""
     out = candidates.copy()
-    out["als_norm"] = _minmax_per_user(out[USER], out["als_score"]) if len(out) else pd.Series(dtype=float)
-    out["content_norm"] = _minmax_per_user(out[USER], out["content_score"]) if len(out) else pd.Series(dtype=float)
+    users = pd.factorize(out[USER])[0] if len(out) else out[USER]  # integer codes group much faster than strings
+    out["als_norm"] = _minmax_per_user(users, out["als_score"]) if len(out) else pd.Series(dtype=float)
+    out["content_norm"] = _minmax_per_user(users, out["content_score"]) if len(out) else pd.Series(dtype=float)
     return out
 
 
@@ -92,28 +93,39 @@ def fuse(normalised: pd.DataFrame, age_days: pd.Series, curve: AlphaCurve, top_n
 
     ``age_days``: age per episode_id (index) on the recommendation day; unknown ages count as old.
     Returns user_id, episode_id, rank, final_score, als_score, content_score, alpha, reason, because_episode_id.
+    The ranking is array work on every candidate; the output frame is built for the kept rows only.
     """
     if normalised.empty:
         return empty_recommendations()
     ages = normalised[ITEM].map(age_days).astype(float).fillna(float(curve.ramp_days))
     alpha = curve.at(ages.to_numpy())
-    scored = normalised.assign(
-        alpha=alpha, final_score=alpha * normalised["als_norm"] + (1 - alpha) * normalised["content_norm"]
-    )
-    scored["reason"] = np.select(
-        [scored["in_als"] & scored["in_content"], scored["in_als"]], ["hybrid", "als"], default="content"
+    final = alpha * normalised["als_norm"].to_numpy(dtype=float) + (1 - alpha) * normalised["content_norm"].to_numpy(
+        dtype=float
     )
     # order by user, final score descending, episode id (ties); lexsort on codes is much faster than sort_values
-    user_codes, _ = pd.factorize(scored[USER], sort=True)
-    item_codes, _ = pd.factorize(scored[ITEM], sort=True)
-    order = np.lexsort((item_codes, -scored["final_score"].to_numpy(), user_codes))
-    ordered = scored.iloc[order]
+    user_codes, _ = pd.factorize(normalised[USER], sort=True)
+    item_codes, _ = pd.factorize(normalised[ITEM], sort=True)
+    order = np.lexsort((item_codes, -final, user_codes))
     sorted_users = user_codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
-    rank = np.arange(len(ordered)) - np.repeat(starts, np.diff(np.r_[starts, len(ordered)])) + 1
-    ordered = ordered.assign(rank=rank)
-    top = ordered[ordered["rank"] <= top_n]
-    return top[list(RECOMMENDATION_COLUMNS)].reset_index(drop=True)
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)])) + 1
+    kept = rank <= top_n
+    rows = order[kept]
+    top = normalised.iloc[rows]
+    in_als, in_content = top["in_als"].to_numpy(dtype=bool), top["in_content"].to_numpy(dtype=bool)
+    return pd.DataFrame(
+        {
+            "user_id": top[USER].to_numpy(),
+            "episode_id": top[ITEM].to_numpy(),
+            "rank": rank[kept].astype(np.int64),
+            "final_score": final[rows],
+            "als_score": top["als_score"].to_numpy(dtype=float),
+            "content_score": top["content_score"].to_numpy(dtype=float),
+            "alpha": alpha[rows],
+            "reason": np.select([in_als & in_content, in_als], ["hybrid", "als"], default="content").astype(object),
+            "because_episode_id": top["because_episode_id"].to_numpy(),
+        }
+    )
 
 
 RECOMMENDATION_COLUMNS = (
@@ -254,24 +266,34 @@ def recommend(prepared: PreparedDay, curve: AlphaCurve, top_n: int) -> pd.DataFr
     return fill_with_popular(fused, prepared.users, prepared.popular, prepared.excluded, top_n)
 
 
-FUSION_BLOCK_USERS = 200_000
+FUSION_BLOCK_USERS = 100_000
 
 
 def recommend_day(inputs: FusionInputs, curve: AlphaCurve, top_n: int) -> pd.DataFrame:
     """``recommend(prepare_day(inputs), ...)`` for every listener, FUSION_BLOCK_USERS listeners at a time.
 
     A listener's list depends only on their own rows, the day's popular list and the catalog, so the blocks give
-    exactly the whole day's rows (``prepare_for_users``) while memory holds one block's candidates, not a million
-    listeners' at once."""
+    exactly the whole day's rows while memory holds one block's candidates, not a million listeners' at once. Each
+    row's block is found once (a code per user id), so a block's rows are cut by an integer comparison rather than
+    by looking every row's user up in the block's set."""
     index = inputs.index if inputs.index is not None else ContentIndex.from_frame(inputs.vectors)
     popular = inputs.popular if inputs.popular is not None else day_popular(inputs, index)
     inputs = replace(inputs, index=index, popular=popular)
-    users = sorted(set(inputs.als[USER]) | set(inputs.daily[USER]))
+    users = pd.Index(
+        pd.unique(np.concatenate([inputs.als[USER].to_numpy(object), inputs.daily[USER].to_numpy(object)]))
+    )
     if len(users) <= FUSION_BLOCK_USERS:
         return recommend(prepare_day(inputs), curve, top_n)
+    users = users.sort_values()
+    als_block = users.get_indexer(inputs.als[USER]) // FUSION_BLOCK_USERS
+    daily_block = users.get_indexer(inputs.daily[USER]) // FUSION_BLOCK_USERS
     blocks = [
-        recommend(prepare_for_users(inputs, set(users[start : start + FUSION_BLOCK_USERS])), curve, top_n)
-        for start in range(0, len(users), FUSION_BLOCK_USERS)
+        recommend(
+            prepare_day(replace(inputs, als=inputs.als[als_block == block], daily=inputs.daily[daily_block == block])),
+            curve,
+            top_n,
+        )
+        for block in range(-(-len(users) // FUSION_BLOCK_USERS))
     ]
     return pd.concat(blocks, ignore_index=True)
 

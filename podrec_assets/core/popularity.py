@@ -124,4 +124,5 @@ def fill_with_popular(
         }
     )
     combined = pd.concat([recommendations, fills], ignore_index=True) if len(recommendations) else fills
-    return combined.sort_values([USER, "rank"], kind="mergesort").reset_index(drop=True)
+    user_codes, _ = pd.factorize(combined[USER], sort=True)  # by user, then rank: codes sort faster than strings
+    return combined.iloc[np.lexsort((combined["rank"].to_numpy(), user_codes))].reset_index(drop=True)

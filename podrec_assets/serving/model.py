@@ -123,7 +123,7 @@ class ServedModel:
 
 
 def _catalog(data: DayData, day: date) -> pd.DataFrame:
-    episodes = data.episodes[data.episodes["date"] <= day].drop_duplicates("episode_id", keep="last")
+    episodes = data.episodes_through(day)
     categories = [tuple(c) if c is not None else () for c in episodes["categories"]]
     catalog = pd.DataFrame(
         {

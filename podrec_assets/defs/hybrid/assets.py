@@ -7,12 +7,12 @@ before a bounded window holds it, and the window's days of `user_episode_daily` 
 """
 
 import json
-from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
 from podrec_assets.core import evaluation, fusion, metrics
+from podrec_assets.core.day_frames import CurveChoice, choose_curve
 from podrec_assets.core.registry import TASTES_TABLE
 from podrec_assets.core.schemas import FINAL_RECOMMENDATIONS, RECOMMENDATION_METRICS, frame_to_table, to_table
 from podrec_assets.defs.hybrid.day_data import ALS_DAYS, DayData, frame_of, read_frame
@@ -56,42 +56,34 @@ def final_recommendations(
     day = partition_day(context)
     data = DayData(lake, settings, day)
     default_curve = fusion.AlphaCurve(settings.fusion_alpha, settings.fusion_alpha_new, settings.fusion_alpha_ramp_days)
-    curve, selection_md, why = default_curve, "", "fixed by settings (PODREC_FUSION_ALPHA_SELECT=fixed)"
-    sampled: list[int] = []
     if settings.fusion_alpha_select == "validate":
-        # validation pairs: lists for V judged against V+1, for the days V before D (never D itself: D's lists are
-        # judged on D+1 by recommendation_metrics)
-        pairs = []
-        for back in range(1, settings.fusion_validation_days + 1):
-            validation_day = day - timedelta(days=back)
-            truth_day = validation_day + timedelta(days=1)
-            if data.als_of(validation_day).empty or not (data.daily["date"] == truth_day).any():
-                continue
-            sample = metrics.validation_sample(data.engaged_on(truth_day), settings.fusion_validation_users)
-            prepared_validation = data.prepare(validation_day, users=sample)
-            relevant = data.relevant(prepared_validation, truth_day)
-            pairs.append((prepared_validation, relevant[relevant["user_id"].isin(sample)]))
-            sampled.append(int(pairs[-1][1]["user_id"].nunique()))  # listeners actually judged
-        if not pairs:
-            why = "kept the settings: no earlier day with als_top_n and a next day to validate on"
-        else:
+        choice = choose_curve(
+            data,
+            day,
+            default_curve,
+            settings.fusion_validation_days,
+            settings.fusion_validation_users,
+            settings.metrics_k,
+        )
+        if choice.judged:
             context.log.info(
-                f"choosing the alpha curve on {len(pairs)} validation day(s), {sampled} sampled listeners "
-                f"(PODREC_FUSION_VALIDATION_USERS={settings.fusion_validation_users})"
+                f"chose the alpha curve on {len(choice.judged)} validation day(s), {choice.judged} sampled listeners "
+                f"(PODREC_FUSION_VALIDATION_USERS={settings.fusion_validation_users}): {choice.why}"
             )
-            curve, evidence, why = evaluation.select_alpha(pairs, settings.top_n, settings.metrics_k, default_curve)
-            selection_md = _markdown(evidence.head(10))
-    elif settings.fusion_alpha_select != "fixed":
+    elif settings.fusion_alpha_select == "fixed":
+        choice = CurveChoice(default_curve, "fixed by settings (PODREC_FUSION_ALPHA_SELECT=fixed)")
+    else:
         raise ValueError(
             f"PODREC_FUSION_ALPHA_SELECT must be 'validate' or 'fixed', not {settings.fusion_alpha_select!r}"
         )
+    curve = choice.curve
 
     recs = data.recommend(day, curve)
     version = fusion.model_version(data.als_of(day)["model_version"], data.vectors_of(day)["model"], curve)
     table = frame_to_table(recs.assign(model_version=version), FINAL_RECOMMENDATIONS)
     written = lake.write_partition("final_recommendations", day, table, context.run_id)
 
-    titles = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["episode_title"]
+    titles = data.episodes_through(day).set_index("episode_id")["episode_title"]
     served = mongo.replace_day(
         "final_recommendations",
         day,
@@ -114,7 +106,7 @@ def final_recommendations(
         "alpha": curve.alpha,
         "alpha_new": curve.alpha_new,
         "alpha_ramp_days": curve.ramp_days,
-        "alpha_choice": why,
+        "alpha_choice": choice.why,
         "model_version": version,
         "delta_version": written["delta_version"],
         "mongo_inserted": served["inserted"],
@@ -123,9 +115,9 @@ def final_recommendations(
         "mongo_seconds": served["seconds"],
         "catalog_episodes": int(data.vectors_of(day)["episode_id"].nunique()),
     }
-    if selection_md:
-        metadata["alpha_validation"] = dg.MetadataValue.md(selection_md)
-        metadata["alpha_validation_listeners"] = dg.MetadataValue.json(sampled)
+    if not choice.evidence.empty:
+        metadata["alpha_validation"] = dg.MetadataValue.md(_markdown(choice.evidence.head(10)))
+        metadata["alpha_validation_listeners"] = dg.MetadataValue.json(choice.judged)
     if len(recs):
         metadata["preview"] = dg.MetadataValue.md(
             _markdown(recs.head(10).assign(because_episode_id=recs.head(10)["because_episode_id"].fillna("")))
@@ -188,7 +180,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     missing = [model for model, recs in lists.items() if recs.empty]
     lists = {model: recs for model, recs in lists.items() if not recs.empty}  # e.g. no ALS model that day
     window_start, _ = trailing_days(settings.history_days).days(rec_day)
-    interactions = data.daily[(data.daily["date"] >= window_start) & (data.daily["date"] <= rec_day)]
+    interactions = data.daily_between(window_start, rec_day)
     tastes = (
         frame_of(lake.read_all(TASTES_TABLE, columns=["user_id", "topic", "weight"]))
         if lake.exists(TASTES_TABLE)
@@ -196,7 +188,7 @@ def recommendation_metrics(context: dg.AssetExecutionContext, lake: LakeResource
     )
     if not tastes.empty:
         tastes = tastes[tastes["user_id"].isin(sample)].drop_duplicates(["user_id", "topic"], keep="last")
-    categories = data.episodes.drop_duplicates("episode_id", keep="last").set_index("episode_id")["categories"]
+    categories = data.episodes_through(day).set_index("episode_id")["categories"]
     catalog_size = len(set(prepared.index.ids) | set(published.index))
     scores = evaluation.evaluate_models(
         lists, relevant, relevant_new, k, catalog_size, interactions, prepared.index, tastes, categories
