@@ -215,3 +215,58 @@ def test_short_lists_never_repeat_or_recommend_seen_episodes():
     seen = set(zip(frame.user_id, frame.episode_id))
     assert not any((u, e) in seen for u, e in zip(top.user_id, top.episode_id))
     assert (top.groupby("user_id")["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1)))).all()
+
+
+def _noisy_window(seed: int) -> pd.DataFrame:
+    """Rows of a window with repeated pairs, zero and negative engagement, and missing ids."""
+    rng = np.random.default_rng(seed)
+    rows = 3000
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 300, rows)],
+            "episode_id": [f"e{i}" for i in rng.integers(0, 80, rows)],
+            "engagement": rng.choice([-1.0, 0.0, 0.5, 1.0, 3.0], rows),
+            "date": [date(2026, 5, 1 + int(d)) for d in rng.integers(0, 4, rows)],
+        }
+    )
+    frame.loc[rng.choice(rows, 20, replace=False), "user_id"] = None
+    frame.loc[rng.choice(rows, 20, replace=False), "episode_id"] = None
+    return frame
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_interactions_are_the_summed_pairs_of_the_window(seed):
+    """The integer-coded indexing against a plain grouping of the ids: summed positive pairs, sorted ids of users and
+    episodes with a positive pair, and every indexed pair (positive or not) seen; missing ids are no interaction."""
+    frame = _noisy_window(seed)
+    data = als.Interactions.from_frame(frame)
+    summed = frame.groupby(["user_id", "episode_id"])["engagement"].sum().reset_index()
+    positive = summed[summed["engagement"] > 0]
+    assert list(data.user_ids) == sorted(positive["user_id"].unique())
+    assert list(data.item_ids) == sorted(positive["episode_id"].unique())
+    engagement = data.engagement.tocoo()
+    got = {(data.user_ids[u], data.item_ids[i]): v for u, i, v in zip(engagement.row, engagement.col, engagement.data)}
+    assert got == pytest.approx(dict(zip(zip(positive["user_id"], positive["episode_id"]), positive["engagement"])))
+    indexed = summed[summed["user_id"].isin(data.user_ids) & summed["episode_id"].isin(data.item_ids)]
+    seen = data.seen.tocoo()
+    assert set(zip(data.user_ids[seen.row], data.item_ids[seen.col])) == set(
+        zip(indexed["user_id"], indexed["episode_id"])
+    )
+    assert set(seen.data) == {1.0} and len(indexed) > len(positive) > 100
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_last_day_holdout_is_the_new_positive_pairs_in_first_seen_order(seed):
+    frame = _noisy_window(seed)
+    last_day = date(2026, 5, 4)
+    train, relevant = als.holdout_last_day(frame, last_day)
+    assert len(train) == int((frame["date"] < last_day).sum())
+    last = frame[(frame["date"] == last_day) & frame["user_id"].notna() & frame["episode_id"].notna()]
+    sums = last.groupby(["user_id", "episode_id"], sort=False)["engagement"].sum().reset_index()
+    before = set(zip(train["user_id"], train["episode_id"]))
+    expected = [
+        (u, e)
+        for u, e, v in zip(sums["user_id"], sums["episode_id"], sums["engagement"])
+        if v > 0 and (u, e) not in before
+    ]
+    assert list(zip(relevant["user_id"], relevant["episode_id"])) == expected and len(expected) > 20

@@ -98,25 +98,35 @@ class Interactions:
     def from_frame(
         cls, frame: pd.DataFrame, user_col: str = "user_id", item_col: str = "episode_id", value_col: str = "engagement"
     ) -> "Interactions":
-        """Sum ``value_col`` per (user, item) over all rows (e.g. the W days of a window) and index them."""
+        """Sum ``value_col`` per (user, item) over all rows (e.g. the W days of a window) and index them.
+
+        Ids are coded once (``pd.factorize``) and pairs summed as integer keys: a million listeners' window is tens
+        of millions of rows, where grouping or searching the id strings themselves costs minutes."""
         if frame.empty:
             raise ValueError("no interactions: cannot train ALS on an empty window")
-        summed = frame.groupby([user_col, item_col], sort=False, observed=True)[value_col].sum().reset_index()
-        positive = summed[summed[value_col] > 0]
-        if positive.empty:
-            raise ValueError(f"no positive engagement among {len(summed)} (user, item) pairs: nothing to learn from")
-        user_ids = np.sort(positive[user_col].unique())
-        item_ids = np.sort(positive[item_col].unique())
-        shape = (len(user_ids), len(item_ids))
-        u = np.searchsorted(user_ids, positive[user_col].to_numpy())
-        i = np.searchsorted(item_ids, positive[item_col].to_numpy())
-        engagement = sp.csr_matrix((positive[value_col].to_numpy(np.float64), (u, i)), shape=shape)
-        known = summed[summed[user_col].isin(user_ids) & summed[item_col].isin(item_ids)]
-        su = np.searchsorted(user_ids, known[user_col].to_numpy())
-        si = np.searchsorted(item_ids, known[item_col].to_numpy())
-        seen = sp.csr_matrix((np.ones(len(known), np.float32), (su, si)), shape=shape)
-        seen.sum_duplicates()
-        seen.data[:] = 1.0
+        users, user_index = pd.factorize(frame[user_col], sort=True)
+        items, item_index = pd.factorize(frame[item_col], sort=True)
+        values = frame[value_col].to_numpy(np.float64)
+        known = (users >= 0) & (items >= 0)  # a missing id is no interaction
+        n_items = max(len(item_index), 1)
+        pairs, inverse = np.unique(users[known].astype(np.int64) * n_items + items[known], return_inverse=True)
+        summed = np.bincount(inverse, weights=values[known], minlength=len(pairs))
+        pair_user, pair_item = pairs // n_items, pairs % n_items
+        positive = summed > 0
+        if not positive.any():
+            raise ValueError(f"no positive engagement among {len(pairs)} (user, item) pairs: nothing to learn from")
+        kept_users, kept_items = np.unique(pair_user[positive]), np.unique(pair_item[positive])
+        user_row = np.full(len(user_index), -1, dtype=np.int64)
+        user_row[kept_users] = np.arange(len(kept_users))
+        item_column = np.full(len(item_index), -1, dtype=np.int64)
+        item_column[kept_items] = np.arange(len(kept_items))
+        shape = (len(kept_users), len(kept_items))
+        u, i = user_row[pair_user], item_column[pair_item]
+        engagement = sp.csr_matrix((summed[positive], (u[positive], i[positive])), shape=shape)
+        indexed = (u >= 0) & (i >= 0)
+        seen = sp.csr_matrix((np.ones(int(indexed.sum()), np.float32), (u[indexed], i[indexed])), shape=shape)
+        user_ids = np.asarray(user_index, dtype=object)[kept_users]
+        item_ids = np.asarray(item_index, dtype=object)[kept_items]
         return cls(user_ids, item_ids, engagement, seen, rows_in=len(frame))
 
     def confidence_matrix(self, alpha: float) -> sp.csr_matrix:
@@ -185,17 +195,22 @@ def holdout_last_day(frame: pd.DataFrame, last_day, day_col: str = "date") -> tu
     Relevant = positive engagement on the last day with an episode the user had not touched before it (the
     model is never asked to recommend a seen episode, so those could only be misses).
     """
-    day = pd.Timestamp(last_day).date()
-    days = pd.to_datetime(frame[day_col]).dt.date
-    train = frame[days < day]
-    last = frame[days == day]
-    last = last.groupby(["user_id", "episode_id"], sort=False)["engagement"].sum().reset_index()
-    last = last[last["engagement"] > 0]
-    if not train.empty:
-        before = train[["user_id", "episode_id"]].drop_duplicates().assign(_seen=True)
-        last = last.merge(before, on=["user_id", "episode_id"], how="left")
-        last = last[last["_seen"].isna()]
-    return train, last[["user_id", "episode_id"]].reset_index(drop=True)
+    day = pd.Timestamp(last_day)
+    days = pd.to_datetime(frame[day_col])
+    train, last = frame[(days < day).to_numpy()], frame[(days == day).to_numpy()]
+    last = last[last["user_id"].notna() & last["episode_id"].notna()]
+    # (user, episode) as one integer; a missing id in train gives a key no pair of the last day has
+    users, _ = pd.factorize(pd.concat([train["user_id"], last["user_id"]], ignore_index=True))
+    items, _ = pd.factorize(pd.concat([train["episode_id"], last["episode_id"]], ignore_index=True))
+    key = users.astype(np.int64) * (int(items.max()) + 2 if len(items) else 1) + items + 1
+    train_keys, last_keys = np.unique(key[: len(train)]), key[len(train) :]
+    pairs, inverse = np.unique(last_keys, return_inverse=True)
+    engaged = np.bincount(inverse, weights=last["engagement"].to_numpy(np.float64), minlength=len(pairs)) > 0
+    new = ~np.isin(pairs, train_keys, assume_unique=True)
+    _, first = np.unique(inverse, return_index=True)  # each pair's first row: its ids
+    chosen = first[engaged & new]
+    chosen.sort()
+    return train, last.iloc[chosen][["user_id", "episode_id"]].reset_index(drop=True)
 
 
 def random_holdout(frame: pd.DataFrame, share: float = 0.2, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:

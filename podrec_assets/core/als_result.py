@@ -52,15 +52,21 @@ def top_n_frame(
         rows, cols = user_idx[keep], flat_items[keep]
         was_seen = np.asarray(seen[rows, cols]).ravel() != 0
         keep[np.flatnonzero(keep)[was_seen]] = False
+    # one row per (user, item), the first; ranks re-counted 1..k after the padding is gone (a user's rows are
+    # consecutive, so both are integer work, not a grouping of id strings)
+    user_idx, flat_items, flat_scores = user_idx[keep], flat_items[keep], flat_scores[keep]
+    first = ~pd.Series(user_idx.astype(np.int64) * max(len(item_ids), 1) + flat_items).duplicated().to_numpy()
+    user_idx, flat_items, flat_scores = user_idx[first], flat_items[first], flat_scores[first]
+    starts = np.r_[0, np.flatnonzero(np.diff(user_idx)) + 1] if len(user_idx) else np.zeros(0, np.int64)
+    rank = np.arange(len(user_idx)) - np.repeat(starts, np.diff(np.r_[starts, len(user_idx)])) + 1
     out = pd.DataFrame(
         {
-            "user_id": user_ids[user_idx[keep]],
-            "episode_id": item_ids[flat_items[keep]],
-            "score": flat_scores[keep],
+            "user_id": np.asarray(user_ids, dtype=object)[user_idx],
+            "episode_id": np.asarray(item_ids, dtype=object)[flat_items],
+            "rank": rank.astype(np.int32),
+            "score": flat_scores,
         }
-    ).drop_duplicates(["user_id", "episode_id"], keep="first")
-    # re-rank after dropping padding so ranks stay 1..k
-    out["rank"] = out.groupby("user_id", sort=False).cumcount().astype(np.int32) + 1
+    )
     return out[["user_id", "episode_id", "rank", "score"]]
 
 
