@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
@@ -52,8 +53,6 @@ def list_bucket(owner: Any, buckets: int) -> int:
 def list_documents(rows, key: str, buckets: int, stamp: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The documents of a ranked-list day: ``rows`` (a frame, one row per owner and rank) grouped by bucket, owners
     sorted by id inside a bucket, each owner's rows by rank. Missing values become None."""
-    import numpy as np
-
     if rows.empty:
         return
     owner_codes, owners = pd.factorize(rows[key], sort=True)
@@ -61,7 +60,14 @@ def list_documents(rows, key: str, buckets: int, stamp: dict[str, Any]) -> Itera
     row_bucket = owner_bucket[owner_codes]
     order = np.lexsort((rows["rank"].to_numpy(), owner_codes, row_bucket))
     columns = [c for c in rows.columns if c != key]
-    values = {c: rows[c].astype(object).where(rows[c].notna(), None).to_numpy()[order] for c in columns}
+    # numbers stay numpy arrays and become Python values one bucket at a time (a million listeners' lists as boxed
+    # objects all at once would be gigabytes); other columns (ids, text, times) as objects, missing ones None
+    values = {
+        c: rows[c].to_numpy()
+        if rows[c].dtype.kind in "biuf"
+        else rows[c].astype(object).where(rows[c].notna(), None).to_numpy()
+        for c in columns
+    }
     owner_sorted, bucket_sorted = owner_codes[order], row_bucket[order]
     owner_starts = np.r_[0, np.flatnonzero(np.diff(owner_sorted)) + 1]
     bucket_starts = np.r_[0, np.flatnonzero(np.diff(bucket_sorted)) + 1, len(order)]
@@ -73,9 +79,18 @@ def list_documents(rows, key: str, buckets: int, stamp: dict[str, Any]) -> Itera
             key: owners[owner_sorted[starts]].tolist(),
             "starts": (starts - start).tolist(),
             "columns": columns,
-            **{c: values[c][start:end].tolist() for c in columns},
+            **{c: _python_values(values[c][order[start:end]]) for c in columns},
             **stamp,
         }
+
+
+def _python_values(array) -> list:
+    """A column's values as Python ones for BSON: NaN becomes None."""
+    values = array.tolist()
+    if array.dtype.kind == "f":
+        for at in np.flatnonzero(np.isnan(array)):
+            values[at] = None
+    return values
 
 
 def rows_of_list_document(document: dict[str, Any], key: str, owner: Any = None) -> list[dict[str, Any]]:
