@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
+from podrec_assets.core import events
 from podrec_assets.core.engagement import aggregate_duckdb, engagement_sql, weights_from_settings
 from podrec_assets.core.events import Catalog, InvalidEvent, format_ts, parse_event, split_day
 from podrec_assets.core.schemas import USER_EVENTS
@@ -111,8 +112,8 @@ def test_split_day_dedups_flags_future_unknown_and_too_late():
         lateness=timedelta(hours=1),
         now=NOW,
     )
-    assert split.rows["event_id"] == ["a"]
-    assert split.rows["kafka_offset"] == [10]
+    assert split.table()["event_id"].to_pylist() == ["a"]
+    assert split.table()["kafka_offset"].to_pylist() == [10]
     reasons = {(d["kafka_partition"], d["kafka_offset"]): d["reason"] for d in split.dead_letters}
     assert reasons[(0, 11)].startswith("duplicate_event_id: a first seen at partition 0 offset 10")
     assert reasons[(1, 3)].startswith("unknown_episode: 'nope'")
@@ -124,7 +125,7 @@ def test_split_day_dedups_flags_future_unknown_and_too_late():
     assert split.table().schema == USER_EVENTS
 
 
-def test_split_day_is_independent_of_record_order():
+def test_split_day_is_independent_of_record_order_and_of_its_arrow_batches(monkeypatch):
     model = ListeningModel(
         [Episode(f"ep{i}", DAY_MS - 86_400_000, 600.0, (f"t{i % 3}",)) for i in range(12)], 200, 3, 3
     )
@@ -139,7 +140,11 @@ def test_split_day_is_independent_of_record_order():
     first = split_day("user-events", DAY, records, catalog, {}, {}, timedelta(hours=1), NOW)
     random.Random(1).shuffle(records)
     second = split_day("user-events", DAY, records, catalog, {}, {}, timedelta(hours=1), NOW)
-    assert first.rows == second.rows
+    assert first.table().equals(second.table())
+    monkeypatch.setattr(events, "SPLIT_BATCH_ROWS", 7)  # accepted rows move to Arrow every 7
+    batched = split_day("user-events", DAY, records, catalog, {}, {}, timedelta(hours=1), NOW)
+    assert len(batched.batches) > 3 and batched.row_count == first.row_count
+    assert batched.table().equals(first.table()) and batched.dead_letters == second.dead_letters
     on_day = stats.valid_by_day[DAY.isoformat()]
     assert first.row_count == on_day  # nothing valid is lost
     kinds = {d["reason"].split(":")[0] for d in first.dead_letters}

@@ -207,19 +207,26 @@ def _checked(payload: Any, text_checked: bool) -> dict[str, Any]:
 class DaySplit:
     """What one day's Kafka range became."""
 
-    rows: dict[str, list]  # USER_EVENTS columns
+    rows: dict[str, list]  # USER_EVENTS columns of the rows not yet in ``batches``
     dead_letters: list[dict[str, Any]]
     late_accepted: int = 0  # events of the day that arrived after midnight, within the lateness
     too_late: int = 0  # events of earlier days that arrived after their day closed (dead-lettered here)
     other_days: int = 0  # records of other days read because the ranges overlap (handled by their own day)
     reasons: dict[str, int] = field(default_factory=dict)
+    batches: list[pa.RecordBatch] = field(default_factory=list)  # the rows before them, as Arrow
 
     @property
     def row_count(self) -> int:
-        return len(self.rows["event_id"])
+        return sum(batch.num_rows for batch in self.batches) + len(self.rows["event_id"])
 
     def table(self) -> pa.Table:
-        return pa.table(self.rows, schema=USER_EVENTS)
+        pending = pa.RecordBatch.from_pydict(self.rows, schema=USER_EVENTS)
+        return pa.Table.from_batches([*self.batches, pending], schema=USER_EVENTS)
+
+
+# accepted rows kept as Python values before they move to an Arrow batch: a million listeners' day is millions of
+# rows, which as Python objects alone would take several GB
+SPLIT_BATCH_ROWS = 200_000
 
 
 def split_day(
@@ -242,6 +249,7 @@ def split_day(
     """
     start_ms, end_ms, _ = day_bounds_ms(day)
     rows: dict[str, list] = {name: [] for name in USER_EVENTS.names}
+    batches: list[pa.RecordBatch] = []
     dead: list[dict[str, Any]] = []
     seen: dict[str, tuple[int, int]] = {}
     late_accepted = too_late = other_days = 0
@@ -297,8 +305,11 @@ def split_day(
             rows[name].append(value)
         rows["kafka_partition"].append(record.partition)
         rows["kafka_offset"].append(record.offset)
+        if len(rows["kafka_offset"]) >= SPLIT_BATCH_ROWS:
+            batches.append(pa.RecordBatch.from_pydict(rows, schema=USER_EVENTS))
+            rows = {name: [] for name in USER_EVENTS.names}
     reasons: dict[str, int] = {}
     for row in dead:
         kind = row["reason"].split(":", 1)[0]
         reasons[kind] = reasons.get(kind, 0) + 1
-    return DaySplit(rows, dead, late_accepted, too_late, other_days, dict(sorted(reasons.items())))
+    return DaySplit(rows, dead, late_accepted, too_late, other_days, dict(sorted(reasons.items())), batches)
