@@ -62,13 +62,26 @@ def catalog_coverage(recommended: pd.DataFrame, catalog_size: int, k: int) -> fl
     return float(top_k(recommended, k)[ITEM].nunique() / catalog_size)
 
 
-def novelty(recommended: pd.DataFrame, interactions: pd.DataFrame, k: int) -> float:
-    """Mean self-information −log2(p(i)) of recommended episodes, p(i) = engaged users of i / all users."""
+def engaged_users(interactions: pd.DataFrame) -> tuple[pd.Series, int]:
+    """(distinct users per episode, distinct users) of ``interactions``, counted on integer codes: a million
+    listeners' window is tens of millions of rows."""
+    users, _ = pd.factorize(interactions[USER])
+    items, ids = pd.factorize(interactions[ITEM])
+    known = (users >= 0) & (items >= 0)
+    pairs = np.unique(users[known].astype(np.int64) * max(len(ids), 1) + items[known])
+    per_item = np.bincount(pairs % max(len(ids), 1), minlength=len(ids))
+    return pd.Series(per_item, index=ids), int(len(np.unique(users[users >= 0])))
+
+
+def novelty(
+    recommended: pd.DataFrame, interactions: pd.DataFrame, k: int, engaged: tuple[pd.Series, int] | None = None
+) -> float:
+    """Mean self-information −log2(p(i)) of recommended episodes, p(i) = engaged users of i / all users.
+    ``engaged``: ``engaged_users(interactions)`` when the caller has it (several lists judged on one window)."""
     top = top_k(recommended, k)
     if top.empty or interactions.empty:
         return 0.0
-    n_users = interactions[USER].nunique()
-    users_per_item = interactions.drop_duplicates([USER, ITEM]).groupby(ITEM).size()
+    users_per_item, n_users = engaged if engaged is not None else engaged_users(interactions)
     counts = top[ITEM].map(users_per_item).fillna(1.0).clip(lower=1.0)
     return float((-np.log2(counts / n_users)).mean())
 
@@ -175,6 +188,7 @@ def evaluate_models(
     truth = relevant[relevant[USER].isin(users)]
     truth_new = relevant_new[relevant_new[USER].isin(users)]
     rows = []
+    engaged = engaged_users(interactions) if len(interactions) else None
     for model, recs in lists.items():
         judged = recs[recs[USER].isin(users)]
         for name, value in _ranking(judged, truth, k).items():
@@ -184,7 +198,7 @@ def evaluate_models(
             rows.append((model, f"{name}/new", k, new_scores[name], new_scores["users"]))
         all_users = recs[USER].nunique()
         rows.append((model, "coverage", k, catalog_coverage(recs, catalog_size, k), all_users))
-        rows.append((model, "novelty", k, novelty(recs, interactions, k), all_users))
+        rows.append((model, "novelty", k, novelty(recs, interactions, k, engaged), all_users))
         rows.append((model, "diversity", k, intra_list_diversity(recs, index, k), all_users))
         if tastes is not None and categories is not None and not tastes.empty:
             value, scored = taste_match(recs, tastes, categories, k)
