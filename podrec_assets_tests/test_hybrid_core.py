@@ -714,3 +714,56 @@ def test_descending_bits_order_scores_best_first_exactly():
     bits = _descending_bits(scores)
     assert (bits >= 0).all() and (bits < 2**32).all()
     assert np.argsort(bits, kind="stable").tolist() == np.argsort(-scores, kind="stable").tolist()
+
+
+def test_day_frames_cut_any_day_from_rows_in_any_order():
+    """Rows come from the lake in no promised order and with dates as objects or datetime64: each cut equals the
+    plain filter on the date, and the α choice keeps the settings when no earlier day has ALS lists to judge."""
+    from datetime import timedelta
+
+    from podrec_assets.core.day_frames import DayFrames, FusionSettings, choose_curve
+
+    rng = np.random.default_rng(5)
+    days = [date(2026, 4, 1) + timedelta(days=int(d)) for d in rng.integers(0, 6, 400)]
+    daily = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 40, 400)],
+            "episode_id": [f"e{i}" for i in rng.integers(0, 9, 400)],
+            "engagement": rng.random(400) * 4,
+            "completed": rng.random(400) < 0.3,
+            "date": days,
+        }
+    )
+    vectors = pd.DataFrame(
+        {
+            "episode_id": ["e1", "e2", "e1", "e3"],
+            "vector": [unit(0), unit(10), unit(20), unit(30)],
+            "model": ["m1", "m1", "m2", "m2"],
+            "date": np.array(["2026-04-03", "2026-04-01", "2026-04-05", "2026-04-04"], dtype="datetime64[ns]"),
+        }
+    )
+    episodes = pd.DataFrame(
+        {
+            "episode_id": ["e1", "e2", "e1"],
+            "published_at": pd.to_datetime(["2026-04-01", "2026-04-01", "2026-04-02"], utc=True),
+            "episode_title": ["old", "two", "new"],
+            "date": [date(2026, 4, 2), date(2026, 4, 1), date(2026, 4, 1)],
+        }
+    )
+    frames = DayFrames(daily, vectors, episodes, FusionSettings(5, 3, 2.0, 3.0, 4, 0))
+    for day in sorted(set(days)):
+        on = daily[[d == day for d in days]]
+        assert sorted(frames.daily_on(day)["engagement"]) == sorted(on["engagement"])
+        to = daily[[d <= day for d in days]]
+        assert sorted(frames.inputs(day, with_als=False).daily["engagement"]) == sorted(to["engagement"])
+    between = frames.daily_between(date(2026, 4, 2), date(2026, 4, 4))
+    assert len(between) == sum(date(2026, 4, 2) <= d <= date(2026, 4, 4) for d in days)
+    assert list(frames.vectors_of(date(2026, 4, 4))["episode_id"]) == ["e3"]  # the latest day's model only
+    assert sorted(frames.vectors_of(date(2026, 4, 3))["episode_id"]) == ["e1", "e2"]
+    assert frames.episodes_through(date(2026, 4, 2)).set_index("episode_id")["episode_title"].to_dict() == {
+        "e1": "old",
+        "e2": "two",
+    }
+    default = fusion.AlphaCurve(0.5, 0.2, 3)
+    choice = choose_curve(frames, date(2026, 4, 6), default, validation_days=3, validation_users=0, k=5)
+    assert choice.curve == default and choice.why.startswith("kept the settings: no earlier day")
