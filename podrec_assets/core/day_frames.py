@@ -54,8 +54,9 @@ class DayFrames:
 
     ``daily``: user_episode_daily (user_id, episode_id, engagement, completed, date), or what stands for all its
     earlier days; ``vectors``: episode_id, vector, model, date; ``episodes``: episode_id, published_at, ... date;
-    ``read_als``: als_top_n rows of the days asked about (user_id, episode_id, rank, score, model_version, date),
-    read on first use (serving never needs them)."""
+    ``read_als(day)``: als_top_n rows of one day (user_id, episode_id, rank, score, model_version, date), read when
+    first asked and kept until another day is (serving never asks; the α validation needs a sample of each earlier
+    day, fusion the whole of D: at a million listeners each day is ten million rows)."""
 
     def __init__(
         self,
@@ -63,22 +64,23 @@ class DayFrames:
         vectors: pd.DataFrame,
         episodes: pd.DataFrame,
         settings: FusionSettings,
-        read_als: Callable[[], pd.DataFrame] = lambda: pd.DataFrame(),
+        read_als: Callable[[date], pd.DataFrame] = lambda day: pd.DataFrame(),
     ):
         self.daily = in_date_order(daily, ["user_id", "episode_id", "engagement", "completed", "date"])
         self.vectors = in_date_order(vectors, ["episode_id", "vector", "model", "date"])
         self.episodes = in_date_order(episodes, ["episode_id", "published_at", "episode_title", "date"])
         self.settings = settings
-        self._read_als, self._als = read_als, None
+        self._read_als = read_als
+        self._als: tuple[date, pd.DataFrame] | None = None
         self._indexes: dict[date, ContentIndex] = {}
         self._popular: dict[date, pd.DataFrame] = {}
 
-    @property
-    def als(self) -> pd.DataFrame:
-        if self._als is None:
+    def als_of(self, day: date) -> pd.DataFrame:
+        if self._als is None or self._als[0] != day:
+            self._als = None  # the previous day's rows go before the next day's come
             columns = ["user_id", "episode_id", "rank", "score", "model_version", "date"]
-            self._als = in_date_order(self._read_als(), columns)
-        return self._als
+            self._als = (day, in_date_order(self._read_als(day), columns))
+        return self._als[1]
 
     def daily_on(self, day: date) -> pd.DataFrame:
         """user_episode_daily of ``day``."""
@@ -94,9 +96,6 @@ class DayFrames:
     def published(self, day: date) -> pd.Series:
         catalog = self.episodes_through(day)
         return pd.Series(pd.to_datetime(catalog["published_at"], utc=True).to_numpy(), index=catalog["episode_id"])
-
-    def als_of(self, day: date) -> pd.DataFrame:
-        return days_of(self.als, day, day)
 
     def vectors_of(self, day: date) -> pd.DataFrame:
         """Vectors published by ``day``, of the model the latest day used (models are never mixed)."""

@@ -54,7 +54,5 @@ class DayData(DayFrames):
             vectors=read_frame(lake, "episode_vectors", first, last_day, ["episode_id", "vector", "model", "date"]),
             episodes=read_frame(lake, "episodes", first, last_day, episode_columns),
             settings=fusion_settings(settings),
-            read_als=lambda: frame_of(
-                lake.read_days("als_top_n", *ALS_DAYS.days(last_day), columns=als_columns), dates_as_objects=False
-            ),
+            read_als=lambda day: frame_of(lake.read_day("als_top_n", day, columns=als_columns), dates_as_objects=False),
         )
