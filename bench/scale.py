@@ -304,10 +304,30 @@ def run_day_in_processes(job, day: date) -> dict:
             text=True,
         )
         line = next((ln for ln in child.stdout.splitlines() if ln.startswith(STEP_RESULT)), None)
-        if line is None:
-            raise RuntimeError(
-                f"step {selection} of {day} printed no result (rc {child.returncode}): {child.stderr[-3000:]}"
+        if line is None:  # killed (for memory, say): the day goes on and says which step failed and why
+            _say(f"    {day} {'+'.join(selection)}: FAILED, rc {child.returncode}: {child.stderr[-1500:]}")
+            parts.append(
+                {
+                    "success": False,
+                    "failed_steps": selection,
+                    "wall_seconds": 0.0,
+                    "peak_rss_mb": 0.0,
+                    "steps": {
+                        key: {
+                            "seconds": 0.0,
+                            "peak_rss_mb": 0.0,
+                            "status": f"KILLED rc {child.returncode}",
+                            "kind": "asset",
+                        }
+                        for key in selection
+                    },
+                    "serving_documents": 0,
+                    "serving_rows": 0,
+                    "serving_seconds": 0.0,
+                    "kafka_read_events_per_s": 0,
+                }
             )
+            continue
         parts.append(json.loads(line[len(STEP_RESULT) :]))
         _say(f"    {day} {'+'.join(selection)}: {parts[-1]['wall_seconds']:.1f} s, {parts[-1]['peak_rss_mb']:,.0f} MB")
     wall = sum(part["wall_seconds"] for part in parts)

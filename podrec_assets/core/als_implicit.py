@@ -40,10 +40,11 @@ def fit_implicit(data: Interactions, params: AlsParams, n: int, only_users=None)
         model.fit(data.confidence_matrix(params.alpha), show_progress=False)
         fit_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        users = np.arange(data.n_users)
+        users, seen = np.arange(data.n_users), data.seen
         if only_users is not None:
             users = users[pd.Index(data.user_ids).isin(list(only_users))]
-        ids, scores = model.recommend(users, data.seen[users], N=n, filter_already_liked_items=True)
+            seen = data.seen[users]  # (every user's rows as they are: a fancy-indexed copy of them all is slow)
+        ids, scores = model.recommend(users, seen, N=n, filter_already_liked_items=True)
         recommend_seconds = time.perf_counter() - t0
     ids = np.asarray(ids).reshape(len(users), -1)
     scores = np.asarray(scores).reshape(len(users), -1)
