@@ -304,7 +304,7 @@ def run_day_in_processes(job, day: date) -> dict:
             text=True,
         )
         line = next((ln for ln in child.stdout.splitlines() if ln.startswith(STEP_RESULT)), None)
-        if line is None:  # killed (for memory, say): the day goes on and says which step failed and why
+        if line is None:  # killed (for memory, say): the day ends there and says which step failed and why
             _say(f"    {day} {'+'.join(selection)}: FAILED, rc {child.returncode}: {child.stderr[-1500:]}")
             parts.append(
                 {
@@ -327,7 +327,7 @@ def run_day_in_processes(job, day: date) -> dict:
                     "kafka_read_events_per_s": 0,
                 }
             )
-            continue
+            break  # the later steps would read what it did not write
         parts.append(json.loads(line[len(STEP_RESULT) :]))
         _say(f"    {day} {'+'.join(selection)}: {parts[-1]['wall_seconds']:.1f} s, {parts[-1]['peak_rss_mb']:,.0f} MB")
     wall = sum(part["wall_seconds"] for part in parts)

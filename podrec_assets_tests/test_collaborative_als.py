@@ -218,14 +218,14 @@ def test_short_lists_never_repeat_or_recommend_seen_episodes():
 
 
 def _noisy_window(seed: int) -> pd.DataFrame:
-    """Rows of a window with repeated pairs, zero and negative engagement, and missing ids."""
+    """Rows of a window with repeated pairs, zero, negative and missing engagement, and missing ids."""
     rng = np.random.default_rng(seed)
     rows = 3000
     frame = pd.DataFrame(
         {
             "user_id": [f"u{i}" for i in rng.integers(0, 300, rows)],
             "episode_id": [f"e{i}" for i in rng.integers(0, 80, rows)],
-            "engagement": rng.choice([-1.0, 0.0, 0.5, 1.0, 3.0], rows),
+            "engagement": rng.choice([-1.0, 0.0, 0.5, 1.0, 3.0, np.nan], rows),
             "date": [date(2026, 5, 1 + int(d)) for d in rng.integers(0, 4, rows)],
         }
     )

@@ -285,3 +285,31 @@ def test_a_user_list_is_read_from_its_bucket_newest_day_first(stores):
             "write_id": mongo.served_days(TABLE)["2026-07-03"]["write_id"],
         },
     ]
+
+
+def test_list_documents_hold_python_values_and_none_for_any_missing_one():
+    """Numbers become Python numbers one bucket at a time; a missing value is None whatever the column's dtype
+    (numpy float, pandas' nullable integer and boolean, text), and an integer stays an integer."""
+    from podrec_assets.resources.mongo import list_documents, rows_of_list_document
+
+    frame = pd.DataFrame(
+        {
+            "user_id": ["b", "a", "a", "c"],
+            "rank": [1, 2, 1, 1],
+            "score": [0.5, float("nan"), 1.0, 2.0],
+            "count": pd.array([3, None, 1, 2], dtype="Int64"),
+            "flag": pd.array([True, None, False, True], dtype="boolean"),
+            "reason": ["x", None, "y", "z"],
+        }
+    )
+    documents = list(list_documents(frame, "user_id", 2, {"date": "2026-07-03"}))
+    rows = sorted(
+        (row for doc in documents for row in rows_of_list_document(doc, "user_id")),
+        key=lambda r: (r["user_id"], r["rank"]),
+    )
+    assert [(r["user_id"], r["rank"]) for r in rows] == [("a", 1), ("a", 2), ("b", 1), ("c", 1)]
+    assert [r["score"] for r in rows] == [1.0, None, 0.5, 2.0]
+    assert [r["count"] for r in rows] == [1, None, 3, 2] and all(type(r["rank"]) is int for r in rows)
+    assert all(type(r["count"]) is int for r in rows if r["count"] is not None)
+    assert [r["flag"] for r in rows] == [False, None, True, True]
+    assert [r["reason"] for r in rows] == ["y", None, "x", "z"]

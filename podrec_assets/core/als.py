@@ -106,7 +106,7 @@ class Interactions:
             raise ValueError("no interactions: cannot train ALS on an empty window")
         users, user_index = pd.factorize(frame[user_col], sort=True)
         items, item_index = pd.factorize(frame[item_col], sort=True)
-        values = frame[value_col].to_numpy(np.float64)
+        values = np.nan_to_num(frame[value_col].to_numpy(np.float64), nan=0.0)  # a missing value adds nothing
         known = (users >= 0) & (items >= 0)  # a missing id is no interaction
         n_items = max(len(item_index), 1)
         pairs, inverse = np.unique(users[known].astype(np.int64) * n_items + items[known], return_inverse=True)
@@ -125,8 +125,7 @@ class Interactions:
         engagement = sp.csr_matrix((summed[positive], (u[positive], i[positive])), shape=shape)
         indexed = (u >= 0) & (i >= 0)
         seen = sp.csr_matrix((np.ones(int(indexed.sum()), np.float32), (u[indexed], i[indexed])), shape=shape)
-        user_ids = np.asarray(user_index, dtype=object)[kept_users]
-        item_ids = np.asarray(item_index, dtype=object)[kept_items]
+        user_ids, item_ids = np.asarray(user_index)[kept_users], np.asarray(item_index)[kept_items]
         return cls(user_ids, item_ids, engagement, seen, rows_in=len(frame))
 
     def confidence_matrix(self, alpha: float) -> sp.csr_matrix:
@@ -195,8 +194,8 @@ def holdout_last_day(frame: pd.DataFrame, last_day, day_col: str = "date") -> tu
     Relevant = positive engagement on the last day with an episode the user had not touched before it (the
     model is never asked to recommend a seen episode, so those could only be misses).
     """
-    day = pd.Timestamp(last_day)
-    days = pd.to_datetime(frame[day_col])
+    day = pd.Timestamp(last_day).normalize()
+    days = pd.to_datetime(frame[day_col]).dt.tz_localize(None).dt.normalize()  # the calendar day, in its zone
     train, last = frame[(days < day).to_numpy()], frame[(days == day).to_numpy()]
     last = last[last["user_id"].notna() & last["episode_id"].notna()]
     # (user, episode) as one integer; a missing id in train gives a key no pair of the last day has
@@ -205,7 +204,8 @@ def holdout_last_day(frame: pd.DataFrame, last_day, day_col: str = "date") -> tu
     key = users.astype(np.int64) * (int(items.max()) + 2 if len(items) else 1) + items + 1
     train_keys, last_keys = np.unique(key[: len(train)]), key[len(train) :]
     pairs, inverse = np.unique(last_keys, return_inverse=True)
-    engaged = np.bincount(inverse, weights=last["engagement"].to_numpy(np.float64), minlength=len(pairs)) > 0
+    weights = np.nan_to_num(last["engagement"].to_numpy(np.float64), nan=0.0)
+    engaged = np.bincount(inverse, weights=weights, minlength=len(pairs)) > 0
     new = ~np.isin(pairs, train_keys, assume_unique=True)
     _, first = np.unique(inverse, return_index=True)  # each pair's first row: its ids
     chosen = first[engaged & new]

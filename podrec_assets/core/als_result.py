@@ -61,8 +61,8 @@ def top_n_frame(
     rank = np.arange(len(user_idx)) - np.repeat(starts, np.diff(np.r_[starts, len(user_idx)])) + 1
     out = pd.DataFrame(
         {
-            "user_id": np.asarray(user_ids, dtype=object)[user_idx],
-            "episode_id": np.asarray(item_ids, dtype=object)[flat_items],
+            "user_id": np.asarray(user_ids)[user_idx],
+            "episode_id": np.asarray(item_ids)[flat_items],
             "rank": rank.astype(np.int32),
             "score": flat_scores,
         }

@@ -72,8 +72,7 @@ class DayFrames:
         self.settings = settings
         self._read_als = read_als
         self._als: tuple[date, pd.DataFrame] | None = None
-        self._indexes: dict[date, ContentIndex] = {}
-        self._popular: dict[date, pd.DataFrame] = {}
+        self._day_model: tuple[date, ContentIndex, pd.DataFrame] | None = None  # the last day's index, popular list
 
     def als_of(self, day: date) -> pd.DataFrame:
         if self._als is None or self._als[0] != day:
@@ -105,7 +104,7 @@ class DayFrames:
     def inputs(self, day: date, with_als: bool = True) -> fusion.FusionInputs:
         """What fusing ``day`` reads: als_top_n of the day (unless not ``with_als``: podrec serve makes its own),
         user_episode_daily to the day, the catalog's vectors; the day's content index and popular list, built once
-        per day however often the day is fused."""
+        however often the day is fused (until another day is)."""
         s = self.settings
         inputs = fusion.FusionInputs(
             day=day,
@@ -119,12 +118,11 @@ class DayFrames:
             content_candidates=s.content_candidates,
             content_neighbours=s.content_neighbours,
         )
-        if day not in self._indexes:
-            self._indexes[day] = ContentIndex.from_frame(inputs.vectors)
-        inputs.index = self._indexes[day]
-        if day not in self._popular:
-            self._popular[day] = fusion.day_popular(inputs, inputs.index)
-        inputs.popular = self._popular[day]
+        if self._day_model is None or self._day_model[0] != day:
+            self._day_model = None  # the previous day's go before the next day's are built
+            index = ContentIndex.from_frame(inputs.vectors)
+            self._day_model = (day, index, fusion.day_popular(inputs, index))
+        _, inputs.index, inputs.popular = self._day_model
         return inputs
 
     def prepare(self, day: date, users: set | None = None) -> fusion.PreparedDay:

@@ -64,7 +64,7 @@ def list_documents(rows, key: str, buckets: int, stamp: dict[str, Any]) -> Itera
     # objects all at once would be gigabytes); other columns (ids, text, times) as objects, missing ones None
     values = {
         c: rows[c].to_numpy()
-        if rows[c].dtype.kind in "biuf"
+        if isinstance(rows[c].dtype, np.dtype) and rows[c].dtype.kind in "biuf"  # not pandas' nullable ones
         else rows[c].astype(object).where(rows[c].notna(), None).to_numpy()
         for c in columns
     }

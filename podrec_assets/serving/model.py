@@ -19,7 +19,6 @@ import pandas as pd
 import pyarrow as pa
 
 from podrec_assets.core import fusion, online
-from podrec_assets.core.content_candidates import ContentIndex
 from podrec_assets.defs.hybrid.day_data import DayData, frame_of
 from podrec_assets.resources.lake import LakeResource
 from podrec_assets.settings import Settings
@@ -170,8 +169,7 @@ def load_model(
     )
     data = DayData(lake, settings, day)
     inputs = data.inputs(day, with_als=False)
-    index = ContentIndex.from_frame(inputs.vectors)
-    popular = fusion.day_popular(inputs, index)
+    index, popular = inputs.index, inputs.popular  # built once with the day's inputs
     served = online.ServedDay(
         day=day,
         model_version=model_version,
