@@ -211,6 +211,7 @@ def day_outputs(home: Path, day: date, top_k: int = 10) -> dict:
 
 def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
     from podrec_assets.commands.demo import graph_job
+    from podrec_assets.defs.orchestration.wiring import MODEL_ASSETS
     from podrec_assets.local.processes import free_port
     from podrec_assets.local.services import LocalStack
     from podrec_assets.resources import build_resources
@@ -258,10 +259,12 @@ def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
         results = []
         with RssSampler(exclude=servers) as sampler:
             for n, day in enumerate(days, 1):
+                steps = step_selections(job, skip=MODEL_ASSETS if n <= args.warm_days else set())
                 if args.step_processes:
-                    day_result = run_day_in_processes(job, day)
+                    day_result = run_day_in_processes(day, steps)
                 else:
-                    day_result = run_day(job, instance, day, sampler)
+                    day_result = run_day(job, instance, day, sampler, [key for step in steps for key in step])
+                day_result["warm_up"] = n <= args.warm_days
                 results.append(day_result)
                 print_day(n, day_result)
         return {
@@ -280,24 +283,25 @@ def run_size(users: int, engine: str, args: argparse.Namespace) -> dict:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def step_selections(job) -> list[list[str]]:
-    """The day's steps in the order the graph runs them, each as the asset keys it materializes together."""
+def step_selections(job, skip: set[str] = frozenset()) -> list[list[str]]:
+    """The day's steps in the order the graph runs them, each as the asset keys it materializes together (those in
+    ``skip`` left out)."""
     graph = job.asset_layer.asset_graph
     steps: dict[str, list[str]] = {}
     for key in graph.toposorted_asset_keys:
-        if graph.get(key).is_materializable:
+        if graph.get(key).is_materializable and key.to_user_string() not in skip:
             steps.setdefault(graph.get(key).assets_def.node_def.name, []).append(key.to_user_string())
     return list(steps.values())
 
 
-def run_day_in_processes(job, day: date) -> dict:
+def run_day_in_processes(day: date, steps: list[list[str]]) -> dict:
     """``day`` as Dagster's multiprocess executor runs it: each step (an asset with its checks) in a fresh process,
     one after the other, so each step's peak RSS is its own, not the high-water mark of one long process that also
     simulated the events. The day's wall time is the sum of the steps' runs (process start-up is reported apart)."""
     import subprocess
 
     parts, started = [], time.time()
-    for selection in step_selections(job):
+    for selection in steps:
         child = subprocess.run(
             [sys.executable, __file__, "--run-step", day.isoformat(), ",".join(selection)],
             capture_output=True,
@@ -365,6 +369,7 @@ STEP_RESULT = "STEP-RESULT "
 
 def print_day(n: int, result: dict) -> None:
     status = "ok" if result["success"] else f"FAILED: {', '.join(result['failed_steps'])}"
+    status += "; warm-up: the models did not run" if result.get("warm_up") else ""
     _say(
         f"  day {n} {result['day']}: {result['wall_seconds']:.1f} s, peak RSS {result['peak_rss_mb']:,.0f} MB, "
         f"Kafka read {result['kafka_read_events_per_s']:,} events/s, serving store "
@@ -440,6 +445,14 @@ def main() -> int:
         default=["local"],
         help="batch engine(s); with both, each size runs under each and the engines' times and outputs are compared",
     )
+    parser.add_argument(
+        "--warm-days",
+        type=int,
+        default=0,
+        help="the first N days run every step but the models' (als_top_n, final_recommendations, "
+        "recommendation_metrics): listening history and state fill the windows in less time, so a day with full "
+        "windows is reached sooner. Those days are warm-up, not compared; the ratios start after them",
+    )
     parser.add_argument("--work-dir", default=None, help="where the temporary homes go (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep each size's home (lake, Dagster runs) after the run")
     parser.add_argument(
@@ -457,15 +470,23 @@ def main() -> int:
         return 0
     if args.days < 2:
         parser.error("--days must be at least 2 (the first day has no previous list to judge)")
-    base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
+    if not 0 <= args.warm_days <= args.days - 2:
+        parser.error("--warm-days must leave at least 2 days with the models (the first has no list to judge)")
+    base_day = args.base_day or max(7 if args.days >= 14 else 2 if args.days >= 3 else 1, args.warm_days + 2)
+    if base_day <= args.warm_days:
+        parser.error(f"--base-day {base_day} is a warm-up day; costs are compared after --warm-days")
     runs = [run_size(users, engine, args) for users in sorted(args.users) for engine in args.engine]
 
     _say("\nday cost (whole graph, seconds):")
     _say("  " + " ".join(f"{'day ' + str(n):>9}" for n in range(1, args.days + 1)) + "   listeners")
     for run in runs:
         _say(
-            "  " + " ".join(f"{d['wall_seconds']:9.1f}" for d in run["days"]) + f"   {run['users']:,} ({run['engine']})"
+            "  "
+            + " ".join(f"{d['wall_seconds']:8.1f}{'w' if d['warm_up'] else ' '}" for d in run["days"])
+            + f"   {run['users']:,} ({run['engine']})"
         )
+    if args.warm_days:
+        _say(f"  (w: a warm-up day without the models, --warm-days {args.warm_days})")
     ratios = {}
     for run in runs:
         last, base = run["days"][-1]["wall_seconds"], run["days"][base_day - 1]["wall_seconds"]

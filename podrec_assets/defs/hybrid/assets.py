@@ -80,16 +80,23 @@ def final_recommendations(
 
     recs = data.recommend(day, curve)
     version = fusion.model_version(data.als_of(day)["model_version"], data.vectors_of(day)["model"], curve)
-    table = frame_to_table(recs.assign(model_version=version), FINAL_RECOMMENDATIONS)
-    written = lake.write_partition("final_recommendations", day, table, context.run_id)
-
     titles = data.episodes_through(day).set_index("episode_id")["episode_title"]
+    catalog_episodes = int(data.vectors_of(day)["episode_id"].nunique())
+    del data  # the window's listening rows: gigabytes at a million listeners, no longer needed while the lists go out
+
+    recs["model_version"] = version
+    written = lake.write_partition(
+        "final_recommendations", day, frame_to_table(recs, FINAL_RECOMMENDATIONS), context.run_id
+    )
+    # MongoDB stamps the version on each bucket document; its rows carry the titles instead (columns added in
+    # place: a copy of ten million rows is what a write must not cost)
+    del recs["model_version"]
+    recs["episode_title"] = recs["episode_id"].map(titles)
+    recs["because_episode_title"] = recs["because_episode_id"].map(titles)
     served = mongo.replace_day(
         "final_recommendations",
         day,
-        recs.assign(
-            episode_title=recs["episode_id"].map(titles), because_episode_title=recs["because_episode_id"].map(titles)
-        ),
+        recs,
         context.run_id,
         model_version=version,
         delta_version=written["delta_version"],
@@ -113,7 +120,7 @@ def final_recommendations(
         "mongo_rows": served["rows"],
         "mongo_deleted": served["deleted"],
         "mongo_seconds": served["seconds"],
-        "catalog_episodes": int(data.vectors_of(day)["episode_id"].nunique()),
+        "catalog_episodes": catalog_episodes,
     }
     if not choice.evidence.empty:
         metadata["alpha_validation"] = dg.MetadataValue.md(_markdown(choice.evidence.head(10)))
