@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from podrec_assets.core import evaluation, fusion, metrics
+from podrec_assets.core.arrays import position_in_runs
 from podrec_assets.core.content_candidates import ContentIndex, user_content_candidates
 from podrec_assets.core.metrics import ndcg_per_user
 
@@ -767,3 +768,16 @@ def test_day_frames_cut_any_day_from_rows_in_any_order():
     default = fusion.AlphaCurve(0.5, 0.2, 3)
     choice = choose_curve(frames, date(2026, 4, 6), default, validation_days=3, validation_users=0, k=5)
     assert choice.curve == default and choice.why.startswith("kept the settings: no earlier day")
+
+
+def test_position_in_runs_is_the_count_of_earlier_equal_neighbours():
+    """The rank-within-listener that fusion, ALS, content candidates and the popular fill share: each element's
+    position in its run of equal consecutive keys, a run starting again wherever the key changes (even to a key seen
+    before), equal to pandas' cumulative count over run ids."""
+    rng = np.random.default_rng(7)
+    for keys in (rng.integers(0, 5, 400), np.sort(rng.integers(0, 50, 400)).astype(np.uint32), np.array([3, 3, 1, 3])):
+        runs = np.cumsum(np.r_[True, keys[1:] != keys[:-1]])
+        expected = pd.Series(runs).groupby(runs).cumcount().to_numpy()
+        assert np.array_equal(position_in_runs(keys), expected)
+    assert position_in_runs(np.array([3, 3, 1, 3])).tolist() == [0, 1, 0, 0]
+    assert position_in_runs(np.zeros(0, dtype=np.int32)).tolist() == []

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from podrec_assets.core.arrays import position_in_runs
+
 if TYPE_CHECKING:
     from podrec_assets.core.als import AlsParams
 
@@ -57,8 +59,7 @@ def top_n_frame(
     user_idx, flat_items, flat_scores = user_idx[keep], flat_items[keep], flat_scores[keep]
     first = ~pd.Series(user_idx.astype(np.int64) * max(len(item_ids), 1) + flat_items).duplicated().to_numpy()
     user_idx, flat_items, flat_scores = user_idx[first], flat_items[first], flat_scores[first]
-    starts = np.r_[0, np.flatnonzero(np.diff(user_idx)) + 1] if len(user_idx) else np.zeros(0, np.int64)
-    rank = np.arange(len(user_idx)) - np.repeat(starts, np.diff(np.r_[starts, len(user_idx)])) + 1
+    rank = position_in_runs(user_idx) + 1
     out = pd.DataFrame(
         {
             "user_id": np.asarray(user_ids)[user_idx],

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from podrec_assets.core.arrays import position_in_runs
+
 USER, ITEM = "user_id", "episode_id"
 
 
@@ -276,9 +278,7 @@ def _neighbour_block(h_user, h_pos, ex_keys, nearest, n, take):
     else:
         order = np.lexsort((item, -score, user))
     user, item, score, because = user[order], item[order], score[order], because[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(user)) + 1] if len(user) else np.zeros(0, dtype=np.int64)
-    nth = np.arange(len(user)) - np.repeat(starts, np.diff(np.r_[starts, len(user)]))
-    chosen = nth < take
+    chosen = position_in_runs(user) < take
     return user[chosen], item[chosen], score[chosen], because[chosen]
 
 

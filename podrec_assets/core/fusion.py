@@ -29,6 +29,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from podrec_assets.core.arrays import position_in_runs
 from podrec_assets.core.content_candidates import ContentIndex, user_content_candidates
 from podrec_assets.core.popularity import fill_with_popular, popular_episodes, positive_mask
 
@@ -106,9 +107,7 @@ def fuse(normalised: pd.DataFrame, age_days: pd.Series, curve: AlphaCurve, top_n
     user_codes, _ = pd.factorize(normalised[USER], sort=True)
     item_codes, _ = pd.factorize(normalised[ITEM], sort=True)
     order = np.lexsort((item_codes, -final, user_codes))
-    sorted_users = user_codes[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)])) + 1
+    rank = position_in_runs(user_codes[order]) + 1
     kept = rank <= top_n
     rows = order[kept]
     top = normalised.iloc[rows]

@@ -12,6 +12,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from podrec_assets.core.arrays import position_in_runs
+
 USER, ITEM = "user_id", "episode_id"
 
 
@@ -90,8 +92,7 @@ def fill_with_popular(
             free = ~np.isin(u.astype(np.int64) * n_items + i, block_skip)
             u, i = u[free], i[free]
             # i-th free episode of each user (rows come user by user, items in popular order)
-            first = np.r_[0, np.flatnonzero(np.diff(u)) + 1] if len(u) else np.array([], dtype=np.int64)
-            nth = np.arange(len(u)) - np.repeat(first, np.diff(np.r_[first, len(u)]))
+            nth = position_in_runs(u)
             need_of = need[np.searchsorted(block, u)]
             take = nth < need_of
             got = np.bincount(np.searchsorted(rows, u[take]), minlength=len(rows))
