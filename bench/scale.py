@@ -472,9 +472,13 @@ def main() -> int:
         parser.error("--days must be at least 2 (the first day has no previous list to judge)")
     if not 0 <= args.warm_days <= args.days - 2:
         parser.error("--warm-days must leave at least 2 days with the models (the first has no list to judge)")
-    base_day = args.base_day or max(7 if args.days >= 14 else 2 if args.days >= 3 else 1, args.warm_days + 2)
-    if base_day <= args.warm_days:
-        parser.error(f"--base-day {base_day} is a warm-up day; costs are compared after --warm-days")
+    base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
+    if args.warm_days:  # the base day and the day before it (the three-day median's first) both ran the models
+        base_day = max(base_day, args.warm_days + 2) if not args.base_day else base_day
+        if base_day < args.warm_days + 2:
+            parser.error(f"--base-day must be at least {args.warm_days + 2}: costs are compared after --warm-days")
+    if not 1 <= base_day <= args.days:
+        parser.error(f"--base-day must be one of the {args.days} days")
     runs = [run_size(users, engine, args) for users in sorted(args.users) for engine in args.engine]
 
     _say("\nday cost (whole graph, seconds):")

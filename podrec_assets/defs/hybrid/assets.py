@@ -127,7 +127,7 @@ def final_recommendations(
         metadata["alpha_validation_listeners"] = dg.MetadataValue.json(choice.judged)
     if len(recs):
         metadata["preview"] = dg.MetadataValue.md(
-            _markdown(recs.head(10).assign(because_episode_id=recs.head(10)["because_episode_id"].fillna("")))
+            _markdown(recs.head(10).fillna({"because_episode_id": "", "because_episode_title": ""}))
         )
     return dg.MaterializeResult(metadata=metadata)
 
