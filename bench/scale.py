@@ -472,11 +472,11 @@ def main() -> int:
         parser.error("--days must be at least 2 (the first day has no previous list to judge)")
     if not 0 <= args.warm_days <= args.days - 2:
         parser.error("--warm-days must leave at least 2 days with the models (the first has no list to judge)")
-    base_day = args.base_day or (7 if args.days >= 14 else 2 if args.days >= 3 else 1)
-    if args.warm_days:  # the base day and the day before it (the three-day median's first) both ran the models
-        base_day = max(base_day, args.warm_days + 2) if not args.base_day else base_day
-        if base_day < args.warm_days + 2:
-            parser.error(f"--base-day must be at least {args.warm_days + 2}: costs are compared after --warm-days")
+    # after a warm-up, the base day and the day before it (the three-day median's first) must both have run the models
+    first_comparable = args.warm_days + 2 if args.warm_days else 1
+    base_day = args.base_day or max(7 if args.days >= 14 else 2 if args.days >= 3 else 1, first_comparable)
+    if base_day < first_comparable:
+        parser.error(f"--base-day must be at least {first_comparable}: costs are compared after --warm-days")
     if not 1 <= base_day <= args.days:
         parser.error(f"--base-day must be one of the {args.days} days")
     runs = [run_size(users, engine, args) for users in sorted(args.users) for engine in args.engine]
